@@ -1,0 +1,212 @@
+//! Rego policies evaluated with regorus.
+//!
+//! A [`Policy`] is parsed and prepared once per policy version (and, for
+//! attestation policies, per reference-value version, which is loaded as
+//! `data.reference`); each evaluation clones the prepared engine, sets the
+//! input and evaluates a rule. Policies may be written in Rego v0 syntax (as
+//! most CoCo policies are) or v1 (`import rego.v1` or the v1 keywords).
+//!
+//! This crate knows nothing about HTTP, storage or evidence formats.
+
+use regorus::Engine;
+use serde_json::Value;
+
+/// Largest policy text accepted.
+pub const MAX_POLICY_LEN: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The policy text does not compile (the operator's fault).
+    #[error("policy {id:?} does not compile: {reason}")]
+    Compile { id: String, reason: String },
+    /// The policy is not in the package the caller requires.
+    #[error("policy {id:?} must be in package {expected:?}")]
+    Package { id: String, expected: String },
+    /// The policy text is too large.
+    #[error("policy {id:?} is larger than {MAX_POLICY_LEN} bytes")]
+    TooLarge { id: String },
+    /// Data given to the policy could not be loaded.
+    #[error("policy {id:?}: data could not be loaded: {reason}")]
+    Data { id: String, reason: String },
+    /// Evaluation raised an error (a runtime error inside the policy).
+    #[error("policy {id:?} failed during evaluation: {reason}")]
+    Eval { id: String, reason: String },
+    /// A rule produced a value of the wrong type.
+    #[error("policy {id:?}: rule {rule} must be {expected}, got {got}")]
+    Type { id: String, rule: String, expected: &'static str, got: String },
+}
+
+/// A compiled policy, ready to evaluate many times.
+#[derive(Clone)]
+pub struct Policy {
+    id: String,
+    package: String,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("id", &self.id).field("package", &self.package).finish()
+    }
+}
+
+fn try_compile(id: &str, source: &str, v0: bool) -> Result<(Engine, String), String> {
+    let mut engine = Engine::new();
+    engine.set_rego_v0(v0);
+    let package = engine.add_policy(format!("{id}.rego"), source.to_string()).map_err(|e| e.to_string())?;
+    Ok((engine, package))
+}
+
+impl Policy {
+    /// Compile `source`; it must declare `package <package>`.
+    pub fn compile(id: &str, source: &str, package: &str) -> Result<Self, PolicyError> {
+        if source.len() > MAX_POLICY_LEN {
+            return Err(PolicyError::TooLarge { id: id.into() });
+        }
+        // v0 mode also honours `import rego.v1`; pure v1 text without that
+        // import compiles in the second attempt.
+        let (engine, pkg) = match try_compile(id, source, true) {
+            Ok(ok) => ok,
+            Err(e0) => try_compile(id, source, false).map_err(|_| PolicyError::Compile {
+                id: id.into(),
+                reason: e0,
+            })?,
+        };
+        let expected = format!("data.{package}");
+        if pkg != expected {
+            return Err(PolicyError::Package { id: id.into(), expected: package.into() });
+        }
+        Ok(Self { id: id.into(), package: package.into(), engine })
+    }
+
+    /// The same policy with `data` loaded (for example reference values).
+    pub fn with_data(&self, data: &Value) -> Result<Self, PolicyError> {
+        let mut p = self.clone();
+        p.engine
+            .add_data(regorus::Value::from(data.clone()))
+            .map_err(|e| PolicyError::Data { id: self.id.clone(), reason: e.to_string() })?;
+        Ok(p)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn engine_with_input(&self, input: &Value) -> Engine {
+        let mut e = self.engine.clone();
+        e.set_input(regorus::Value::from(input.clone()));
+        e
+    }
+
+    /// Evaluate the query `data.<package><suffix>`; undefined yields `None`.
+    fn query(&self, input: &Value, suffix: &str) -> Result<Option<regorus::Value>, PolicyError> {
+        let mut e = self.engine_with_input(input);
+        let results = e
+            .eval_query(format!("data.{}{suffix}", self.package), false)
+            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })?;
+        Ok(results
+            .result
+            .into_iter()
+            .next()
+            .and_then(|r| r.expressions.into_iter().next())
+            .map(|x| x.value)
+            .filter(|v| *v != regorus::Value::Undefined))
+    }
+
+    fn type_error(&self, rule: &str, expected: &'static str, got: &regorus::Value) -> PolicyError {
+        PolicyError::Type {
+            id: self.id.clone(),
+            rule: rule.into(),
+            expected,
+            got: got.to_json_str().unwrap_or_default().chars().take(64).collect(),
+        }
+    }
+
+    /// Evaluate `data.<package>.<rule>`; undefined yields `None`.
+    pub fn eval_rule(&self, input: &Value, rule: &str) -> Result<Option<Value>, PolicyError> {
+        let Some(v) = self.query(input, &format!(".{rule}"))? else {
+            return Ok(None);
+        };
+        let json = v
+            .to_json_str()
+            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })
+    }
+
+    /// Evaluate a boolean rule; undefined counts as `false` (deny by default).
+    pub fn eval_bool(&self, input: &Value, rule: &str) -> Result<bool, PolicyError> {
+        match self.query(input, &format!(".{rule}"))? {
+            None => Ok(false),
+            Some(regorus::Value::Bool(b)) => Ok(b),
+            Some(other) => Err(self.type_error(rule, "a boolean", &other)),
+        }
+    }
+
+    /// Evaluate the package once and pick several integer rules (the
+    /// trust-vector claims of an attestation policy). Undefined rules are
+    /// left out of the result.
+    pub fn eval_ints(&self, input: &Value, rules: &[&str]) -> Result<Vec<(String, i64)>, PolicyError> {
+        let mut out = Vec::with_capacity(rules.len());
+        let Some(all) = self.query(input, "")? else {
+            return Ok(out);
+        };
+        for rule in rules {
+            let v = &all[*rule];
+            match v {
+                regorus::Value::Undefined => {}
+                regorus::Value::Number(n) => match n.as_i64() {
+                    Some(i) => out.push((rule.to_string(), i)),
+                    None => return Err(self.type_error(rule, "an integer", v)),
+                },
+                other => return Err(self.type_error(rule, "an integer", other)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_v0_and_v1_policies() {
+        let v0 = "package policy\ndefault allow = false\nallow { input.a == 1 }\n";
+        let v1 = "package policy\ndefault allow := false\nallow if input.a == 1\n";
+        let v1i = "package policy\nimport rego.v1\ndefault allow := false\nallow if { input.a == 1 }\n";
+        for src in [v0, v1, v1i] {
+            let p = Policy::compile("t", src, "policy").unwrap();
+            assert!(p.eval_bool(&json!({"a": 1}), "allow").unwrap(), "{src}");
+            assert!(!p.eval_bool(&json!({"a": 2}), "allow").unwrap(), "{src}");
+        }
+    }
+
+    #[test]
+    fn undefined_allow_denies() {
+        let p = Policy::compile("t", "package policy\nallow { input.a == 1 }\n", "policy").unwrap();
+        assert!(!p.eval_bool(&json!({}), "allow").unwrap());
+    }
+
+    #[test]
+    fn rejects_bad_policies() {
+        assert!(matches!(Policy::compile("t", "package policy\nallow {", "policy"), Err(PolicyError::Compile { .. })));
+        assert!(matches!(
+            Policy::compile("t", "package other\nallow = true", "policy"),
+            Err(PolicyError::Package { .. })
+        ));
+        let p = Policy::compile("t", "package policy\nallow = \"yes\"", "policy").unwrap();
+        assert!(matches!(p.eval_bool(&json!({}), "allow"), Err(PolicyError::Type { .. })));
+    }
+
+    #[test]
+    fn evaluates_integer_rules_with_data() {
+        let src = "package policy\nimport rego.v1\ndefault hardware := 97\nhardware := 2 if input.svn in data.reference.svn\n";
+        let p = Policy::compile("t", src, "policy").unwrap().with_data(&json!({"reference": {"svn": ["1"]}})).unwrap();
+        assert_eq!(p.eval_ints(&json!({"svn": "1"}), &["hardware", "executables"]).unwrap(), vec![("hardware".to_string(), 2)]);
+        assert_eq!(p.eval_ints(&json!({"svn": "2"}), &["hardware"]).unwrap(), vec![("hardware".to_string(), 97)]);
+    }
+}

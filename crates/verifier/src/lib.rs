@@ -1,0 +1,15 @@
+//! Evidence verification: one [`Verifier`] per TEE family, dispatch by the
+//! `tee` of the KBS Request, the runtime-data binding check, init-data
+//! binding, claims, and appraisal of those claims by a Rego attestation
+//! policy into an EAR appraisal and token.
+//!
+//! Everything here is a pure function of its arguments: verifiers receive
+//! `now` and their trust anchors; nothing reads the clock, files or network.
+//! This crate knows nothing about HTTP or storage.
+
+pub mod appraise;
+pub mod sample;
+mod verify;
+
+pub use appraise::{appraise, default_attestation_policy, issue_token, reference_data, TokenSettings, ATTESTATION_PACKAGE, TRUST_RULES};
+pub use verify::{TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError};

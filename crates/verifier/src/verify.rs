@@ -1,0 +1,189 @@
+//! The verifier trait, the registry that dispatches by TEE, and the checks
+//! every family shares: nonce, runtime-data binding and init-data binding.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use ward_proto::initdata::{InitData, InitDataError};
+use ward_proto::kbs::{runtime_data_claims, runtime_data_hash, Attestation, TeeEvidence};
+use ward_proto::{HashAlgorithm, Tee};
+
+/// Why evidence was not accepted. Every variant names the check that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No verifier is registered for this TEE.
+    #[error("TEE {0:?} is not supported by this verifier")]
+    UnsupportedTee(String),
+    /// The evidence could not be parsed (the attester's fault).
+    #[error("malformed evidence: {0}")]
+    Malformed(String),
+    /// A named verification check failed.
+    #[error("evidence check {check} failed: {detail}")]
+    Check { check: &'static str, detail: String },
+    /// The runtime data does not match the nonce issued for this session.
+    #[error("runtime-data nonce does not match the challenge of this session")]
+    Nonce,
+    /// report_data in the evidence does not bind the runtime data.
+    #[error("report_data does not bind the runtime data (nonce and TEE public key)")]
+    Binding,
+    /// Init-data was sent but is malformed or not bound by the evidence.
+    #[error("init-data: {0}")]
+    InitData(String),
+    /// The verifier is not configured to verify this evidence (the operator's
+    /// fault, for example a missing trust anchor).
+    #[error("verifier configuration: {0}")]
+    Config(String),
+}
+
+impl From<InitDataError> for VerifyError {
+    fn from(e: InitDataError) -> Self {
+        VerifyError::InitData(e.to_string())
+    }
+}
+
+/// What a TEE verifier extracts from cryptographically verified evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeeClaims {
+    /// The TEE-specific claims (annotated evidence under the TEE's name).
+    pub claims: Value,
+    /// The raw report_data field of the evidence.
+    pub report_data: Vec<u8>,
+    /// How report_data appears in the annotated evidence.
+    pub report_data_claim: Value,
+    /// The hardware field that binds init-data (HOST_DATA, MRCONFIGID, …),
+    /// if this TEE has one.
+    pub init_data_field: Option<Vec<u8>>,
+}
+
+/// One evidence family.
+pub trait Verifier: Send + Sync {
+    /// The `tee` name this verifier handles.
+    fn tee(&self) -> &'static str;
+
+    /// Parse and cryptographically verify `evidence` as of `now` (unix
+    /// seconds). Implementations check signatures, certificate chains and
+    /// TCB, and return claims; the binding checks are done by the registry.
+    fn verify_evidence(&self, evidence: &TeeEvidence, now: i64) -> Result<TeeClaims, VerifyError>;
+}
+
+/// Evidence that passed every check. Only [`VerifierRegistry`] constructs
+/// it, so appraisal and key release cannot be handed unverified claims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedEvidence {
+    tee: Tee,
+    annotated: Value,
+}
+
+impl VerifiedEvidence {
+    pub fn tee(&self) -> &Tee {
+        &self.tee
+    }
+
+    /// `{"<tee>": claims, "runtime_data_claims", "report_data", "init_data"?, "init_data_claims"?}`.
+    pub fn annotated_evidence(&self) -> &Value {
+        &self.annotated
+    }
+}
+
+/// Dispatches evidence to the verifier of its TEE.
+#[derive(Clone, Default)]
+pub struct VerifierRegistry {
+    verifiers: BTreeMap<&'static str, Arc<dyn Verifier>>,
+}
+
+impl VerifierRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register (or replace) the verifier of one TEE.
+    pub fn register(&mut self, v: Arc<dyn Verifier>) {
+        self.verifiers.insert(v.tee(), v);
+    }
+
+    /// The TEE names that can be verified.
+    pub fn tees(&self) -> Vec<&'static str> {
+        self.verifiers.keys().copied().collect()
+    }
+
+    pub fn supports(&self, tee: &Tee) -> bool {
+        self.verifiers.contains_key(tee.as_str())
+    }
+
+    fn get(&self, tee: &Tee) -> Result<&Arc<dyn Verifier>, VerifyError> {
+        self.verifiers
+            .get(tee.as_str())
+            .ok_or_else(|| VerifyError::UnsupportedTee(tee.as_str().chars().take(32).collect()))
+    }
+
+    /// Verify evidence on its own, without runtime data (`ward verify`).
+    pub fn verify_evidence(&self, tee: &Tee, evidence: &TeeEvidence, now: i64) -> Result<TeeClaims, VerifyError> {
+        self.get(tee)?.verify_evidence(evidence, now)
+    }
+
+    /// Verify a KBS Attestation: the evidence itself, that the runtime data
+    /// carries `expected_nonce`, that report_data binds the runtime data, and
+    /// that init-data (when sent) is bound by the TEE.
+    pub fn verify_attestation(
+        &self,
+        tee: &Tee,
+        attestation: &Attestation,
+        expected_nonce: &str,
+        now: i64,
+    ) -> Result<VerifiedEvidence, VerifyError> {
+        if !constant_time_eq(attestation.runtime_data.nonce.as_bytes(), expected_nonce.as_bytes()) {
+            return Err(VerifyError::Nonce);
+        }
+        let verifier = self.get(tee)?;
+        let additional = &attestation.tee_evidence.additional_evidence;
+        let tee_claims = verifier.verify_evidence(&attestation.tee_evidence, now)?;
+        check_binding(&tee_claims.report_data, |alg| {
+            runtime_data_hash(&attestation.runtime_data, additional, alg).map_err(|e| VerifyError::Malformed(e.to_string()))
+        })?;
+
+        let mut annotated = serde_json::Map::new();
+        annotated.insert(tee.as_str().to_string(), tee_claims.claims);
+        annotated.insert("runtime_data_claims".into(), runtime_data_claims(&attestation.runtime_data, additional));
+        annotated.insert("report_data".into(), tee_claims.report_data_claim);
+
+        if let Some(msg) = &attestation.init_data {
+            let init = InitData::parse(&msg.format, &msg.body)?;
+            let field = tee_claims.init_data_field.as_ref().ok_or_else(|| {
+                VerifyError::InitData(format!("TEE {tee} does not bind init-data, but init-data was sent"))
+            })?;
+            if !constant_time_eq(field, &init.digest_for_field(field.len())) {
+                return Err(VerifyError::InitData(
+                    "the init-data digest does not match the value bound in the evidence".into(),
+                ));
+            }
+            annotated.insert("init_data".into(), Value::String(hex::encode(&init.digest)));
+            annotated.insert("init_data_claims".into(), json!(init.data));
+        }
+        Ok(VerifiedEvidence { tee: tee.clone(), annotated: Value::Object(annotated) })
+    }
+}
+
+/// report_data must start with H(runtime data) for one of the accepted hash
+/// algorithms and be zero after it.
+fn check_binding(
+    field: &[u8],
+    hash: impl Fn(HashAlgorithm) -> Result<Vec<u8>, VerifyError>,
+) -> Result<(), VerifyError> {
+    for alg in HashAlgorithm::ALL {
+        let h = hash(alg)?;
+        if field.len() >= h.len()
+            && constant_time_eq(&field[..h.len()], &h)
+            && field[h.len()..].iter().all(|b| *b == 0)
+        {
+            return Ok(());
+        }
+    }
+    Err(VerifyError::Binding)
+}
+
+/// Comparison whose time does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
