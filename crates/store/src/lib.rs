@@ -1,1 +1,152 @@
-//! placeholder
+//! Persistence for the trust service behind one trait, [`Store`].
+//!
+//! The embedded default is [`SqliteStore`]: one SQLite file (WAL mode, so
+//! several `ward serve` processes on one host can share it), versioned schema
+//! migrations, and envelope encryption of every secret at rest: resources and
+//! key material are sealed with a fresh data key that is wrapped by the
+//! key-encryption key ([`Kek`]) and bound to the row it belongs to.
+//!
+//! The store holds no business logic and exposes no SQL; the schema is kept
+//! portable (TEXT, INTEGER, BLOB) so that a PostgreSQL implementation of the
+//! same trait can follow.
+
+mod kek;
+mod sqlite;
+
+pub use kek::{Kek, KekError};
+pub use sqlite::SqliteStore;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a store operation failed. Messages never contain secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data could not be decrypted ({0}); is this the right key-encryption key?")]
+    Decrypt(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("key-encryption key: {0}")]
+    Kek(#[from] KekError),
+    #[error("database schema version {found} is newer than this ward supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Metadata of a stored resource (never its content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceMeta {
+    /// `repo/type/tag`.
+    pub path: String,
+    pub size: u64,
+    /// Changes on every write; unique across delete and re-create.
+    pub version: i64,
+    pub updated_at: i64,
+}
+
+/// A resource with its content.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub meta: ResourceMeta,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource").field("meta", &self.meta).field("data", &"<redacted>").finish()
+    }
+}
+
+/// Which kind of policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    Resource,
+    Attestation,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resource => "resource",
+            Self::Attestation => "attestation",
+        }
+    }
+}
+
+/// A stored policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub kind: PolicyKind,
+    pub id: String,
+    pub text: String,
+    pub version: i64,
+    pub updated_at: i64,
+}
+
+/// A reference value: a name and the list of values accepted for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceValue {
+    pub name: String,
+    pub values: Vec<serde_json::Value>,
+    /// Unix seconds after which the value is no longer served to policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub updated_at: i64,
+}
+
+/// A key in a keyring (cookie keys, token signing keys). Material is the
+/// decrypted secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub id: String,
+    pub material: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry").field("id", &self.id).field("created_at", &self.created_at).finish()
+    }
+}
+
+/// Persistence of the trust service. Implementations must be safe to share
+/// between threads and between processes (replicas) using the same backing
+/// database. Writes are atomic: a failed write leaves stored data intact.
+pub trait Store: Send + Sync {
+    /// Keys of one keyring, oldest first.
+    fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>>;
+    /// Add a key unless one with this id exists; returns whether it was added.
+    fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool>;
+    /// Remove a key; returns whether it existed.
+    fn remove_key(&self, ring: &str, id: &str) -> Result<bool>;
+
+    /// Create or replace a resource.
+    fn put_resource(&self, path: &str, data: &[u8], now: i64) -> Result<ResourceMeta>;
+    fn get_resource(&self, path: &str) -> Result<Option<Resource>>;
+    fn resource_meta(&self, path: &str) -> Result<Option<ResourceMeta>>;
+    fn delete_resource(&self, path: &str) -> Result<bool>;
+    fn list_resources(&self) -> Result<Vec<ResourceMeta>>;
+
+    fn put_policy(&self, kind: PolicyKind, id: &str, text: &str, now: i64) -> Result<StoredPolicy>;
+    fn get_policy(&self, kind: PolicyKind, id: &str) -> Result<Option<StoredPolicy>>;
+    /// The version of a policy, without its text (cheap: called per request).
+    fn policy_version(&self, kind: PolicyKind, id: &str) -> Result<Option<i64>>;
+    fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool>;
+    fn list_policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>>;
+
+    fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue>;
+    fn get_reference_value(&self, name: &str) -> Result<Option<ReferenceValue>>;
+    fn delete_reference_value(&self, name: &str) -> Result<bool>;
+    fn list_reference_values(&self) -> Result<Vec<ReferenceValue>>;
+    /// A number that changes whenever any reference value changes (cheap).
+    fn reference_values_generation(&self) -> Result<i64>;
+}

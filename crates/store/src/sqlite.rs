@@ -1,0 +1,375 @@
+//! The embedded SQLite store.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta, Result, Store, StoreError, StoredPolicy,
+};
+
+/// Schema migrations, applied in order; index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     CREATE TABLE keyring (ring TEXT NOT NULL, id TEXT NOT NULL, sealed BLOB NOT NULL,
+                           created_at INTEGER NOT NULL, PRIMARY KEY (ring, id));
+     CREATE TABLE resources (path TEXT PRIMARY KEY, sealed BLOB NOT NULL, size INTEGER NOT NULL,
+                             version INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+     CREATE TABLE policies (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+                            version INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (kind, id));
+     CREATE TABLE reference_values (name TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at INTEGER,
+                                    version INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+     CREATE TABLE meta (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);",
+];
+
+/// Number of pooled connections (readers run concurrently in WAL mode).
+const POOL: usize = 4;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    kek: Kek,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+    Ok(conn)
+}
+
+/// Sentinel sealed with the KEK on first use, to detect a wrong KEK at start.
+const KEK_CHECK: &[u8] = b"ward key-encryption key check v1";
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`, run migrations and
+    /// check that `kek` is the key the database was created with.
+    pub fn open(path: &Path, kek: Kek) -> Result<Self> {
+        let mut first = open_conn(path)?;
+        migrate(&mut first)?;
+        let mut conns = vec![Mutex::new(first)];
+        for _ in 1..POOL {
+            conns.push(Mutex::new(open_conn(path)?));
+        }
+        let store = Self { conns, next: AtomicUsize::new(0), kek };
+        store.check_kek()?;
+        Ok(store)
+    }
+
+    fn check_kek(&self) -> Result<()> {
+        self.with_write(|tx| {
+            let existing: Option<Vec<u8>> = tx
+                .query_row("SELECT sealed FROM meta WHERE name = 'kek-check'", [], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            match existing {
+                Some(sealed) => {
+                    let plain = self.kek.open(b"meta:kek-check", &sealed).map_err(StoreError::Decrypt)?;
+                    if plain != KEK_CHECK {
+                        return Err(StoreError::Decrypt("key check value differs".into()));
+                    }
+                }
+                None => {
+                    let sealed = self.kek.seal(b"meta:kek-check", KEK_CHECK)?;
+                    tx.execute("INSERT INTO meta (name, sealed) VALUES ('kek-check', ?1)", params![sealed])
+                        .map_err(db)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Try each pooled connection without blocking, then wait on one.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.conns.len() {
+            if let Ok(c) = self.conns[(start + i) % self.conns.len()].try_lock() {
+                return c;
+            }
+        }
+        let m = &self.conns[start % self.conns.len()];
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn with_write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn bump(tx: &rusqlite::Transaction<'_>, counter: &str) -> Result<i64> {
+        tx.query_row(
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            params![counter],
+            |r| r.get(0),
+        )
+        .map_err(db)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew { found: version, supported });
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(m).map_err(db)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+fn resource_aad(path: &str) -> Vec<u8> {
+    format!("resource:{path}").into_bytes()
+}
+
+fn key_aad(ring: &str, id: &str) -> Vec<u8> {
+    format!("key:{ring}/{id}").into_bytes()
+}
+
+fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceMeta> {
+    Ok(ResourceMeta { path: r.get(0)?, size: r.get::<_, i64>(1)? as u64, version: r.get(2)?, updated_at: r.get(3)? })
+}
+
+fn policy_kind(s: &str) -> Option<PolicyKind> {
+    match s {
+        "resource" => Some(PolicyKind::Resource),
+        "attestation" => Some(PolicyKind::Attestation),
+        _ => None,
+    }
+}
+
+fn policy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
+    let kind: String = r.get(0)?;
+    Ok(StoredPolicy {
+        kind: policy_kind(&kind).unwrap_or(PolicyKind::Resource),
+        id: r.get(1)?,
+        text: r.get(2)?,
+        version: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
+fn rv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn rv_from(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValue> {
+    let (name, body, expires_at, version, updated_at) = row;
+    let values = serde_json::from_str(&body)
+        .map_err(|e| StoreError::Corrupt(format!("reference value {name:?}: {e}")))?;
+    Ok(ReferenceValue { name, values, expires_at, version, updated_at })
+}
+
+impl Store for SqliteStore {
+    fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, sealed, created_at FROM keyring WHERE ring = ?1 ORDER BY created_at, id")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![ring], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed, created_at) = row.map_err(db)?;
+            let material = self.kek.open(&key_aad(ring, &id), &sealed).map_err(StoreError::Decrypt)?;
+            out.push(KeyEntry { id, material, created_at });
+        }
+        Ok(out)
+    }
+
+    fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool> {
+        let sealed = self.kek.seal(&key_aad(ring, id), material)?;
+        self.with_write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO keyring (ring, id, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(ring, id) DO NOTHING",
+                    params![ring, id, sealed, now],
+                )
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove_key(&self, ring: &str, id: &str) -> Result<bool> {
+        self.with_write(|tx| {
+            Ok(tx.execute("DELETE FROM keyring WHERE ring = ?1 AND id = ?2", params![ring, id]).map_err(db)? == 1)
+        })
+    }
+
+    fn put_resource(&self, path: &str, data: &[u8], now: i64) -> Result<ResourceMeta> {
+        let sealed = self.kek.seal(&resource_aad(path), data)?;
+        self.with_write(|tx| {
+            let version = Self::bump(tx, "resources")?;
+            tx.execute(
+                "INSERT INTO resources (path, sealed, size, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(path) DO UPDATE SET sealed = ?2, size = ?3, version = ?4, updated_at = ?5",
+                params![path, sealed, data.len() as i64, version, now],
+            )
+            .map_err(db)?;
+            Ok(ResourceMeta { path: path.into(), size: data.len() as u64, version, updated_at: now })
+        })
+    }
+
+    fn get_resource(&self, path: &str) -> Result<Option<Resource>> {
+        let row = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached("SELECT path, size, version, updated_at, sealed FROM resources WHERE path = ?1")
+                .map_err(db)?;
+            stmt.query_row(params![path], |r| Ok((meta_row(r)?, r.get::<_, Vec<u8>>(4)?))).optional().map_err(db)?
+        };
+        match row {
+            None => Ok(None),
+            Some((meta, sealed)) => {
+                let data = self.kek.open(&resource_aad(path), &sealed).map_err(StoreError::Decrypt)?;
+                Ok(Some(Resource { meta, data }))
+            }
+        }
+    }
+
+    fn resource_meta(&self, path: &str) -> Result<Option<ResourceMeta>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT path, size, version, updated_at FROM resources WHERE path = ?1")
+            .map_err(db)?;
+        stmt.query_row(params![path], meta_row).optional().map_err(db)
+    }
+
+    fn delete_resource(&self, path: &str) -> Result<bool> {
+        self.with_write(|tx| Ok(tx.execute("DELETE FROM resources WHERE path = ?1", params![path]).map_err(db)? == 1))
+    }
+
+    fn list_resources(&self) -> Result<Vec<ResourceMeta>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT path, size, version, updated_at FROM resources ORDER BY path").map_err(db)?;
+        let rows = stmt.query_map([], meta_row).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn put_policy(&self, kind: PolicyKind, id: &str, text: &str, now: i64) -> Result<StoredPolicy> {
+        self.with_write(|tx| {
+            let version = Self::bump(tx, "policies")?;
+            tx.execute(
+                "INSERT INTO policies (kind, id, body, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(kind, id) DO UPDATE SET body = ?3, version = ?4, updated_at = ?5",
+                params![kind.as_str(), id, text, version, now],
+            )
+            .map_err(db)?;
+            Ok(StoredPolicy { kind, id: id.into(), text: text.into(), version, updated_at: now })
+        })
+    }
+
+    fn get_policy(&self, kind: PolicyKind, id: &str) -> Result<Option<StoredPolicy>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT kind, id, body, version, updated_at FROM policies WHERE kind = ?1 AND id = ?2")
+            .map_err(db)?;
+        stmt.query_row(params![kind.as_str(), id], policy_row).optional().map_err(db)
+    }
+
+    fn policy_version(&self, kind: PolicyKind, id: &str) -> Result<Option<i64>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT version FROM policies WHERE kind = ?1 AND id = ?2").map_err(db)?;
+        stmt.query_row(params![kind.as_str(), id], |r| r.get(0)).optional().map_err(db)
+    }
+
+    fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool> {
+        self.with_write(|tx| {
+            Self::bump(tx, "policies")?;
+            Ok(tx.execute("DELETE FROM policies WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id]).map_err(db)?
+                == 1)
+        })
+    }
+
+    fn list_policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT kind, id, body, version, updated_at FROM policies WHERE kind = ?1 ORDER BY id")
+            .map_err(db)?;
+        let rows = stmt.query_map(params![kind.as_str()], policy_row).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue> {
+        let body = serde_json::to_string(&rv.values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with_write(|tx| {
+            let version = Self::bump(tx, "reference_values")?;
+            tx.execute(
+                "INSERT INTO reference_values (name, body, expires_at, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET body = ?2, expires_at = ?3, version = ?4, updated_at = ?5",
+                params![rv.name, body, rv.expires_at, version, now],
+            )
+            .map_err(db)?;
+            Ok(ReferenceValue { version, updated_at: now, ..rv.clone() })
+        })
+    }
+
+    fn get_reference_value(&self, name: &str) -> Result<Option<ReferenceValue>> {
+        let row = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, body, expires_at, version, updated_at FROM reference_values WHERE name = ?1",
+                )
+                .map_err(db)?;
+            stmt.query_row(params![name], rv_row).optional().map_err(db)?
+        };
+        row.map(rv_from).transpose()
+    }
+
+    fn delete_reference_value(&self, name: &str) -> Result<bool> {
+        self.with_write(|tx| {
+            Self::bump(tx, "reference_values")?;
+            Ok(tx.execute("DELETE FROM reference_values WHERE name = ?1", params![name]).map_err(db)? == 1)
+        })
+    }
+
+    fn list_reference_values(&self) -> Result<Vec<ReferenceValue>> {
+        let rows = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached("SELECT name, body, expires_at, version, updated_at FROM reference_values ORDER BY name")
+                .map_err(db)?;
+            let rows = stmt.query_map([], rv_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
+        };
+        rows.into_iter().map(rv_from).collect()
+    }
+
+    fn reference_values_generation(&self) -> Result<i64> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT value FROM counters WHERE name = 'reference_values'").map_err(db)?;
+        Ok(stmt.query_row([], |r| r.get(0)).optional().map_err(db)?.unwrap_or(0))
+    }
+}
