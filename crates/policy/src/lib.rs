@@ -145,6 +145,16 @@ impl Policy {
         }
     }
 
+    /// Evaluate a boolean rule with per-request `data` merged into the
+    /// policy's data (the resource policy's `resource-path`, `plugin`, …).
+    pub fn eval_bool_with_data(&self, input: &Value, data: &Value, rule: &str) -> Result<bool, PolicyError> {
+        let mut p = self.clone();
+        p.engine
+            .add_data(regorus::Value::from(data.clone()))
+            .map_err(|e| PolicyError::Data { id: self.id.clone(), reason: e.to_string() })?;
+        p.eval_bool(input, rule)
+    }
+
     /// Evaluate the package once and pick several integer rules (the
     /// trust-vector claims of an attestation policy). Undefined rules are
     /// left out of the result.

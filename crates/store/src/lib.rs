@@ -122,7 +122,7 @@ impl std::fmt::Debug for KeyEntry {
 /// between threads and between processes (replicas) using the same backing
 /// database. Writes are atomic: a failed write leaves stored data intact.
 pub trait Store: Send + Sync {
-    /// Keys of one keyring, oldest first.
+    /// Keys of one keyring, in insertion order (oldest first).
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>>;
     /// Add a key unless one with this id exists; returns whether it was added.
     fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool>;

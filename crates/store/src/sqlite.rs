@@ -191,7 +191,7 @@ impl Store for SqliteStore {
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT id, sealed, created_at FROM keyring WHERE ring = ?1 ORDER BY created_at, id")
+            .prepare_cached("SELECT id, sealed, created_at FROM keyring WHERE ring = ?1 ORDER BY rowid")
             .map_err(db)?;
         let rows = stmt
             .query_map(params![ring], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))

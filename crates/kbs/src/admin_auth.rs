@@ -1,0 +1,110 @@
+//! Authentication and authorisation of the admin API: `Authorization:
+//! Bearer <JWT>` signed by one of the configured admin keys (ES256, ES384 or
+//! EdDSA), with a `role` claim (or `roles` array) mapped to permissions.
+//! Deny by default: no token, an unknown key, an expired token or a role
+//! without the permission is refused.
+
+use std::path::Path;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::SubjectPublicKeyInfoDer;
+use serde_json::Value;
+use ward_proto::jwt::{self, VerifyingKey};
+
+use crate::error::ApiError;
+
+/// What an admin request may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ReadResources,
+    WriteResources,
+    ReadPolicies,
+    WritePolicies,
+    ReadReferenceValues,
+    WriteReferenceValues,
+    RotateKeys,
+}
+
+/// Roles and their permissions:
+/// * `admin`: everything;
+/// * `resource-admin`: read and write resources;
+/// * `policy-admin`: read and write policies and reference values;
+/// * `auditor`: read everything (metadata only, never resource content).
+pub fn role_allows(role: &str, p: Permission) -> bool {
+    use Permission::*;
+    match role {
+        "admin" => true,
+        "resource-admin" => matches!(p, ReadResources | WriteResources),
+        "policy-admin" => matches!(p, ReadPolicies | WritePolicies | ReadReferenceValues | WriteReferenceValues),
+        "auditor" => matches!(p, ReadResources | ReadPolicies | ReadReferenceValues),
+        _ => false,
+    }
+}
+
+/// The trusted admin keys.
+#[derive(Default)]
+pub struct AdminAuth {
+    keys: Vec<VerifyingKey>,
+}
+
+impl AdminAuth {
+    pub fn new(keys: Vec<VerifyingKey>) -> Self {
+        Self { keys }
+    }
+
+    /// Load a key file: a PEM public key (or several), or a JWKS JSON file.
+    pub fn load_file(path: &Path) -> Result<Vec<VerifyingKey>, String> {
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.trim_ascii_start().starts_with(b"{") {
+            let jwks: Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let keys = jwks.get("keys").and_then(Value::as_array).ok_or(format!("{}: no \"keys\" array", path.display()))?;
+            return keys
+                .iter()
+                .map(|k| {
+                    let jwk: ward_proto::Jwk = serde_json::from_value(k.clone()).map_err(|e| e.to_string())?;
+                    VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", path.display()));
+        }
+        let mut out = Vec::new();
+        for der in SubjectPublicKeyInfoDer::pem_slice_iter(&text) {
+            let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
+            out.push(VerifyingKey::from_spki_der(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if out.is_empty() {
+            return Err(format!("{}: no PUBLIC KEY found", path.display()));
+        }
+        Ok(out)
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Check the `Authorization` header value for `perm` as of `now`.
+    pub fn authorize(&self, header: Option<&str>, perm: Permission, now: i64) -> Result<String, ApiError> {
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("AdminAuth", "admin API requires Authorization: Bearer <token>"))?;
+        if self.keys.is_empty() {
+            return Err(ApiError::unauthorized("AdminAuth", "no admin keys are configured"));
+        }
+        let claims = jwt::verify(token, &self.keys, now, None)
+            .map_err(|e| ApiError::unauthorized("AdminAuth", format!("admin token: {e}")))?
+            .0;
+        let roles: Vec<&str> = match (claims.get("role"), claims.get("roles")) {
+            (Some(Value::String(r)), _) => vec![r.as_str()],
+            (_, Some(Value::Array(rs))) => rs.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if roles.is_empty() {
+            return Err(ApiError::forbidden("AdminAuth", "admin token has no role claim"));
+        }
+        if !roles.iter().any(|r| role_allows(r, perm)) {
+            return Err(ApiError::forbidden("AdminAuth", format!("role {roles:?} may not {perm:?}")));
+        }
+        Ok(claims.get("sub").and_then(Value::as_str).unwrap_or("admin").to_string())
+    }
+}

@@ -1,0 +1,129 @@
+//! First start: the data directory, the key-encryption key, the store and
+//! the bootstrap admin credentials.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::json;
+use ward_proto::jwt::{Es256Signer, VerifyingKey};
+use ward_store::{Kek, SqliteStore};
+
+use crate::config::Config;
+
+/// File names under `<data_dir>`.
+pub const DB_FILE: &str = "ward.db";
+pub const KEK_FILE: &str = "kek";
+pub const ADMIN_DIR: &str = "admin";
+pub const ADMIN_KEY: &str = "admin-key.pem";
+pub const ADMIN_PUB: &str = "admin-pub.pem";
+pub const ADMIN_TOKEN: &str = "admin-token";
+
+/// What bootstrapping did, for the log.
+#[derive(Debug, Default)]
+pub struct Bootstrapped {
+    pub created_kek: Option<PathBuf>,
+    pub created_admin_token: Option<PathBuf>,
+    pub admin_token_path: Option<PathBuf>,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b = STANDARD.encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----\n"));
+    s
+}
+
+/// Write a file that only the owner can read, refusing to overwrite.
+pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content)?;
+    f.sync_all()
+}
+
+/// Open the store, creating the data directory and KEK on first start.
+pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), String> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("data directory {}: {e}", cfg.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let mut created = None;
+    let kek = match Kek::from_env().map_err(|e| e.to_string())? {
+        Some(k) => k,
+        None => match &cfg.kek_file {
+            Some(p) => Kek::from_file(p).map_err(|e| e.to_string())?,
+            None => {
+                let p = cfg.data_dir.join(KEK_FILE);
+                let (k, new) = Kek::load_or_create(&p).map_err(|e| e.to_string())?;
+                if new {
+                    created = Some(p);
+                }
+                k
+            }
+        },
+    };
+    let store = SqliteStore::open(&cfg.data_dir.join(DB_FILE), kek).map_err(|e| e.to_string())?;
+    Ok((Arc::new(store), created))
+}
+
+/// Create (first start) or reuse the bootstrap admin key; returns its
+/// verifying key and the token path when a token was created.
+pub fn admin_bootstrap(cfg: &Config, now: i64) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), String> {
+    let dir = cfg.data_dir.join(ADMIN_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let pub_path = dir.join(ADMIN_PUB);
+    let token_path = dir.join(ADMIN_TOKEN);
+    if pub_path.exists() {
+        let der = rustls::pki_types::pem::PemObject::from_pem_file(&pub_path)
+            .map(|d: rustls::pki_types::SubjectPublicKeyInfoDer<'static>| d.as_ref().to_vec())
+            .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+        let vk = VerifyingKey::from_spki_der(&der).map_err(|e| format!("{}: {e}", pub_path.display()))?;
+        return Ok((vk, None, token_path));
+    }
+    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
+    let pkcs8 = kp.to_pkcs8v1().map_err(|_| "key encoding failed")?;
+    let spki = kp.public_key().as_der().map_err(|_| "key encoding failed")?;
+    let signer = Es256Signer::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+    let claims = json!({
+        "iss": "ward-bootstrap",
+        "sub": "bootstrap-admin",
+        "role": "admin",
+        "iat": now,
+        "exp": now + cfg.admin.bootstrap_token_lifetime_secs,
+    });
+    let token = signer.sign(&claims).map_err(|e| e.to_string())?;
+    write_private(&dir.join(ADMIN_KEY), pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
+        .map_err(|e| format!("{}: {e}", dir.join(ADMIN_KEY).display()))?;
+    write_private(&token_path, format!("{token}\n").as_bytes()).map_err(|e| format!("{}: {e}", token_path.display()))?;
+    // Written last: its presence means the bootstrap completed.
+    std::fs::write(&pub_path, pem("PUBLIC KEY", spki.as_ref())).map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    let vk = VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())?;
+    Ok((vk, Some(token_path.clone()), token_path))
+}
+
+/// Mint an admin token with `key_pem` (a PKCS#8 P-256 private key).
+pub fn mint_admin_token(key_pem: &[u8], role: &str, subject: &str, now: i64, lifetime: i64) -> Result<String, String> {
+    let der: rustls::pki_types::PrivateKeyDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(key_pem).map_err(|e| format!("admin key: {e}"))?;
+    let signer = Es256Signer::from_pkcs8(der.secret_der()).map_err(|e| e.to_string())?;
+    signer
+        .sign(&json!({"iss": "ward-admin", "sub": subject, "role": role, "iat": now, "exp": now + lifetime}))
+        .map_err(|e| e.to_string())
+}

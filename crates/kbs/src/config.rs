@@ -1,0 +1,107 @@
+//! Configuration of `ward serve` (TOML; every field optional; unknown fields
+//! are errors).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store, keys and admin credentials.
+    pub data_dir: PathBuf,
+    /// Key-encryption key file; default `<data_dir>/kek` (created on first
+    /// start), overridden by the `WARD_KEK` environment variable.
+    pub kek_file: Option<PathBuf>,
+    /// TLS certificate chain and key (PEM). Without them the service only
+    /// starts when `insecure_http` is set.
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP (only for trials or behind a TLS-terminating proxy).
+    pub insecure_http: bool,
+    /// Development mode: the built-in resource policy releases to the
+    /// sample TEE. Logged loudly.
+    pub dev: bool,
+    /// Seconds between `/auth` and `/attest`.
+    pub session_ttl_secs: i64,
+    /// Largest request body in bytes (resources included).
+    pub max_body_bytes: usize,
+    pub token: TokenConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    pub lifetime_secs: i64,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Public keys (PEM or JWKS files) whose tokens may use the admin API.
+    pub keys: Vec<PathBuf>,
+    /// On first start, create an admin key pair and token under
+    /// `<data_dir>/admin/` and trust that key.
+    pub bootstrap: bool,
+    /// Lifetime of the bootstrap admin token, seconds.
+    pub bootstrap_token_lifetime_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("ward-data"),
+            kek_file: None,
+            tls: None,
+            insecure_http: false,
+            dev: false,
+            session_ttl_secs: 300,
+            max_body_bytes: 2 * 1024 * 1024,
+            token: TokenConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self { lifetime_secs: 300, issuer: "ward".into() }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { keys: vec![], bootstrap: true, bootstrap_token_lifetime_secs: 365 * 24 * 3600 }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls.is_none() && !self.insecure_http {
+            return Err("no TLS certificate configured: set [tls] cert/key, or pass --insecure-http to serve plain HTTP".into());
+        }
+        if self.session_ttl_secs <= 0 || self.token.lifetime_secs <= 0 {
+            return Err("session_ttl_secs and token.lifetime_secs must be positive".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The one error type of the HTTP layer and its mapping to status codes and
+//! the reference server's error body. 5xx bodies reveal nothing; the detail
+//! goes to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ward_proto::ErrorBody;
+
+/// An error answered to a client. `kind` is the last segment of the error
+/// `type` URI, chosen from the reference server's kinds where one fits.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    BadRequest { kind: &'static str, detail: String },
+    /// 401: missing, expired or invalid session, token or evidence.
+    Unauthorized { kind: &'static str, detail: String },
+    /// 403: a policy denied the request, or the admin role does not allow it.
+    Forbidden { kind: &'static str, detail: String },
+    /// 404: no such resource or policy.
+    NotFound { kind: &'static str, detail: String },
+    /// 413: body over the configured limit.
+    TooLarge,
+    /// 500: our fault; the detail is logged, never sent.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest { kind, detail: detail.into() }
+    }
+    pub fn unauthorized(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unauthorized { kind, detail: detail.into() }
+    }
+    pub fn forbidden(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::Forbidden { kind, detail: detail.into() }
+    }
+    pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::NotFound { kind, detail: detail.into() }
+    }
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal(detail.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The short kind used in the `type` URI and in metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest { kind, .. }
+            | Self::Unauthorized { kind, .. }
+            | Self::Forbidden { kind, .. }
+            | Self::NotFound { kind, .. } => kind,
+            Self::TooLarge => "PayloadTooLarge",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+}
+
+impl From<ward_store::StoreError> for ApiError {
+    fn from(e: ward_store::StoreError) -> Self {
+        ApiError::internal(format!("store: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let kind = self.kind();
+        let detail = match self {
+            Self::BadRequest { detail, .. }
+            | Self::Unauthorized { detail, .. }
+            | Self::Forbidden { detail, .. }
+            | Self::NotFound { detail, .. } => {
+                tracing::info!(status = status.as_u16(), kind, %detail, "request refused");
+                detail
+            }
+            Self::TooLarge => "request body is larger than the configured limit".to_string(),
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal error".to_string()
+            }
+        };
+        (status, Json(ErrorBody::new(kind, detail))).into_response()
+    }
+}

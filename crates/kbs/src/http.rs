@@ -1,0 +1,150 @@
+//! The HTTP surface: [`router`] maps the KBS protocol 0.4.0 endpoints, the
+//! admin API, JWKS, metrics and health checks onto [`AppState`]. Handlers
+//! only extract, call one core operation and shape the response.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ward_proto::kbs::{AttestationToken, Request};
+use ward_proto::ResourcePath;
+
+use crate::admin;
+use crate::error::ApiError;
+use crate::session;
+use crate::state::{AppState, Credential};
+
+/// The complete router of the trust service.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings().max_body_bytes;
+    Router::new()
+        .route("/kbs/v0/auth", post(auth))
+        .route("/kbs/v0/attest", post(attest))
+        .route(
+            "/kbs/v0/resource/{repo}/{kind}/{tag}",
+            get(get_resource).post(admin::put_resource).delete(admin::delete_resource),
+        )
+        .route("/kbs/v0/resource-policy", post(admin::set_resource_policy).get(admin::get_resource_policy))
+        .route("/kbs/v0/attestation-policy", post(admin::set_attestation_policy))
+        .route(
+            "/kbs/v0/attestation-policy/{id}",
+            get(admin::get_attestation_policy).delete(admin::delete_attestation_policy),
+        )
+        .route("/kbs/v0/attestation-policies", get(admin::list_attestation_policies))
+        .route("/kbs/v0/reference-value", post(admin::set_reference_value))
+        .route(
+            "/kbs/v0/reference-value/{name}",
+            get(admin::get_reference_value).delete(admin::delete_reference_value),
+        )
+        .route("/kbs/v0/reference-values", get(admin::list_reference_values))
+        .route("/kbs/v0/admin/resources", get(admin::list_resources))
+        .route("/kbs/v0/admin/resources/{repo}/{kind}/{tag}", get(admin::resource_metadata))
+        .route("/kbs/v0/admin/rotate-key", post(admin::rotate_key))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The request body, with over-limit bodies mapped to 413.
+pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::bad_request("InvalidRequest", format!("request body: {e}"))
+        }
+    })
+}
+
+/// A validated resource path from the URL.
+pub(crate) fn resource_path(p: Result<Path<(String, String, String)>, PathRejection>) -> Result<ResourcePath, ApiError> {
+    let Path((repo, kind, tag)) = p.map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))?;
+    ResourcePath::new(&repo, &kind, &tag).map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))
+}
+
+fn with_cookie(mut resp: Response, state: &AppState, value: &str, exp: i64) -> Result<Response, ApiError> {
+    let header = session::set_cookie(value, exp, state.settings().secure_cookies);
+    resp.headers_mut()
+        .insert(SET_COOKIE, HeaderValue::from_str(&header).map_err(ApiError::internal)?);
+    Ok(resp)
+}
+
+async fn auth(State(state): State<AppState>, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let req: Request =
+        serde_json::from_slice(&b).map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))?;
+    let (challenge, cookie, exp) = state.auth(&req)?;
+    with_cookie(Json(challenge).into_response(), &state, &cookie, exp)
+}
+
+async fn attest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let (token, cookie, exp) = state.attest(session::cookie_value(&headers), &b)?;
+    with_cookie(Json(AttestationToken { token }).into_response(), &state, &cookie, exp)
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+async fn get_resource(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let path = resource_path(p)?;
+    let cred = match bearer(&headers) {
+        Some(t) => Some(Credential::Bearer(t)),
+        None => session::cookie_value(&headers).map(Credential::Cookie),
+    };
+    let body = state.get_resource(cred, &path)?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let keys = state.0.keys.current();
+    let list: Vec<_> = keys.verifying.iter().map(|(_, _, jwk)| jwk.clone()).collect();
+    Json(serde_json::json!({ "keys": list })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.0.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store().reference_values_generation() {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("NotFound", "no such endpoint")
+}

@@ -1,0 +1,156 @@
+//! Key material of the service, kept in the store so every replica and every
+//! restart uses the same keys: the token signing key ring (ES256) and the
+//! session-cookie key ring (AES-256-GCM). The newest key of a ring is used
+//! for new tokens and cookies; every key in the ring is accepted.
+
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use ward_proto::jwt::{Es256Signer, VerifyingKey};
+use ward_store::Store;
+
+use crate::error::ApiError;
+
+pub const RING_TOKEN: &str = "token-signing";
+pub const RING_SESSION: &str = "session";
+
+/// Keys kept per ring after a rotation: the new one and its predecessor, so
+/// tokens and cookies issued just before the rotation stay valid.
+const KEEP_AFTER_ROTATION: usize = 2;
+
+pub struct SessionKey {
+    pub id: String,
+    pub key: [u8; 32],
+}
+
+impl Drop for SessionKey {
+    fn drop(&mut self) {
+        self.key.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&self.key);
+    }
+}
+
+pub struct Keys {
+    pub signer: Es256Signer,
+    pub signer_id: String,
+    pub verifying: Vec<(String, VerifyingKey, ward_proto::Jwk)>,
+    pub session: Vec<SessionKey>,
+}
+
+impl Keys {
+    pub fn current_session(&self) -> &SessionKey {
+        // `load` guarantees at least one key.
+        self.session.last().expect("session ring is never empty")
+    }
+
+    pub fn session_key(&self, id: &str) -> Option<&SessionKey> {
+        self.session.iter().find(|k| k.id == id)
+    }
+
+    pub fn verifying_keys(&self) -> impl Iterator<Item = &VerifyingKey> {
+        self.verifying.iter().map(|(_, k, _)| k)
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut b = [0u8; N];
+    SystemRandom::new().fill(&mut b).map_err(|_| ApiError::internal("random number generator failed"))?;
+    Ok(b)
+}
+
+fn new_token_key(store: &dyn Store, now: i64) -> Result<(), ApiError> {
+    let (signer, pkcs8) = Es256Signer::generate().map_err(ApiError::internal)?;
+    let id = hex::encode(&ward_proto::hash::sha256(&signer.public_point())[..8]);
+    store.add_key(RING_TOKEN, &id, &pkcs8, now)?;
+    Ok(())
+}
+
+fn new_session_key(store: &dyn Store, now: i64) -> Result<(), ApiError> {
+    let key = random_bytes::<32>()?;
+    let id = hex::encode(random_bytes::<4>()?);
+    store.add_key(RING_SESSION, &id, &key, now)?;
+    Ok(())
+}
+
+/// Loads keys from the store, creating the first ones on first start.
+pub struct KeyManager {
+    store: Arc<dyn Store>,
+    keys: RwLock<Arc<Keys>>,
+    last_reload: std::sync::atomic::AtomicI64,
+}
+
+impl KeyManager {
+    pub fn load(store: Arc<dyn Store>, now: i64) -> Result<Self, ApiError> {
+        if store.keys(RING_TOKEN)?.is_empty() {
+            new_token_key(store.as_ref(), now)?;
+        }
+        if store.keys(RING_SESSION)?.is_empty() {
+            new_session_key(store.as_ref(), now)?;
+        }
+        let keys = Self::read(store.as_ref())?;
+        Ok(Self { store, keys: RwLock::new(Arc::new(keys)), last_reload: now.into() })
+    }
+
+    fn read(store: &dyn Store) -> Result<Keys, ApiError> {
+        let token = store.keys(RING_TOKEN)?;
+        let mut verifying = Vec::with_capacity(token.len());
+        let mut newest = None;
+        for entry in &token {
+            let signer = Es256Signer::from_pkcs8(&entry.material)
+                .map_err(|e| ApiError::internal(format!("token key {}: {e}", entry.id)))?;
+            let vk = VerifyingKey::es256(&signer.public_point()).map_err(ApiError::internal)?;
+            let mut jwk = signer.public_jwk().clone();
+            jwk.extra.insert("kid".into(), entry.id.clone().into());
+            jwk.extra.insert("use".into(), "sig".into());
+            verifying.push((entry.id.clone(), vk, jwk));
+            newest = Some((entry.id.clone(), signer));
+        }
+        let (signer_id, signer) = newest.ok_or_else(|| ApiError::internal("token signing ring is empty"))?;
+        let session = store
+            .keys(RING_SESSION)?
+            .into_iter()
+            .filter_map(|e| Some(SessionKey { id: e.id, key: e.material.as_slice().try_into().ok()? }))
+            .collect::<Vec<_>>();
+        if session.is_empty() {
+            return Err(ApiError::internal("session key ring is empty"));
+        }
+        Ok(Keys { signer, signer_id, verifying, session })
+    }
+
+    pub fn current(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-read the rings from the store (another replica may have rotated).
+    /// At most once per second, so unknown key ids cannot hammer the store.
+    pub fn reload_if_stale(&self, now: i64) -> Result<bool, ApiError> {
+        let last = self.last_reload.load(std::sync::atomic::Ordering::Relaxed);
+        if now <= last {
+            return Ok(false);
+        }
+        self.last_reload.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.reload()?;
+        Ok(true)
+    }
+
+    pub fn reload(&self) -> Result<(), ApiError> {
+        let keys = Self::read(self.store.as_ref())?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// Add a new key to `ring` and drop all but the newest two.
+    pub fn rotate(&self, ring: &str, now: i64) -> Result<(), ApiError> {
+        match ring {
+            RING_TOKEN => new_token_key(self.store.as_ref(), now)?,
+            RING_SESSION => new_session_key(self.store.as_ref(), now)?,
+            _ => return Err(ApiError::bad_request("InvalidRequest", format!("unknown key ring {ring:?}"))),
+        }
+        let entries = self.store.keys(ring)?;
+        let drop_n = entries.len().saturating_sub(KEEP_AFTER_ROTATION);
+        for e in entries.iter().take(drop_n) {
+            self.store.remove_key(ring, &e.id)?;
+        }
+        self.reload()
+    }
+}

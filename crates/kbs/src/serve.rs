@@ -1,0 +1,140 @@
+//! Building the service from a [`Config`] and serving it over TLS (rustls)
+//! or, when asked explicitly, plain HTTP, with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use ward_verifier::sample::SampleVerifier;
+use ward_verifier::{TokenSettings, VerifierRegistry};
+
+use crate::admin_auth::AdminAuth;
+use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::state::{AppState, Settings};
+
+/// The verifiers compiled into this build.
+pub fn default_verifiers() -> VerifierRegistry {
+    let mut r = VerifierRegistry::new();
+    r.register(Arc::new(SampleVerifier));
+    r
+}
+
+/// Open the store, bootstrap credentials and build the state.
+pub fn build_state(cfg: &Config, verifiers: VerifierRegistry) -> Result<(AppState, Bootstrapped), String> {
+    cfg.validate()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, created_kek) = open_store(cfg)?;
+    let mut info = Bootstrapped { created_kek, ..Default::default() };
+    let mut admin_keys = Vec::new();
+    for p in &cfg.admin.keys {
+        admin_keys.extend(AdminAuth::load_file(p)?);
+    }
+    if cfg.admin.bootstrap {
+        let (vk, created, token_path) = admin_bootstrap(cfg, clock.now())?;
+        admin_keys.push(vk);
+        info.created_admin_token = created;
+        info.admin_token_path = Some(token_path);
+    }
+    let settings = Settings {
+        session_ttl_secs: cfg.session_ttl_secs,
+        token: TokenSettings { issuer: cfg.token.issuer.clone(), lifetime_secs: cfg.token.lifetime_secs },
+        dev: cfg.dev,
+        secure_cookies: cfg.tls.is_some(),
+        max_body_bytes: cfg.max_body_bytes,
+    };
+    let state = AppState::new(store, verifiers, settings, AdminAuth::new(admin_keys), clock).map_err(|e| format!("{e:?}"))?;
+    Ok((state, info))
+}
+
+fn tls_config(cfg: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, String> {
+    let certs = CertificateDer::pem_file_iter(&cfg.cert)
+        .map_err(|e| format!("{}: {e}", cfg.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cfg.cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cfg.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| format!("{}: {e}", cfg.key.display()))?;
+    let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate/key: {e}"))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(sc)
+}
+
+/// Serve `router` on `listener` until `shutdown` completes, then let
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<&crate::config::TlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string()),
+        Some(t) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?));
+            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let (tcp, peer) = match accepted {
+                            Ok(a) => a,
+                            Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                        };
+                        let _ = tcp.set_nodelay(true);
+                        let acceptor = acceptor.clone();
+                        let svc = TowerToHyperService::new(router.clone());
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let tls = match acceptor.accept(tcp).await {
+                                Ok(s) => s,
+                                Err(e) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
+                            };
+                            let builder = Builder::new(TokioExecutor::new());
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                    _ = &mut shutdown => break,
+                }
+            }
+            graceful.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

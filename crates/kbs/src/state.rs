@@ -1,0 +1,373 @@
+//! The trust service's state and its core operations. HTTP handlers are thin
+//! wrappers around [`AppState::auth`], [`AppState::attest`] and
+//! [`AppState::get_resource`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::body::Bytes;
+use serde_json::{json, Value};
+use ward_proto::ear::EarClaims;
+use ward_proto::jwe::{self, Recipient};
+use ward_proto::jwt::{self, JwtError};
+use ward_proto::kbs::{Attestation, Challenge, Request, PROTOCOL_VERSION};
+use ward_proto::{b64, Jwk, ResourcePath, Tee};
+use ward_store::Store;
+use ward_verifier::{appraise, issue_token, TokenSettings, VerifierRegistry, VerifyError};
+
+use crate::admin_auth::AdminAuth;
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::keys::KeyManager;
+use crate::metrics::Metrics;
+use crate::policy_cache::PolicyCache;
+use crate::session::{self, CookieError, Session};
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetime of a session between `/auth` and `/attest`, seconds.
+    pub session_ttl_secs: i64,
+    pub token: TokenSettings,
+    /// `--dev`: the built-in resource policy allows sample evidence.
+    pub dev: bool,
+    /// Set `Secure` on cookies (the service runs TLS).
+    pub secure_cookies: bool,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 300,
+            token: TokenSettings::default(),
+            dev: false,
+            secure_cookies: false,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a request needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub verifiers: VerifierRegistry,
+    pub settings: Settings,
+    pub keys: KeyManager,
+    pub policies: PolicyCache,
+    pub tokens: TokenCache,
+    pub admin: AdminAuth,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Where a resource request's token came from.
+pub enum Credential<'a> {
+    Cookie(&'a str),
+    Bearer(&'a str),
+}
+
+impl AppState {
+    /// Build the state; loads (or on first start creates) the keys in the store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        verifiers: VerifierRegistry,
+        settings: Settings,
+        admin: AdminAuth,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ApiError> {
+        let keys = KeyManager::load(store.clone(), clock.now())?;
+        let policies = PolicyCache::new(settings.dev);
+        Ok(Self(Arc::new(Inner {
+            store,
+            verifiers,
+            settings,
+            keys,
+            policies,
+            tokens: TokenCache::default(),
+            admin,
+            metrics: Metrics::new(),
+            clock,
+        })))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    /// `POST /auth`: a fresh challenge and the pending-session cookie value.
+    pub fn auth(&self, req: &Request) -> Result<(Challenge, String, i64), ApiError> {
+        if req.version != PROTOCOL_VERSION {
+            return Err(ApiError::bad_request(
+                "ProtocolVersion",
+                format!(
+                    "KBS protocol version {:?} is not supported; this server speaks {PROTOCOL_VERSION}",
+                    req.version.chars().take(32).collect::<String>()
+                ),
+            ));
+        }
+        if !self.0.verifiers.supports(&req.tee) {
+            return Err(ApiError::bad_request(
+                "UnsupportedTee",
+                format!(
+                    "TEE {:?} is not supported; supported: {}",
+                    req.tee.as_str().chars().take(32).collect::<String>(),
+                    self.0.verifiers.tees().join(", ")
+                ),
+            ));
+        }
+        let mut nonce = [0u8; 32];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| ApiError::internal("rng failed"))?;
+        let nonce = b64::std_encode(nonce);
+        let exp = self.now() + self.0.settings.session_ttl_secs;
+        let session = Session::Pending { tee: req.tee.0.clone(), nonce: nonce.clone(), exp };
+        let cookie = session::seal(&self.0.keys.current(), &session)?;
+        self.0.metrics.auth(req.tee.as_str());
+        Ok((Challenge { nonce, extra_params: Value::String(String::new()) }, cookie, exp))
+    }
+
+    fn open_cookie(&self, value: &str) -> Result<Session, ApiError> {
+        let now = self.now();
+        let result = match session::open(&self.0.keys.current(), value, now) {
+            Err(CookieError::UnknownKey) if self.0.keys.reload_if_stale(now)? => {
+                session::open(&self.0.keys.current(), value, now)
+            }
+            other => other,
+        };
+        result.map_err(|e| match e {
+            CookieError::Expired => ApiError::unauthorized("ExpiredCookie", e.to_string()),
+            CookieError::UnknownKey | CookieError::Invalid => ApiError::unauthorized("InvalidCookie", e.to_string()),
+        })
+    }
+
+    /// `POST /attest`: verify, appraise, issue a token; returns the token and
+    /// the attested-session cookie value with its expiry.
+    pub fn attest(&self, cookie: Option<&str>, body: &[u8]) -> Result<(String, String, i64), ApiError> {
+        let cookie = cookie.ok_or_else(|| {
+            ApiError::unauthorized("CookieNotFound", "no kbs-session-id cookie; call /kbs/v0/auth first")
+        })?;
+        let (tee, nonce) = match self.open_cookie(cookie)? {
+            Session::Pending { tee, nonce, .. } => (tee, nonce),
+            Session::Attested { .. } => {
+                return Err(ApiError::unauthorized(
+                    "InvalidCookie",
+                    "this session has already attested; start a new one with /kbs/v0/auth",
+                ))
+            }
+        };
+        let attestation: Attestation = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request("SerdeError", format!("attestation body: {e}")))?;
+        let tee = Tee::new(tee);
+        let now = self.now();
+        let result = self.attest_verified(&tee, &attestation, &nonce, now);
+        self.0.metrics.attest(tee.as_str(), result.as_ref().map(|(s, _)| s.as_str()).map_err(|e| e.kind()));
+        let (_, token) = result?;
+        let exp = now + self.0.settings.token.lifetime_secs;
+        let cookie = session::seal(&self.0.keys.current(), &Session::Attested { token: token.clone(), exp })?;
+        Ok((token, cookie, exp))
+    }
+
+    fn attest_verified(
+        &self,
+        tee: &Tee,
+        attestation: &Attestation,
+        nonce: &str,
+        now: i64,
+    ) -> Result<(ward_proto::ear::Status, String), ApiError> {
+        // The TEE key must be usable before we vouch for it.
+        Recipient::from_jwk(&attestation.runtime_data.tee_pubkey)
+            .map_err(|e| ApiError::bad_request("JweError", format!("tee-pubkey: {e}")))?;
+        let verified = self
+            .0
+            .verifiers
+            .verify_attestation(tee, attestation, nonce, now)
+            .map_err(|e| match e {
+                VerifyError::Config(_) => ApiError::internal(format!("verifier: {e}")),
+                VerifyError::Malformed(_) => ApiError::bad_request("AttestationError", e.to_string()),
+                _ => ApiError::unauthorized("AttestationError", e.to_string()),
+            })?;
+        let policy = self.0.policies.attestation(self.0.store.as_ref(), tee.as_str(), now)?;
+        let appraisal = appraise(&verified, &policy).map_err(|e| ApiError::internal(format!("attestation policy: {e}")))?;
+        let status = appraisal.status;
+        tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
+        let keys = self.0.keys.current();
+        let (token, _) =
+            issue_token(&keys.signer, appraisal, &self.0.settings.token, now).map_err(ApiError::internal)?;
+        Ok((status, token))
+    }
+
+    /// Resolve a credential into the cached, verified token entry.
+    fn token_entry(&self, cred: Credential<'_>) -> Result<Arc<TokenEntry>, ApiError> {
+        let now = self.now();
+        let token = match cred {
+            Credential::Cookie(v) => match self.open_cookie(v)? {
+                Session::Attested { token, .. } => token,
+                Session::Pending { .. } => {
+                    return Err(ApiError::unauthorized("TokenNotFound", "session has not attested yet"))
+                }
+            },
+            Credential::Bearer(t) => t.to_string(),
+        };
+        let digest = ward_proto::hash::sha256(token.as_bytes());
+        if let Some(e) = self.0.tokens.get(&digest) {
+            if now >= e.exp {
+                return Err(ApiError::unauthorized("TokenVerifierError", "attestation token has expired"));
+            }
+            return Ok(e);
+        }
+        let claims = match cred {
+            // The cookie is authenticated by our session key, and only ever
+            // holds a token we issued: its signature need not be re-checked.
+            Credential::Cookie(_) => jwt::UnverifiedJwt::parse(&token)
+                .map(|t| t.claims)
+                .map_err(|e| ApiError::internal(format!("token in session: {e}")))?,
+            Credential::Bearer(_) => self.verify_bearer(&token, now)?,
+        };
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        if now >= exp {
+            return Err(ApiError::unauthorized("TokenVerifierError", "attestation token has expired"));
+        }
+        let recipient = EarClaims::tee_pubkey(&claims)
+            .ok_or_else(|| ApiError::unauthorized("TokenVerifierError", "token carries no tee-pubkey"))
+            .and_then(|v| {
+                serde_json::from_value::<Jwk>(v.clone())
+                    .map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}")))
+            })
+            .and_then(|jwk| {
+                Recipient::from_jwk(&jwk).map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}")))
+            })?;
+        let entry = Arc::new(TokenEntry { claims, exp, recipient, responses: Mutex::new(HashMap::new()) });
+        self.0.tokens.insert(digest, entry.clone());
+        Ok(entry)
+    }
+
+    fn verify_bearer(&self, token: &str, now: i64) -> Result<Value, ApiError> {
+        let issuer = self.0.settings.token.issuer.as_str();
+        let check = |keys: &crate::keys::Keys| {
+            let vks: Vec<&jwt::VerifyingKey> = keys.verifying_keys().collect();
+            let t = jwt::UnverifiedJwt::parse(token)?;
+            let mut ok = Err(JwtError::Signature);
+            for k in vks {
+                if t.verify_signature(std::slice::from_ref(k)).is_ok() {
+                    ok = Ok(());
+                    break;
+                }
+            }
+            ok?;
+            t.check_time(now, 0)?;
+            t.check_issuer(issuer)?;
+            Ok::<_, JwtError>(t.claims)
+        };
+        let result = match check(&self.0.keys.current()) {
+            Err(JwtError::Signature) if self.0.keys.reload_if_stale(now)? => check(&self.0.keys.current()),
+            other => other,
+        };
+        result.map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("bearer token: {e}")))
+    }
+
+    /// `GET /resource/<repo>/<type>/<tag>`: the resource as a JWE (JSON bytes).
+    pub fn get_resource(&self, cred: Option<Credential<'_>>, path: &ResourcePath) -> Result<Bytes, ApiError> {
+        let result = self.get_resource_inner(cred, path);
+        self.0.metrics.resource(match &result {
+            Ok(_) => "released",
+            Err(e) => e.kind(),
+        });
+        result
+    }
+
+    fn get_resource_inner(&self, cred: Option<Credential<'_>>, path: &ResourcePath) -> Result<Bytes, ApiError> {
+        let cred = cred.ok_or_else(|| ApiError::unauthorized("TokenNotFound", "Attestation Token not found"))?;
+        let entry = self.token_entry(cred)?;
+        let key = path.to_string();
+        let (policy, policy_version) = self.0.policies.resource(self.0.store.as_ref())?;
+        let meta = self.0.store.resource_meta(&key)?;
+        if let Some(meta) = &meta {
+            if let Some(body) = entry.cached(&key, meta.version, policy_version) {
+                return Ok(body);
+            }
+        }
+        let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
+        let allowed = policy
+            .eval_bool_with_data(&entry.claims, &data, "allow")
+            .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
+        if !allowed {
+            return Err(ApiError::forbidden("PolicyDeny", format!("Access denied by policy for resource {key}")));
+        }
+        let resource = self
+            .0
+            .store
+            .get_resource(&key)?
+            .ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("resource {key} does not exist")))?;
+        let jwe = jwe::encrypt(&entry.recipient, &resource.data).map_err(ApiError::internal)?;
+        let body = Bytes::from(serde_json::to_vec(&jwe).map_err(ApiError::internal)?);
+        entry.remember(&key, resource.meta.version, policy_version, body.clone());
+        Ok(body)
+    }
+}
+
+/// A verified token and what has been computed for it. Released resources
+/// are cached per (path, resource version, policy version): the same JWE,
+/// already encrypted to this token's TEE key, is answered again.
+pub(crate) struct TokenEntry {
+    pub claims: Value,
+    pub exp: i64,
+    pub recipient: Recipient,
+    responses: Mutex<HashMap<String, (i64, i64, Bytes)>>,
+}
+
+/// Resources remembered per token at most.
+const RESPONSES_PER_TOKEN: usize = 32;
+
+impl TokenEntry {
+    fn cached(&self, path: &str, resource_version: i64, policy_version: i64) -> Option<Bytes> {
+        let r = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        match r.get(path) {
+            Some((rv, pv, body)) if *rv == resource_version && *pv == policy_version => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, path: &str, resource_version: i64, policy_version: i64, body: Bytes) {
+        let mut r = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() >= RESPONSES_PER_TOKEN && !r.contains_key(path) {
+            r.clear();
+        }
+        r.insert(path.to_string(), (resource_version, policy_version, body));
+    }
+}
+
+/// Verified tokens by SHA-256 of their text. Bounded: when full it is
+/// emptied and refilled on demand (entries are pure caches).
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    map: Mutex<HashMap<[u8; 32], Arc<TokenEntry>>>,
+}
+
+const TOKEN_CACHE_MAX: usize = 20_000;
+
+impl TokenCache {
+    fn get(&self, k: &[u8; 32]) -> Option<Arc<TokenEntry>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned()
+    }
+
+    fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= TOKEN_CACHE_MAX {
+            m.clear();
+        }
+        m.insert(k, v);
+    }
+}
