@@ -1,1 +1,155 @@
-fn main() {}
+//! `ward`: Confidential Containers in Rust. This binary only parses
+//! arguments, loads configuration, sets up logging and formats output; the
+//! work is done by the library crates.
+
+mod admin_cmd;
+mod bench;
+mod guest_cmd;
+mod verify_cmd;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "ward", version, about = "Confidential Containers in Rust: attestation, key broker, guest tools")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the trust service (KBS protocol 0.4.0 key broker and verifier).
+    Serve(ServeArgs),
+    /// Manage resources, policies and reference values of a running service.
+    Admin(admin_cmd::AdminArgs),
+    /// Verify one piece of evidence offline and print its claims as JSON.
+    Verify(verify_cmd::VerifyArgs),
+    /// Attest to a KBS and print the attestation token.
+    Attest(guest_cmd::AttestArgs),
+    /// Attest to a KBS, fetch a resource and write its plaintext.
+    GetResource(guest_cmd::GetResourceArgs),
+    /// Load generator for any KBS-protocol server.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (store, keys, admin credentials).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Serve plain HTTP without TLS.
+    #[arg(long)]
+    insecure_http: bool,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Development mode: release resources to the sample TEE. Never in production.
+    #[arg(long)]
+    dev: bool,
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    match cli.cmd {
+        Cmd::Serve(a) => rt.block_on(serve(a)),
+        Cmd::Admin(a) => rt.block_on(admin_cmd::run(a)),
+        Cmd::Verify(a) => verify_cmd::run(a),
+        Cmd::Attest(a) => rt.block_on(guest_cmd::attest(a)),
+        Cmd::GetResource(a) => rt.block_on(guest_cmd::get_resource(a)),
+        Cmd::Bench(a) => rt.block_on(bench::run(a)),
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            ward_kbs::Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => ward_kbs::Config::default(),
+    };
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        cfg.data_dir = d;
+    }
+    if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+        cfg.tls = Some(ward_kbs::config::TlsConfig { cert, key });
+    }
+    cfg.insecure_http |= a.insecure_http;
+    cfg.dev |= a.dev;
+
+    let (state, info) =
+        ward_kbs::serve::build_state(&cfg, ward_kbs::serve::default_verifiers()).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(p) = &info.created_kek {
+        tracing::warn!(path = %p.display(), "created a new key-encryption key: back it up; without it stored secrets cannot be read");
+    }
+    if let Some(p) = &info.created_admin_token {
+        tracing::info!(path = %p.display(), "created the bootstrap admin token; `ward admin` uses it by default");
+    }
+    if cfg.dev {
+        tracing::warn!("DEVELOPMENT MODE: the built-in resource policy releases secrets to the sample TEE, which has no hardware root of trust");
+    }
+    if cfg.tls.is_none() {
+        tracing::warn!("serving plain HTTP (--insecure-http): use TLS outside trials");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), "ward serve listening");
+    // Machine-readable line for scripts and tests that bind port 0.
+    println!("listening on {addr}");
+    let router = ward_kbs::router(state);
+    ward_kbs::serve::serve(listener, router, cfg.tls.as_ref(), ward_kbs::serve::shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(())
+}
+
+/// Parse an RFC 3339 time into unix seconds.
+pub(crate) fn parse_time(s: &str) -> Result<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{s:?} is not an RFC 3339 time (e.g. 2025-01-01T00:00:00Z)"))?;
+    Ok(t.unix_timestamp())
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+pub(crate) fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+        return Ok(v);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}

@@ -1,0 +1,168 @@
+//! `ward bench`: a load generator speaking the KBS protocol with sample
+//! evidence against any KBS-protocol server. Reports the rate, latency
+//! percentiles and — given the server's pid — server CPU time per operation
+//! (from /proc/<pid>/task/*/schedstat, nanosecond resolution) and its RSS.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use ward_guest::{KbsClient, SampleAttester};
+use ward_proto::ResourcePath;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// KBS base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// `attest` (auth+attest), `flow` (auth+attest+get), `get` (reuse one
+    /// session per worker for repeated GETs).
+    #[arg(long, default_value = "flow", value_parser = ["attest", "flow", "get"])]
+    mode: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Measured operations.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// Unmeasured operations before measuring.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Resource to fetch in `flow` and `get` modes.
+    #[arg(long, default_value = "kbs:///default/bench/key")]
+    resource: String,
+    /// In `get` mode, send the token as `Authorization: Bearer` instead of the cookie.
+    #[arg(long)]
+    bearer: bool,
+    /// Server process id, for CPU time per operation and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Total on-CPU nanoseconds of all threads of `pid`.
+fn cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0u64;
+    let dir = format!("/proc/{pid}/task");
+    for t in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let p = t?.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            total += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// Resident set size of `pid`, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn one_op(mode: &str, http: &reqwest::Client, url: &str, path: &ResourcePath, session: Option<&KbsClient>, bearer: bool) -> Result<()> {
+    match mode {
+        "attest" => {
+            let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
+            c.attest().await?;
+        }
+        "flow" => {
+            let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
+            c.attest().await?;
+            c.fetch(path, false).await?;
+        }
+        _ => {
+            let c = session.context("get mode needs a session")?;
+            c.fetch(path, bearer).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn phase(a: &Arc<BenchArgs>, http: &reqwest::Client, path: &Arc<ResourcePath>, ops: usize) -> Result<(Vec<Duration>, Duration)> {
+    let remaining = Arc::new(AtomicUsize::new(ops));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency {
+        let (a, http, path, remaining) = (a.clone(), http.clone(), path.clone(), remaining.clone());
+        tasks.push(tokio::spawn(async move {
+            let session = if a.mode == "get" {
+                let mut c = KbsClient::with_http(http.clone(), &a.url, Arc::new(SampleAttester), false)?;
+                c.attest().await?;
+                Some(c)
+            } else {
+                None
+            };
+            let mut lat = Vec::new();
+            while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1)).is_ok() {
+                let t = Instant::now();
+                one_op(&a.mode, &http, &a.url, &path, session.as_ref(), a.bearer).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(ops);
+    for t in tasks {
+        all.extend(t.await.context("bench worker panicked")??);
+    }
+    Ok((all, start.elapsed()))
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.concurrency == 0 || a.count == 0 {
+        bail!("--concurrency and --count must be positive");
+    }
+    let path = Arc::new(ResourcePath::parse_uri(&a.resource)?);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency * 2).build()?;
+    let a = Arc::new(a);
+    if a.warmup > 0 {
+        phase(&a, &http, &path, a.warmup).await.context("warm-up failed (is the resource there and allowed?)")?;
+    }
+    let cpu0 = a.server_pid.map(cpu_ns).transpose()?;
+    let (mut lat, wall) = phase(&a, &http, &path, a.count).await?;
+    let cpu1 = a.server_pid.map(cpu_ns).transpose()?;
+    lat.sort();
+    let rate = lat.len() as f64 / wall.as_secs_f64();
+    let cpu_per_op_ms = match (cpu0, cpu1) {
+        (Some(c0), Some(c1)) => Some((c1 - c0) as f64 / lat.len() as f64 / 1e6),
+        _ => None,
+    };
+    let rss = a.server_pid.and_then(rss_kib);
+    let out = json!({
+        "mode": a.mode,
+        "concurrency": a.concurrency,
+        "operations": lat.len(),
+        "seconds": wall.as_secs_f64(),
+        "rate_per_sec": rate,
+        "p50_ms": pct(&lat, 0.50),
+        "p90_ms": pct(&lat, 0.90),
+        "p99_ms": pct(&lat, 0.99),
+        "server_cpu_ms_per_op": cpu_per_op_ms,
+        "server_rss_kib": rss,
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("mode {} concurrency {} operations {} in {:.2}s", a.mode, a.concurrency, lat.len(), wall.as_secs_f64());
+        println!("rate {:.0}/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms", rate, pct(&lat, 0.5), pct(&lat, 0.9), pct(&lat, 0.99));
+        if let Some(c) = cpu_per_op_ms {
+            println!("server CPU {:.4} ms/op", c);
+        }
+        if let Some(r) = rss {
+            println!("server RSS {:.1} MiB", r as f64 / 1024.0);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `ward verify`: verify one piece of evidence offline, as of a given time,
+//! print claims and verdict as JSON, exit 1 when it is not valid.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use ward_proto::kbs::{Attestation, TeeEvidence};
+use ward_proto::Tee;
+use ward_verifier::VerifierRegistry;
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// TEE of the evidence.
+    #[arg(long, default_value = "sample")]
+    tee: String,
+    /// Evidence file (`-` for standard input): a KBS Attestation message
+    /// (runtime-data binding is then checked too) or the TEE's
+    /// `primary_evidence` JSON.
+    #[arg(long)]
+    evidence: PathBuf,
+    /// Expected report_data (hex); compared with the evidence's field
+    /// (zero-padded to the field's size).
+    #[arg(long)]
+    report_data: Option<String>,
+    /// Expected nonce of an Attestation message (default: the nonce it carries).
+    #[arg(long)]
+    nonce: Option<String>,
+    /// Verify as of this time (RFC 3339); default now.
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+pub fn registry() -> VerifierRegistry {
+    ward_kbs::serve::default_verifiers()
+}
+
+pub fn run(a: VerifyArgs) -> Result<()> {
+    let now = match &a.as_of {
+        Some(t) => crate::parse_time(t)?,
+        None => crate::now(),
+    };
+    let raw = crate::read_input(&a.evidence)?;
+    let doc: Value = serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", a.evidence.display()))?;
+    let tee = Tee::new(a.tee.clone());
+    let expected_rd = a.report_data.as_deref().map(hex::decode).transpose().context("--report-data is not hex")?;
+    let reg = registry();
+
+    let outcome = if doc.get("tee-evidence").is_some() {
+        verify_attestation(&reg, &tee, doc, a.nonce.as_deref(), now)
+    } else {
+        let ev = TeeEvidence { primary_evidence: doc, additional_evidence: String::new() };
+        reg.verify_evidence(&tee, &ev, now).map_err(|e| e.to_string()).and_then(|c| {
+            if let Some(rd) = &expected_rd {
+                let mut want = rd.clone();
+                if want.len() > c.report_data.len() {
+                    return Err("expected report_data is longer than the evidence's field".into());
+                }
+                want.resize(c.report_data.len(), 0);
+                if want != c.report_data {
+                    return Err("report_data does not match the expected value".into());
+                }
+            }
+            Ok(json!({
+                "claims": c.claims,
+                "report_data": hex::encode(&c.report_data),
+                "init_data_field": c.init_data_field.map(hex::encode),
+            }))
+        })
+    };
+    let (code, out) = match outcome {
+        Ok(mut body) => {
+            body["tee"] = json!(a.tee);
+            body["verdict"] = json!("valid");
+            body["as_of"] = json!(now);
+            (ExitCode::SUCCESS, body)
+        }
+        Err(e) => (ExitCode::FAILURE, json!({"tee": a.tee, "verdict": "invalid", "error": e, "as_of": now})),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if code != ExitCode::SUCCESS {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn verify_attestation(reg: &VerifierRegistry, tee: &Tee, doc: Value, nonce: Option<&str>, now: i64) -> Result<Value, String> {
+    let att: Attestation = serde_json::from_value(doc).map_err(|e| format!("attestation message: {e}"))?;
+    let nonce = nonce.unwrap_or(&att.runtime_data.nonce).to_string();
+    let verified = reg.verify_attestation(tee, &att, &nonce, now).map_err(|e| e.to_string())?;
+    let mut out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
+    if let Some(src) = ward_verifier::default_attestation_policy(tee.as_str()) {
+        let policy = ward_policy::Policy::compile("default", src, ward_verifier::ATTESTATION_PACKAGE)
+            .and_then(|p| p.with_data(&json!({"reference": {}})))
+            .map_err(|e| e.to_string())?;
+        let appraisal = ward_verifier::appraise(&verified, &policy).map_err(|e| e.to_string())?;
+        out["default_appraisal"] = json!({
+            "ear.status": appraisal.status,
+            "ear.trustworthiness-vector": appraisal.trust_vector,
+            "note": "built-in default policy without reference values",
+        });
+    }
+    Ok(out)
+}
