@@ -18,8 +18,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// `attest` (auth+attest), `flow` (auth+attest+get), `get` (reuse one
-    /// session per worker for repeated GETs).
-    #[arg(long, default_value = "flow", value_parser = ["attest", "flow", "get"])]
+    /// session per worker for repeated GETs), `healthz` (GET /healthz: the
+    /// transport's floor, for comparison).
+    #[arg(long, default_value = "flow", value_parser = ["attest", "flow", "get", "healthz"])]
     mode: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
@@ -73,6 +74,13 @@ async fn one_op(mode: &str, http: &reqwest::Client, url: &str, path: &ResourcePa
             let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
             c.attest().await?;
             c.fetch(path, false).await?;
+        }
+        "healthz" => {
+            let r = http.get(format!("{url}/healthz")).send().await?;
+            if !r.status().is_success() {
+                bail!("/healthz answered {}", r.status());
+            }
+            r.bytes().await?;
         }
         _ => {
             let c = session.context("get mode needs a session")?;

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use serde_json::json;
 use ward_policy::Policy;
+use ward_proto::ResourcePath;
 use ward_store::{PolicyKind, Store};
 use ward_verifier::{default_attestation_policy, reference_data, ATTESTATION_PACKAGE};
 
@@ -18,6 +20,8 @@ pub const DEV_RESOURCE_POLICY: &str = include_str!("policies/resource-dev.rego")
 pub const RESOURCE_POLICY_ID: &str = "default";
 /// Package of resource policies.
 pub const RESOURCE_PACKAGE: &str = "policy";
+/// Resource paths whose prepared policy is kept.
+const PER_PATH_MAX: usize = 4096;
 
 /// Which stored policy a compiled one came from: (id, version), or the
 /// built-in default.
@@ -26,6 +30,9 @@ type Source = Option<(String, i64)>;
 pub struct PolicyCache {
     dev: bool,
     resource: RwLock<Option<(Option<i64>, Arc<Policy>)>>,
+    /// The resource policy with each path's request data loaded and the
+    /// engine prepared, keyed by path, for the version in `resource`.
+    per_path: Mutex<(i64, HashMap<String, Arc<Policy>>)>,
     attestation: Mutex<HashMap<String, ((Source, i64), Arc<Policy>)>>,
 }
 
@@ -37,7 +44,12 @@ fn compiled(id: &str, text: &str, package: &str) -> Result<Policy, ApiError> {
 
 impl PolicyCache {
     pub fn new(dev: bool) -> Self {
-        Self { dev, resource: RwLock::new(None), attestation: Mutex::new(HashMap::new()) }
+        Self {
+            dev,
+            resource: RwLock::new(None),
+            per_path: Mutex::new((-1, HashMap::new())),
+            attestation: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The built-in resource policy in force when none is stored.
@@ -67,6 +79,30 @@ impl PolicyCache {
         let version = store.policy_version(PolicyKind::Resource, RESOURCE_POLICY_ID)?;
         *self.resource.write().unwrap_or_else(|e| e.into_inner()) = Some((version, policy.clone()));
         Ok((policy, version.unwrap_or(0)))
+    }
+
+    /// The resource policy in force with the request data of `path` loaded
+    /// (`data.plugin`, `data["resource-path"]`, `data.query`), as the
+    /// reference server passes it; and the policy version.
+    pub fn resource_for_path(&self, store: &dyn Store, path: &ResourcePath) -> Result<(Arc<Policy>, i64), ApiError> {
+        let (base, version) = self.resource(store)?;
+        let key = path.to_string();
+        {
+            let cache = self.per_path.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 == version {
+                if let Some(p) = cache.1.get(&key) {
+                    return Ok((p.clone(), version));
+                }
+            }
+        }
+        let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
+        let p = Arc::new(base.with_data(&data).map_err(|e| ApiError::internal(format!("resource policy: {e}")))?);
+        let mut cache = self.per_path.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != version || cache.1.len() >= PER_PATH_MAX {
+            *cache = (version, HashMap::new());
+        }
+        cache.1.insert(key, p.clone());
+        Ok((p, version))
     }
 
     /// The attestation policy for `tee`: a stored policy with the TEE's name,

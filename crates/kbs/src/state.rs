@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::body::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 use ward_proto::ear::EarClaims;
 use ward_proto::jwe::{self, Recipient};
 use ward_proto::jwt::{self, JwtError};
@@ -292,16 +292,15 @@ impl AppState {
         let cred = cred.ok_or_else(|| ApiError::unauthorized("TokenNotFound", "Attestation Token not found"))?;
         let entry = self.token_entry(cred)?;
         let key = path.to_string();
-        let (policy, policy_version) = self.0.policies.resource(self.0.store.as_ref())?;
+        let (policy, policy_version) = self.0.policies.resource_for_path(self.0.store.as_ref(), path)?;
         let meta = self.0.store.resource_meta(&key)?;
         if let Some(meta) = &meta {
             if let Some(body) = entry.cached(&key, meta.version, policy_version) {
                 return Ok(body);
             }
         }
-        let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
         let allowed = policy
-            .eval_bool_with_data(&entry.claims, &data, "allow")
+            .eval_bool(&entry.claims, "allow")
             .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
         if !allowed {
             return Err(ApiError::forbidden("PolicyDeny", format!("Access denied by policy for resource {key}")));
@@ -356,7 +355,7 @@ pub(crate) struct TokenCache {
     map: Mutex<HashMap<[u8; 32], Arc<TokenEntry>>>,
 }
 
-const TOKEN_CACHE_MAX: usize = 20_000;
+const TOKEN_CACHE_MAX: usize = 4096;
 
 impl TokenCache {
     fn get(&self, k: &[u8; 32]) -> Option<Arc<TokenEntry>> {

@@ -42,7 +42,11 @@ pub enum PolicyError {
 pub struct Policy {
     id: String,
     package: String,
+    /// The module's source path inside the engine.
+    source: String,
     engine: Engine,
+    /// Memo of [`Policy::declares`], shared by clones.
+    declared: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -77,7 +81,28 @@ impl Policy {
         if pkg != expected {
             return Err(PolicyError::Package { id: id.into(), expected: package.into() });
         }
-        Ok(Self { id: id.into(), package: package.into(), engine })
+        let mut p = Self { id: id.into(), package: package.into(), source: format!("{id}.rego"), engine, declared: Default::default() };
+        p.prepare()?;
+        Ok(p)
+    }
+
+    /// Run regorus' one-time analysis now, so that clones made per
+    /// evaluation start prepared (adding data resets it).
+    fn prepare(&mut self) -> Result<(), PolicyError> {
+        self.engine
+            .eval_query("true".to_string(), false)
+            .map(|_| ())
+            .map_err(|e| PolicyError::Compile { id: self.id.clone(), reason: e.to_string() })
+    }
+
+    /// Whether the policy declares `rule` (undeclared rules are undefined).
+    pub fn declares(&self, rule: &str) -> bool {
+        if let Some(d) = self.declared.read().unwrap_or_else(|e| e.into_inner()).get(rule) {
+            return *d;
+        }
+        let d = self.engine.has_declared_rule_rooted_at(&self.source, rule).unwrap_or(false);
+        self.declared.write().unwrap_or_else(|e| e.into_inner()).insert(rule.to_string(), d);
+        d
     }
 
     /// The same policy with `data` loaded (for example reference values).
@@ -86,6 +111,7 @@ impl Policy {
         p.engine
             .add_data(regorus::Value::from(data.clone()))
             .map_err(|e| PolicyError::Data { id: self.id.clone(), reason: e.to_string() })?;
+        p.prepare()?;
         Ok(p)
     }
 
@@ -136,40 +162,39 @@ impl Policy {
             .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })
     }
 
-    /// Evaluate a boolean rule; undefined counts as `false` (deny by default).
+    /// Evaluate a declared rule on a clone of the prepared engine.
+    fn rule_value(&self, engine: &mut Engine, rule: &str) -> Result<regorus::Value, PolicyError> {
+        engine
+            .eval_rule(format!("data.{}.{rule}", self.package))
+            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })
+    }
+
+    /// Evaluate a boolean rule; undefined (or undeclared) counts as `false`
+    /// (deny by default).
     pub fn eval_bool(&self, input: &Value, rule: &str) -> Result<bool, PolicyError> {
-        match self.query(input, &format!(".{rule}"))? {
-            None => Ok(false),
-            Some(regorus::Value::Bool(b)) => Ok(b),
-            Some(other) => Err(self.type_error(rule, "a boolean", &other)),
+        if !self.declares(rule) {
+            return Ok(false);
+        }
+        let mut e = self.engine_with_input(input);
+        match self.rule_value(&mut e, rule)? {
+            regorus::Value::Undefined => Ok(false),
+            regorus::Value::Bool(b) => Ok(b),
+            other => Err(self.type_error(rule, "a boolean", &other)),
         }
     }
 
-    /// Evaluate a boolean rule with per-request `data` merged into the
-    /// policy's data (the resource policy's `resource-path`, `plugin`, …).
-    pub fn eval_bool_with_data(&self, input: &Value, data: &Value, rule: &str) -> Result<bool, PolicyError> {
-        let mut p = self.clone();
-        p.engine
-            .add_data(regorus::Value::from(data.clone()))
-            .map_err(|e| PolicyError::Data { id: self.id.clone(), reason: e.to_string() })?;
-        p.eval_bool(input, rule)
-    }
-
-    /// Evaluate the package once and pick several integer rules (the
-    /// trust-vector claims of an attestation policy). Undefined rules are
-    /// left out of the result.
+    /// Evaluate several integer rules (the trust-vector claims of an
+    /// attestation policy). Undeclared or undefined rules are left out.
     pub fn eval_ints(&self, input: &Value, rules: &[&str]) -> Result<Vec<(String, i64)>, PolicyError> {
         let mut out = Vec::with_capacity(rules.len());
-        let Some(all) = self.query(input, "")? else {
-            return Ok(out);
-        };
-        for rule in rules {
-            let v = &all[*rule];
-            match v {
+        let mut e = self.engine_with_input(input);
+        for rule in rules.iter().filter(|r| self.declares(r)) {
+            let v = self.rule_value(&mut e, rule)?;
+            match &v {
                 regorus::Value::Undefined => {}
                 regorus::Value::Number(n) => match n.as_i64() {
                     Some(i) => out.push((rule.to_string(), i)),
-                    None => return Err(self.type_error(rule, "an integer", v)),
+                    None => return Err(self.type_error(rule, "an integer", &v)),
                 },
                 other => return Err(self.type_error(rule, "an integer", other)),
             }
