@@ -64,10 +64,17 @@ enum AdminCmd {
 #[derive(Subcommand)]
 enum ResourceCmd {
     /// Store a resource from a file (`-` for standard input).
-    Put { uri: String, file: PathBuf },
+    Put {
+        uri: String,
+        file: PathBuf,
+    },
     /// Show a resource's metadata (never its content).
-    GetMetadata { uri: String },
-    Delete { uri: String },
+    GetMetadata {
+        uri: String,
+    },
+    Delete {
+        uri: String,
+    },
     List,
 }
 
@@ -85,8 +92,12 @@ enum AttestationPolicyCmd {
         id: String,
         file: PathBuf,
     },
-    Show { id: String },
-    Delete { id: String },
+    Show {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
     List,
 }
 
@@ -102,8 +113,12 @@ enum ReferenceValueCmd {
         #[arg(long)]
         expires: Option<String>,
     },
-    Get { name: String },
-    Delete { name: String },
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
     List,
 }
 
@@ -114,16 +129,32 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<reqwest::Body>, json_ct: bool) -> Result<Value> {
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json_ct: bool,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.body(b);
             req = req.header(
                 reqwest::header::CONTENT_TYPE,
-                if json_ct { "application/json" } else { "application/octet-stream" },
+                if json_ct {
+                    "application/json"
+                } else {
+                    "application/octet-stream"
+                },
             );
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach {}", self.url))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.url))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -137,7 +168,13 @@ impl Api {
     }
 
     async fn post_json(&self, path: &str, v: &Value) -> Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(serde_json::to_vec(v)?.into()), true).await
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(serde_json::to_vec(v)?.into()),
+            true,
+        )
+        .await
     }
 }
 
@@ -151,7 +188,13 @@ fn resource(uri: &str) -> Result<ResourcePath> {
 }
 
 pub async fn run(a: AdminArgs) -> Result<()> {
-    if let AdminCmd::Token { key, role, subject, lifetime } = &a.cmd {
+    if let AdminCmd::Token {
+        key,
+        role,
+        subject,
+        lifetime,
+    } = &a.cmd
+    {
         let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
         let t = ward_kbs::bootstrap::mint_admin_token(&pem, role, subject, crate::now(), *lifetime)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -161,9 +204,17 @@ pub async fn run(a: AdminArgs) -> Result<()> {
     let token = match &a.token {
         Some(t) => t.clone(),
         None => {
-            let p = a.token_file.clone().unwrap_or_else(|| a.data_dir.join("admin").join("admin-token"));
+            let p = a
+                .token_file
+                .clone()
+                .unwrap_or_else(|| a.data_dir.join("admin").join("admin-token"));
             std::fs::read_to_string(&p)
-                .with_context(|| format!("reading the admin token {} (pass --token or --token-file)", p.display()))?
+                .with_context(|| {
+                    format!(
+                        "reading the admin token {} (pass --token or --token-file)",
+                        p.display()
+                    )
+                })?
                 .trim()
                 .to_string()
         }
@@ -173,58 +224,147 @@ pub async fn run(a: AdminArgs) -> Result<()> {
         let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
         b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
     }
-    let api = Api { http: b.build()?, url: a.url.trim_end_matches('/').to_string(), token };
+    let api = Api {
+        http: b.build()?,
+        url: a.url.trim_end_matches('/').to_string(),
+        token,
+    };
     use reqwest::Method;
     match a.cmd {
         AdminCmd::Resource(ResourceCmd::Put { uri, file }) => {
             let p = resource(&uri)?;
             let data = crate::read_input(&file)?;
-            print(&api.call(Method::POST, &format!("/kbs/v0/resource/{p}"), Some(data.into()), false).await?)
+            print(
+                &api.call(
+                    Method::POST,
+                    &format!("/kbs/v0/resource/{p}"),
+                    Some(data.into()),
+                    false,
+                )
+                .await?,
+            )
         }
         AdminCmd::Resource(ResourceCmd::GetMetadata { uri }) => {
             let p = resource(&uri)?;
-            print(&api.call(Method::GET, &format!("/kbs/v0/admin/resources/{p}"), None, false).await?)
+            print(
+                &api.call(
+                    Method::GET,
+                    &format!("/kbs/v0/admin/resources/{p}"),
+                    None,
+                    false,
+                )
+                .await?,
+            )
         }
         AdminCmd::Resource(ResourceCmd::Delete { uri }) => {
             let p = resource(&uri)?;
-            print(&api.call(Method::DELETE, &format!("/kbs/v0/resource/{p}"), None, false).await?)
+            print(
+                &api.call(
+                    Method::DELETE,
+                    &format!("/kbs/v0/resource/{p}"),
+                    None,
+                    false,
+                )
+                .await?,
+            )
         }
-        AdminCmd::Resource(ResourceCmd::List) => print(&api.call(Method::GET, "/kbs/v0/admin/resources", None, false).await?),
+        AdminCmd::Resource(ResourceCmd::List) => print(
+            &api.call(Method::GET, "/kbs/v0/admin/resources", None, false)
+                .await?,
+        ),
         AdminCmd::ResourcePolicy(ResourcePolicyCmd::Set { file }) => {
             let text = crate::read_input(&file)?;
-            print(&api.post_json("/kbs/v0/resource-policy", &json!({"policy": URL_SAFE_NO_PAD.encode(text)})).await?)
+            print(
+                &api.post_json(
+                    "/kbs/v0/resource-policy",
+                    &json!({"policy": URL_SAFE_NO_PAD.encode(text)}),
+                )
+                .await?,
+            )
         }
-        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Show) => show_policy(&api.call(Method::GET, "/kbs/v0/resource-policy", None, false).await?),
+        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Show) => show_policy(
+            &api.call(Method::GET, "/kbs/v0/resource-policy", None, false)
+                .await?,
+        ),
         AdminCmd::AttestationPolicy(AttestationPolicyCmd::Set { id, file }) => {
             let text = crate::read_input(&file)?;
-            let body = json!({"policy_id": id, "policy": URL_SAFE_NO_PAD.encode(text), "type": "rego"});
+            let body =
+                json!({"policy_id": id, "policy": URL_SAFE_NO_PAD.encode(text), "type": "rego"});
             print(&api.post_json("/kbs/v0/attestation-policy", &body).await?)
         }
-        AdminCmd::AttestationPolicy(AttestationPolicyCmd::Show { id }) => {
-            show_policy(&api.call(Method::GET, &format!("/kbs/v0/attestation-policy/{id}"), None, false).await?)
-        }
-        AdminCmd::AttestationPolicy(AttestationPolicyCmd::Delete { id }) => {
-            print(&api.call(Method::DELETE, &format!("/kbs/v0/attestation-policy/{id}"), None, false).await?)
-        }
-        AdminCmd::AttestationPolicy(AttestationPolicyCmd::List) => {
-            print(&api.call(Method::GET, "/kbs/v0/attestation-policies", None, false).await?)
-        }
-        AdminCmd::ReferenceValue(ReferenceValueCmd::Set { name, values, json, expires }) => {
+        AdminCmd::AttestationPolicy(AttestationPolicyCmd::Show { id }) => show_policy(
+            &api.call(
+                Method::GET,
+                &format!("/kbs/v0/attestation-policy/{id}"),
+                None,
+                false,
+            )
+            .await?,
+        ),
+        AdminCmd::AttestationPolicy(AttestationPolicyCmd::Delete { id }) => print(
+            &api.call(
+                Method::DELETE,
+                &format!("/kbs/v0/attestation-policy/{id}"),
+                None,
+                false,
+            )
+            .await?,
+        ),
+        AdminCmd::AttestationPolicy(AttestationPolicyCmd::List) => print(
+            &api.call(Method::GET, "/kbs/v0/attestation-policies", None, false)
+                .await?,
+        ),
+        AdminCmd::ReferenceValue(ReferenceValueCmd::Set {
+            name,
+            values,
+            json,
+            expires,
+        }) => {
             let values = values
                 .iter()
-                .map(|v| if json { serde_json::from_str(v).with_context(|| format!("{v:?} is not JSON")) } else { Ok(Value::String(v.clone())) })
+                .map(|v| {
+                    if json {
+                        serde_json::from_str(v).with_context(|| format!("{v:?} is not JSON"))
+                    } else {
+                        Ok(Value::String(v.clone()))
+                    }
+                })
                 .collect::<Result<Vec<Value>>>()?;
             let expires_at = expires.as_deref().map(crate::parse_time).transpose()?;
-            print(&api.post_json("/kbs/v0/reference-value", &json!({"name": name, "values": values, "expires_at": expires_at})).await?)
+            print(
+                &api.post_json(
+                    "/kbs/v0/reference-value",
+                    &json!({"name": name, "values": values, "expires_at": expires_at}),
+                )
+                .await?,
+            )
         }
-        AdminCmd::ReferenceValue(ReferenceValueCmd::Get { name }) => {
-            print(&api.call(Method::GET, &format!("/kbs/v0/reference-value/{name}"), None, false).await?)
-        }
-        AdminCmd::ReferenceValue(ReferenceValueCmd::Delete { name }) => {
-            print(&api.call(Method::DELETE, &format!("/kbs/v0/reference-value/{name}"), None, false).await?)
-        }
-        AdminCmd::ReferenceValue(ReferenceValueCmd::List) => print(&api.call(Method::GET, "/kbs/v0/reference-values", None, false).await?),
-        AdminCmd::RotateKey { ring } => print(&api.post_json("/kbs/v0/admin/rotate-key", &json!({"ring": ring})).await?),
+        AdminCmd::ReferenceValue(ReferenceValueCmd::Get { name }) => print(
+            &api.call(
+                Method::GET,
+                &format!("/kbs/v0/reference-value/{name}"),
+                None,
+                false,
+            )
+            .await?,
+        ),
+        AdminCmd::ReferenceValue(ReferenceValueCmd::Delete { name }) => print(
+            &api.call(
+                Method::DELETE,
+                &format!("/kbs/v0/reference-value/{name}"),
+                None,
+                false,
+            )
+            .await?,
+        ),
+        AdminCmd::ReferenceValue(ReferenceValueCmd::List) => print(
+            &api.call(Method::GET, "/kbs/v0/reference-values", None, false)
+                .await?,
+        ),
+        AdminCmd::RotateKey { ring } => print(
+            &api.post_json("/kbs/v0/admin/rotate-key", &json!({"ring": ring}))
+                .await?,
+        ),
         AdminCmd::Token { .. } => unreachable!("handled above"),
     }
 }

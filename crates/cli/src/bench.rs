@@ -52,7 +52,11 @@ fn cpu_ns(pid: u32) -> Result<u64> {
     for t in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
         let p = t?.path().join("schedstat");
         if let Ok(s) = std::fs::read_to_string(&p) {
-            total += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Ok(total)
@@ -61,10 +65,22 @@ fn cpu_ns(pid: u32) -> Result<u64> {
 /// Resident set size of `pid`, KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
-async fn one_op(mode: &str, http: &reqwest::Client, url: &str, path: &ResourcePath, session: Option<&KbsClient>, bearer: bool) -> Result<()> {
+async fn one_op(
+    mode: &str,
+    http: &reqwest::Client,
+    url: &str,
+    path: &ResourcePath,
+    session: Option<&KbsClient>,
+    bearer: bool,
+) -> Result<()> {
     match mode {
         "attest" => {
             let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
@@ -90,7 +106,12 @@ async fn one_op(mode: &str, http: &reqwest::Client, url: &str, path: &ResourcePa
     Ok(())
 }
 
-async fn phase(a: &Arc<BenchArgs>, http: &reqwest::Client, path: &Arc<ResourcePath>, ops: usize) -> Result<(Vec<Duration>, Duration)> {
+async fn phase(
+    a: &Arc<BenchArgs>,
+    http: &reqwest::Client,
+    path: &Arc<ResourcePath>,
+    ops: usize,
+) -> Result<(Vec<Duration>, Duration)> {
     let remaining = Arc::new(AtomicUsize::new(ops));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -98,14 +119,18 @@ async fn phase(a: &Arc<BenchArgs>, http: &reqwest::Client, path: &Arc<ResourcePa
         let (a, http, path, remaining) = (a.clone(), http.clone(), path.clone(), remaining.clone());
         tasks.push(tokio::spawn(async move {
             let session = if a.mode == "get" {
-                let mut c = KbsClient::with_http(http.clone(), &a.url, Arc::new(SampleAttester), false)?;
+                let mut c =
+                    KbsClient::with_http(http.clone(), &a.url, Arc::new(SampleAttester), false)?;
                 c.attest().await?;
                 Some(c)
             } else {
                 None
             };
             let mut lat = Vec::new();
-            while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1)).is_ok() {
+            while remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+                .is_ok()
+            {
                 let t = Instant::now();
                 one_op(&a.mode, &http, &a.url, &path, session.as_ref(), a.bearer).await?;
                 lat.push(t.elapsed());
@@ -133,10 +158,14 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         bail!("--concurrency and --count must be positive");
     }
     let path = Arc::new(ResourcePath::parse_uri(&a.resource)?);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency * 2).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency * 2)
+        .build()?;
     let a = Arc::new(a);
     if a.warmup > 0 {
-        phase(&a, &http, &path, a.warmup).await.context("warm-up failed (is the resource there and allowed?)")?;
+        phase(&a, &http, &path, a.warmup)
+            .await
+            .context("warm-up failed (is the resource there and allowed?)")?;
     }
     let cpu0 = a.server_pid.map(cpu_ns).transpose()?;
     let (mut lat, wall) = phase(&a, &http, &path, a.count).await?;
@@ -163,8 +192,20 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     if a.json {
         println!("{out}");
     } else {
-        println!("mode {} concurrency {} operations {} in {:.2}s", a.mode, a.concurrency, lat.len(), wall.as_secs_f64());
-        println!("rate {:.0}/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms", rate, pct(&lat, 0.5), pct(&lat, 0.9), pct(&lat, 0.99));
+        println!(
+            "mode {} concurrency {} operations {} in {:.2}s",
+            a.mode,
+            a.concurrency,
+            lat.len(),
+            wall.as_secs_f64()
+        );
+        println!(
+            "rate {:.0}/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms",
+            rate,
+            pct(&lat, 0.5),
+            pct(&lat, 0.9),
+            pct(&lat, 0.99)
+        );
         if let Some(c) = cpu_per_op_ms {
             println!("server CPU {:.4} ms/op", c);
         }

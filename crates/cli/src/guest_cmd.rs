@@ -52,8 +52,16 @@ fn attester(tee: &str) -> Result<Arc<dyn Attester>> {
 }
 
 pub fn client(a: &GuestArgs) -> Result<KbsClient> {
-    let ca = a.cacert.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()?;
-    let opts = ClientOptions { ca_cert_pem: ca, rsa_key: a.rsa, ..Default::default() };
+    let ca = a
+        .cacert
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let opts = ClientOptions {
+        ca_cert_pem: ca,
+        rsa_key: a.rsa,
+        ..Default::default()
+    };
     Ok(KbsClient::new(&a.url, attester(&a.tee)?, opts)?)
 }
 

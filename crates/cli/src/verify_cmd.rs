@@ -42,32 +42,45 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         None => crate::now(),
     };
     let raw = crate::read_input(&a.evidence)?;
-    let doc: Value = serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", a.evidence.display()))?;
+    let doc: Value = serde_json::from_slice(&raw)
+        .with_context(|| format!("{} is not JSON", a.evidence.display()))?;
     let tee = Tee::new(a.tee.clone());
-    let expected_rd = a.report_data.as_deref().map(hex::decode).transpose().context("--report-data is not hex")?;
+    let expected_rd = a
+        .report_data
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .context("--report-data is not hex")?;
     let reg = registry();
 
     let outcome = if doc.get("tee-evidence").is_some() {
         verify_attestation(&reg, &tee, doc, a.nonce.as_deref(), now)
     } else {
-        let ev = TeeEvidence { primary_evidence: doc, additional_evidence: String::new() };
-        reg.verify_evidence(&tee, &ev, now).map_err(|e| e.to_string()).and_then(|c| {
-            if let Some(rd) = &expected_rd {
-                let mut want = rd.clone();
-                if want.len() > c.report_data.len() {
-                    return Err("expected report_data is longer than the evidence's field".into());
+        let ev = TeeEvidence {
+            primary_evidence: doc,
+            additional_evidence: String::new(),
+        };
+        reg.verify_evidence(&tee, &ev, now)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                if let Some(rd) = &expected_rd {
+                    let mut want = rd.clone();
+                    if want.len() > c.report_data.len() {
+                        return Err(
+                            "expected report_data is longer than the evidence's field".into()
+                        );
+                    }
+                    want.resize(c.report_data.len(), 0);
+                    if want != c.report_data {
+                        return Err("report_data does not match the expected value".into());
+                    }
                 }
-                want.resize(c.report_data.len(), 0);
-                if want != c.report_data {
-                    return Err("report_data does not match the expected value".into());
-                }
-            }
-            Ok(json!({
-                "claims": c.claims,
-                "report_data": hex::encode(&c.report_data),
-                "init_data_field": c.init_data_field.map(hex::encode),
-            }))
-        })
+                Ok(json!({
+                    "claims": c.claims,
+                    "report_data": hex::encode(&c.report_data),
+                    "init_data_field": c.init_data_field.map(hex::encode),
+                }))
+            })
     };
     let (code, out) = match outcome {
         Ok(mut body) => {
@@ -76,7 +89,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
             body["as_of"] = json!(now);
             (ExitCode::SUCCESS, body)
         }
-        Err(e) => (ExitCode::FAILURE, json!({"tee": a.tee, "verdict": "invalid", "error": e, "as_of": now})),
+        Err(e) => (
+            ExitCode::FAILURE,
+            json!({"tee": a.tee, "verdict": "invalid", "error": e, "as_of": now}),
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     if code != ExitCode::SUCCESS {
@@ -85,15 +101,25 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn verify_attestation(reg: &VerifierRegistry, tee: &Tee, doc: Value, nonce: Option<&str>, now: i64) -> Result<Value, String> {
-    let att: Attestation = serde_json::from_value(doc).map_err(|e| format!("attestation message: {e}"))?;
+fn verify_attestation(
+    reg: &VerifierRegistry,
+    tee: &Tee,
+    doc: Value,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<Value, String> {
+    let att: Attestation =
+        serde_json::from_value(doc).map_err(|e| format!("attestation message: {e}"))?;
     let nonce = nonce.unwrap_or(&att.runtime_data.nonce).to_string();
-    let verified = reg.verify_attestation(tee, &att, &nonce, now).map_err(|e| e.to_string())?;
+    let verified = reg
+        .verify_attestation(tee, &att, &nonce, now)
+        .map_err(|e| e.to_string())?;
     let mut out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
     if let Some(src) = ward_verifier::default_attestation_policy(tee.as_str()) {
-        let policy = ward_policy::Policy::compile("default", src, ward_verifier::ATTESTATION_PACKAGE)
-            .and_then(|p| p.with_data(&json!({"reference": {}})))
-            .map_err(|e| e.to_string())?;
+        let policy =
+            ward_policy::Policy::compile("default", src, ward_verifier::ATTESTATION_PACKAGE)
+                .and_then(|p| p.with_data(&json!({"reference": {}})))
+                .map_err(|e| e.to_string())?;
         let appraisal = ward_verifier::appraise(&verified, &policy).map_err(|e| e.to_string())?;
         out["default_appraisal"] = json!({
             "ear.status": appraisal.status,

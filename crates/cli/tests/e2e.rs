@@ -27,7 +27,13 @@ impl Drop for Server {
 
 fn serve(data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(WARD)
-        .args(["serve", "--insecure-http", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .args(extra)
         .env("WARD_LOG", "warn")
@@ -36,13 +42,25 @@ fn serve(data: &Path, extra: &[&str]) -> Server {
         .spawn()
         .expect("spawn ward serve");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server { url: format!("http://{addr}"), child }
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server {
+        url: format!("http://{addr}"),
+        child,
+    }
 }
 
 fn ward(args: &[&str]) -> Output {
-    Command::new(WARD).args(args).env("WARD_LOG", "warn").output().unwrap()
+    Command::new(WARD)
+        .args(args)
+        .env("WARD_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -56,11 +74,29 @@ fn stores_with_admin_fetches_with_get_resource_and_denies_without_dev() {
         let data = dir.path().join(name);
         let s = serve(&data, if dev { &["--dev"] } else { &[] });
         let data_s = data.to_str().unwrap();
-        let out = ward(&["admin", "--url", &s.url, "--data-dir", data_s, "resource", "put", "kbs:///default/test/key", secret_file.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ward(&[
+            "admin",
+            "--url",
+            &s.url,
+            "--data-dir",
+            data_s,
+            "resource",
+            "put",
+            "kbs:///default/test/key",
+            secret_file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = ward(&["get-resource", "--url", &s.url, "kbs:///default/test/key"]);
         if dev {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(out.stdout, secret, "exact bytes back");
         } else {
             assert!(!out.status.success());
@@ -69,16 +105,30 @@ fn stores_with_admin_fetches_with_get_resource_and_denies_without_dev() {
             assert!(out.stdout.is_empty());
         }
         // Metadata, never content, through admin.
-        let out = ward(&["admin", "--url", &s.url, "--data-dir", data_s, "resource", "list"]);
+        let out = ward(&[
+            "admin",
+            "--url",
+            &s.url,
+            "--data-dir",
+            data_s,
+            "resource",
+            "list",
+        ]);
         let list: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(list[0]["size"], secret.len());
         // The admin token file is private.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let m = std::fs::metadata(data.join("admin/admin-token")).unwrap().permissions().mode();
+            let m = std::fs::metadata(data.join("admin/admin-token"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(m & 0o077, 0);
-            let m = std::fs::metadata(data.join("kek")).unwrap().permissions().mode();
+            let m = std::fs::metadata(data.join("kek"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(m & 0o077, 0);
         }
     }
@@ -97,17 +147,29 @@ fn refuses_to_serve_plain_http_unless_asked() {
 }
 
 fn attestation(nonce: &str, key: &TeeKeyPair) -> Value {
-    let runtime = RuntimeData { nonce: nonce.into(), tee_pubkey: key.public_jwk() };
+    let runtime = RuntimeData {
+        nonce: nonce.into(),
+        tee_pubkey: key.public_jwk(),
+    };
     let rd = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap();
     json!({"init-data": null, "runtime-data": runtime,
            "tee-evidence": {"primary_evidence": {"report_data": b64::std_encode(rd), "svn": "1"}, "additional_evidence": ""}})
 }
 
 fn session_cookie(resp: &reqwest::blocking::Response) -> String {
-    resp.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string()
+    resp.headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
-const AUTH: &str = r#"{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha384"]}}"#;
+const AUTH: &str =
+    r#"{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha384"]}}"#;
 
 #[test]
 fn handshake_survives_restart_and_spans_two_processes_on_one_store() {
@@ -118,30 +180,71 @@ fn handshake_survives_restart_and_spans_two_processes_on_one_store() {
 
     // Restart between /auth and /attest.
     let s1 = serve(&data, &["--dev"]);
-    let r = http.post(format!("{}/kbs/v0/auth", s1.url)).body(AUTH).send().unwrap();
+    let r = http
+        .post(format!("{}/kbs/v0/auth", s1.url))
+        .body(AUTH)
+        .send()
+        .unwrap();
     let cookie = session_cookie(&r);
-    let nonce = r.json::<Value>().unwrap()["nonce"].as_str().unwrap().to_string();
+    let nonce = r.json::<Value>().unwrap()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
     drop(s1);
     let s2 = serve(&data, &["--dev"]);
-    let r = http.post(format!("{}/kbs/v0/attest", s2.url)).header("cookie", &cookie).json(&attestation(&nonce, &key)).send().unwrap();
+    let r = http
+        .post(format!("{}/kbs/v0/attest", s2.url))
+        .header("cookie", &cookie)
+        .json(&attestation(&nonce, &key))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 
     // Two processes at once: auth on one, attest on the other, fetch on the first.
     let s3 = serve(&data, &["--dev"]);
     let secret_file = dir.path().join("s");
     std::fs::write(&secret_file, b"two-replicas").unwrap();
-    let out = ward(&["admin", "--url", &s3.url, "--data-dir", data.to_str().unwrap(), "resource", "put", "kbs:///r/t/k", secret_file.to_str().unwrap()]);
+    let out = ward(&[
+        "admin",
+        "--url",
+        &s3.url,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "resource",
+        "put",
+        "kbs:///r/t/k",
+        secret_file.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
-    let r = http.post(format!("{}/kbs/v0/auth", s2.url)).body(AUTH).send().unwrap();
+    let r = http
+        .post(format!("{}/kbs/v0/auth", s2.url))
+        .body(AUTH)
+        .send()
+        .unwrap();
     let cookie = session_cookie(&r);
-    let nonce = r.json::<Value>().unwrap()["nonce"].as_str().unwrap().to_string();
-    let r = http.post(format!("{}/kbs/v0/attest", s3.url)).header("cookie", &cookie).json(&attestation(&nonce, &key)).send().unwrap();
+    let nonce = r.json::<Value>().unwrap()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(format!("{}/kbs/v0/attest", s3.url))
+        .header("cookie", &cookie)
+        .json(&attestation(&nonce, &key))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let cookie = session_cookie(&r);
-    let r = http.get(format!("{}/kbs/v0/resource/r/t/k", s2.url)).header("cookie", &cookie).send().unwrap();
+    let r = http
+        .get(format!("{}/kbs/v0/resource/r/t/k", s2.url))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let jwe: ward_proto::jwe::FlattenedJwe = r.json().unwrap();
-    assert_eq!(ward_proto::jwe::decrypt(&key, &jwe).unwrap(), b"two-replicas");
+    assert_eq!(
+        ward_proto::jwe::decrypt(&key, &jwe).unwrap(),
+        b"two-replicas"
+    );
 }
 
 #[test]
@@ -149,9 +252,25 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
     let good = dir.path().join("good.json");
-    std::fs::write(&good, serde_json::to_vec(&attestation("bm9uY2U=", &key)).unwrap()).unwrap();
-    let out = ward(&["verify", "--tee", "sample", "--evidence", good.to_str().unwrap(), "--as-of", "2025-01-01T00:00:00Z"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        serde_json::to_vec(&attestation("bm9uY2U=", &key)).unwrap(),
+    )
+    .unwrap();
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "sample",
+        "--evidence",
+        good.to_str().unwrap(),
+        "--as-of",
+        "2025-01-01T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "valid");
     assert_eq!(v["runtime_data_binding"], "valid");
@@ -159,9 +278,18 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     assert_eq!(v["annotated_evidence"]["sample"]["svn"], "1");
 
     // Wrong expected nonce; tampered binding; primary evidence against an expected report_data.
-    let out = ward(&["verify", "--evidence", good.to_str().unwrap(), "--nonce", "b3RoZXI="]);
+    let out = ward(&[
+        "verify",
+        "--evidence",
+        good.to_str().unwrap(),
+        "--nonce",
+        "b3RoZXI=",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["verdict"], "invalid");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["verdict"],
+        "invalid"
+    );
     let mut bad: Value = serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
     bad["runtime-data"]["nonce"] = json!("dGFtcGVyZWQ=");
     let badf = dir.path().join("bad.json");
@@ -169,13 +297,36 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     let out = ward(&["verify", "--evidence", badf.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("report_data does not bind"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("report_data does not bind"),
+        "{v}"
+    );
 
     let primary = dir.path().join("primary.json");
-    std::fs::write(&primary, serde_json::to_vec(&json!({"svn": "1", "report_data": b64::std_encode([0xabu8; 48])})).unwrap()).unwrap();
-    let ok = ward(&["verify", "--evidence", primary.to_str().unwrap(), "--report-data", &hex::encode([0xabu8; 48])]);
+    std::fs::write(
+        &primary,
+        serde_json::to_vec(&json!({"svn": "1", "report_data": b64::std_encode([0xabu8; 48])}))
+            .unwrap(),
+    )
+    .unwrap();
+    let ok = ward(&[
+        "verify",
+        "--evidence",
+        primary.to_str().unwrap(),
+        "--report-data",
+        &hex::encode([0xabu8; 48]),
+    ]);
     assert!(ok.status.success());
-    let no = ward(&["verify", "--evidence", primary.to_str().unwrap(), "--report-data", &hex::encode([0xacu8; 48])]);
+    let no = ward(&[
+        "verify",
+        "--evidence",
+        primary.to_str().unwrap(),
+        "--report-data",
+        &hex::encode([0xacu8; 48]),
+    ]);
     assert_eq!(no.status.code(), Some(1));
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, b"{\"svn\": 5}").unwrap();

@@ -9,8 +9,8 @@ use serde_json::Value;
 use ward_proto::jwe::{self, FlattenedJwe, JweError};
 use ward_proto::jwk::{Curve, TeeKeyPair};
 use ward_proto::kbs::{
-    runtime_data_hash, Attestation, AttestationToken, Challenge, ErrorBody, Request, RuntimeData, TeeEvidence,
-    SESSION_COOKIE,
+    runtime_data_hash, Attestation, AttestationToken, Challenge, ErrorBody, Request, RuntimeData,
+    TeeEvidence, SESSION_COOKIE,
 };
 use ward_proto::{HashAlgorithm, ResourcePath};
 
@@ -33,7 +33,11 @@ pub enum GuestError {
     #[error("resource not found on the KBS: {0}")]
     NotFound(String),
     #[error("the KBS answered {status} {kind}: {detail}")]
-    Http { status: u16, kind: String, detail: String },
+    Http {
+        status: u16,
+        kind: String,
+        detail: String,
+    },
     #[error("the KBS answered something that is not the KBS protocol: {0}")]
     Protocol(String),
     #[error("resource decryption failed: {0}")]
@@ -57,7 +61,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { ca_cert_pem: None, rsa_key: false, timeout: Duration::from_secs(30) }
+        Self {
+            ca_cert_pem: None,
+            rsa_key: false,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -78,16 +86,27 @@ fn error_of(status: StatusCode, body: &[u8]) -> (String, String) {
         Err(_) => (
             String::new(),
             String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
-                + if status.is_server_error() { " (server error)" } else { "" },
+                + if status.is_server_error() {
+                    " (server error)"
+                } else {
+                    ""
+                },
         ),
     }
 }
 
 impl KbsClient {
-    pub fn new(url: &str, attester: Arc<dyn Attester>, opts: ClientOptions) -> Result<Self, GuestError> {
-        let mut b = reqwest::Client::builder().timeout(opts.timeout).pool_max_idle_per_host(64);
+    pub fn new(
+        url: &str,
+        attester: Arc<dyn Attester>,
+        opts: ClientOptions,
+    ) -> Result<Self, GuestError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .pool_max_idle_per_host(64);
         if let Some(pem) = &opts.ca_cert_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| GuestError::Setup(format!("CA certificate: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| GuestError::Setup(format!("CA certificate: {e}")))?;
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| GuestError::Setup(e.to_string()))?;
@@ -95,17 +114,35 @@ impl KbsClient {
     }
 
     /// Share one HTTP client (connection pool) between many KBS clients.
-    pub fn with_http(http: reqwest::Client, url: &str, attester: Arc<dyn Attester>, rsa: bool) -> Result<Self, GuestError> {
-        let key = if rsa { TeeKeyPair::generate_rsa() } else { TeeKeyPair::generate_ec(Curve::P256) }
-            .map_err(|e| GuestError::Setup(e.to_string()))?;
-        Ok(Self { http, base: url.trim_end_matches('/').to_string(), attester, key, cookie: None, token: None })
+    pub fn with_http(
+        http: reqwest::Client,
+        url: &str,
+        attester: Arc<dyn Attester>,
+        rsa: bool,
+    ) -> Result<Self, GuestError> {
+        let key = if rsa {
+            TeeKeyPair::generate_rsa()
+        } else {
+            TeeKeyPair::generate_ec(Curve::P256)
+        }
+        .map_err(|e| GuestError::Setup(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            attester,
+            key,
+            cookie: None,
+            token: None,
+        })
     }
 
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
 
-    async fn read(resp: reqwest::Response) -> Result<(StatusCode, Option<String>, Vec<u8>), GuestError> {
+    async fn read(
+        resp: reqwest::Response,
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), GuestError> {
         let status = resp.status();
         let cookie = resp
             .headers()
@@ -116,12 +153,19 @@ impl KbsClient {
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.trim() == SESSION_COOKIE)
             .map(|(_, v)| v.trim().to_string());
-        if resp.content_length().is_some_and(|l| l as usize > MAX_RESPONSE) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_RESPONSE)
+        {
             return Err(GuestError::Protocol("response is too large".into()));
         }
         let mut body = Vec::new();
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| GuestError::Network(e.to_string()))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| GuestError::Network(e.to_string()))?
+        {
             if body.len() + chunk.len() > MAX_RESPONSE {
                 return Err(GuestError::Protocol("response is too large".into()));
             }
@@ -143,19 +187,32 @@ impl KbsClient {
         let (status, cookie, body) = Self::read(resp).await?;
         if !status.is_success() {
             let (kind, detail) = error_of(status, &body);
-            return Err(GuestError::Http { status: status.as_u16(), kind, detail });
+            return Err(GuestError::Http {
+                status: status.as_u16(),
+                kind,
+                detail,
+            });
         }
-        let challenge: Challenge =
-            serde_json::from_slice(&body).map_err(|e| GuestError::Protocol(format!("challenge: {e}")))?;
-        let cookie = cookie.ok_or_else(|| GuestError::Protocol("no kbs-session-id cookie in the /auth answer".into()))?;
+        let challenge: Challenge = serde_json::from_slice(&body)
+            .map_err(|e| GuestError::Protocol(format!("challenge: {e}")))?;
+        let cookie = cookie.ok_or_else(|| {
+            GuestError::Protocol("no kbs-session-id cookie in the /auth answer".into())
+        })?;
 
-        let runtime = RuntimeData { nonce: challenge.nonce, tee_pubkey: self.key.public_jwk() };
-        let hash = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).map_err(|e| GuestError::Protocol(e.to_string()))?;
+        let runtime = RuntimeData {
+            nonce: challenge.nonce,
+            tee_pubkey: self.key.public_jwk(),
+        };
+        let hash = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384)
+            .map_err(|e| GuestError::Protocol(e.to_string()))?;
         let evidence = self.attester.evidence(&hash)?;
         let attestation = Attestation {
             init_data: None,
             runtime_data: runtime,
-            tee_evidence: TeeEvidence { primary_evidence: evidence, additional_evidence: String::new() },
+            tee_evidence: TeeEvidence {
+                primary_evidence: evidence,
+                additional_evidence: String::new(),
+            },
         };
         let resp = self
             .http
@@ -168,10 +225,13 @@ impl KbsClient {
         let (status, new_cookie, body) = Self::read(resp).await?;
         if !status.is_success() {
             let (_, detail) = error_of(status, &body);
-            return Err(GuestError::Attestation { status: status.as_u16(), detail });
+            return Err(GuestError::Attestation {
+                status: status.as_u16(),
+                detail,
+            });
         }
-        let token: AttestationToken =
-            serde_json::from_slice(&body).map_err(|e| GuestError::Protocol(format!("attestation answer: {e}")))?;
+        let token: AttestationToken = serde_json::from_slice(&body)
+            .map_err(|e| GuestError::Protocol(format!("attestation answer: {e}")))?;
         self.cookie = Some(new_cookie.unwrap_or(cookie));
         self.token = Some(token.token.clone());
         Ok(token.token)
@@ -195,26 +255,38 @@ impl KbsClient {
     /// One GET with the current session cookie, or with the token as a
     /// bearer credential when `bearer` is set.
     pub async fn fetch(&self, path: &ResourcePath, bearer: bool) -> Result<Vec<u8>, GuestError> {
-        let mut req = self.http.get(format!("{}/kbs/v0/resource/{path}", self.base));
+        let mut req = self
+            .http
+            .get(format!("{}/kbs/v0/resource/{path}", self.base));
         if bearer {
-            let t = self.token.as_deref().ok_or_else(|| GuestError::Setup("no token yet".into()))?;
+            let t = self
+                .token
+                .as_deref()
+                .ok_or_else(|| GuestError::Setup("no token yet".into()))?;
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         } else if let Some(c) = &self.cookie {
             req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
         }
-        let resp = req.send().await.map_err(|e| GuestError::Network(e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| GuestError::Network(e.to_string()))?;
         let (status, _, body) = Self::read(resp).await?;
         match status {
             StatusCode::OK => {
-                let jwe: FlattenedJwe =
-                    serde_json::from_slice(&body).map_err(|e| GuestError::Protocol(format!("resource answer: {e}")))?;
+                let jwe: FlattenedJwe = serde_json::from_slice(&body)
+                    .map_err(|e| GuestError::Protocol(format!("resource answer: {e}")))?;
                 Ok(jwe::decrypt(&self.key, &jwe)?)
             }
             StatusCode::FORBIDDEN => Err(GuestError::PolicyDenied(error_of(status, &body).1)),
             StatusCode::NOT_FOUND => Err(GuestError::NotFound(error_of(status, &body).1)),
             s => {
                 let (kind, detail) = error_of(s, &body);
-                Err(GuestError::Http { status: s.as_u16(), kind, detail })
+                Err(GuestError::Http {
+                    status: s.as_u16(),
+                    kind,
+                    detail,
+                })
             }
         }
     }

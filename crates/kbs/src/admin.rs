@@ -40,13 +40,19 @@ fn admin<T>(
         }
         r
     });
-    state.0.metrics.admin(op, result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind()));
+    state.0.metrics.admin(
+        op,
+        result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind()),
+    );
     result
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(b: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn json_body<T: serde::de::DeserializeOwned>(
+    b: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let b = body(b)?;
-    serde_json::from_slice(&b).map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))
+    serde_json::from_slice(&b)
+        .map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))
 }
 
 /// Policies travel base64url (the reference client) — accept padded,
@@ -57,11 +63,14 @@ fn decode_policy(s: &str) -> Result<String, ApiError> {
         .or_else(|_| URL_SAFE.decode(s))
         .or_else(|_| STANDARD.decode(s))
         .map_err(|_| ApiError::bad_request("SerdeError", "policy is not base64url"))?;
-    String::from_utf8(bytes).map_err(|_| ApiError::bad_request("SerdeError", "policy is not UTF-8 text"))
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("SerdeError", "policy is not UTF-8 text"))
 }
 
 fn compile_check(id: &str, text: &str, package: &str) -> Result<(), ApiError> {
-    Policy::compile(id, text, package).map(|_| ()).map_err(|e| ApiError::bad_request("PolicyEngine", e.to_string()))
+    Policy::compile(id, text, package)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request("PolicyEngine", e.to_string()))
 }
 
 pub async fn put_resource(
@@ -70,12 +79,20 @@ pub async fn put_resource(
     p: Result<Path<(String, String, String)>, PathRejection>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WriteResources, "put-resource", || {
-        let path = resource_path(p)?;
-        let data = body(b)?;
-        let meta = state.store().put_resource(&path.to_string(), &data, state.now())?;
-        Ok(Json(meta).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WriteResources,
+        "put-resource",
+        || {
+            let path = resource_path(p)?;
+            let data = body(b)?;
+            let meta = state
+                .store()
+                .put_resource(&path.to_string(), &data, state.now())?;
+            Ok(Json(meta).into_response())
+        },
+    )
 }
 
 pub async fn delete_resource(
@@ -83,19 +100,35 @@ pub async fn delete_resource(
     headers: HeaderMap,
     p: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WriteResources, "delete-resource", || {
-        let path = resource_path(p)?;
-        if !state.store().delete_resource(&path.to_string())? {
-            return Err(ApiError::not_found("ResourceNotFound", format!("resource {path} does not exist")));
-        }
-        Ok(Json(json!({"deleted": path.to_string()})).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WriteResources,
+        "delete-resource",
+        || {
+            let path = resource_path(p)?;
+            if !state.store().delete_resource(&path.to_string())? {
+                return Err(ApiError::not_found(
+                    "ResourceNotFound",
+                    format!("resource {path} does not exist"),
+                ));
+            }
+            Ok(Json(json!({"deleted": path.to_string()})).into_response())
+        },
+    )
 }
 
-pub async fn list_resources(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadResources, "list-resources", || {
-        Ok(Json(state.store().list_resources()?).into_response())
-    })
+pub async fn list_resources(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadResources,
+        "list-resources",
+        || Ok(Json(state.store().list_resources()?).into_response()),
+    )
 }
 
 pub async fn resource_metadata(
@@ -103,14 +136,25 @@ pub async fn resource_metadata(
     headers: HeaderMap,
     p: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadResources, "resource-metadata", || {
-        let path = resource_path(p)?;
-        let meta = state
-            .store()
-            .resource_meta(&path.to_string())?
-            .ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("resource {path} does not exist")))?;
-        Ok(Json(meta).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::ReadResources,
+        "resource-metadata",
+        || {
+            let path = resource_path(p)?;
+            let meta = state
+                .store()
+                .resource_meta(&path.to_string())?
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "ResourceNotFound",
+                        format!("resource {path} does not exist"),
+                    )
+                })?;
+            Ok(Json(meta).into_response())
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -123,27 +167,52 @@ pub async fn set_resource_policy(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WritePolicies, "set-resource-policy", || {
-        let req: ResourcePolicyBody = json_body(b)?;
-        let text = decode_policy(&req.policy)?;
-        compile_check("resource-policy", &text, RESOURCE_PACKAGE)?;
-        let sp = state.store().put_policy(PolicyKind::Resource, RESOURCE_POLICY_ID, &text, state.now())?;
-        Ok(Json(json!({"version": sp.version})).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WritePolicies,
+        "set-resource-policy",
+        || {
+            let req: ResourcePolicyBody = json_body(b)?;
+            let text = decode_policy(&req.policy)?;
+            compile_check("resource-policy", &text, RESOURCE_PACKAGE)?;
+            let sp = state.store().put_policy(
+                PolicyKind::Resource,
+                RESOURCE_POLICY_ID,
+                &text,
+                state.now(),
+            )?;
+            Ok(Json(json!({"version": sp.version})).into_response())
+        },
+    )
 }
 
-pub async fn get_resource_policy(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadPolicies, "get-resource-policy", || {
-        let body = match state.store().get_policy(PolicyKind::Resource, RESOURCE_POLICY_ID)? {
-            Some(sp) => json!({"policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version, "builtin": false}),
-            None => json!({
-                "policy": URL_SAFE_NO_PAD.encode(state.0.policies.builtin_resource_policy()),
-                "version": 0,
-                "builtin": true,
-            }),
-        };
-        Ok(Json(body).into_response())
-    })
+pub async fn get_resource_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadPolicies,
+        "get-resource-policy",
+        || {
+            let body = match state
+                .store()
+                .get_policy(PolicyKind::Resource, RESOURCE_POLICY_ID)?
+            {
+                Some(sp) => {
+                    json!({"policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version, "builtin": false})
+                }
+                None => json!({
+                    "policy": URL_SAFE_NO_PAD.encode(state.0.policies.builtin_resource_policy()),
+                    "version": 0,
+                    "builtin": true,
+                }),
+            };
+            Ok(Json(body).into_response())
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -157,11 +226,16 @@ struct AttestationPolicyBody {
 fn valid_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request("InvalidRequest", "id must be 1-64 characters of [A-Za-z0-9._-]"))
+        Err(ApiError::bad_request(
+            "InvalidRequest",
+            "id must be 1-64 characters of [A-Za-z0-9._-]",
+        ))
     }
 }
 
@@ -170,19 +244,33 @@ pub async fn set_attestation_policy(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WritePolicies, "set-attestation-policy", || {
-        let req: AttestationPolicyBody = json_body(b)?;
-        valid_id(&req.policy_id)?;
-        if let Some(k) = req.kind.as_deref() {
-            if !k.eq_ignore_ascii_case("rego") {
-                return Err(ApiError::bad_request("PolicyEngine", format!("policy type {k:?} is not supported (rego)")));
+    admin(
+        &state,
+        &headers,
+        Permission::WritePolicies,
+        "set-attestation-policy",
+        || {
+            let req: AttestationPolicyBody = json_body(b)?;
+            valid_id(&req.policy_id)?;
+            if let Some(k) = req.kind.as_deref() {
+                if !k.eq_ignore_ascii_case("rego") {
+                    return Err(ApiError::bad_request(
+                        "PolicyEngine",
+                        format!("policy type {k:?} is not supported (rego)"),
+                    ));
+                }
             }
-        }
-        let text = decode_policy(&req.policy)?;
-        compile_check(&req.policy_id, &text, ATTESTATION_PACKAGE)?;
-        let sp = state.store().put_policy(PolicyKind::Attestation, &req.policy_id, &text, state.now())?;
-        Ok(Json(json!({"policy_id": sp.id, "version": sp.version})).into_response())
-    })
+            let text = decode_policy(&req.policy)?;
+            compile_check(&req.policy_id, &text, ATTESTATION_PACKAGE)?;
+            let sp = state.store().put_policy(
+                PolicyKind::Attestation,
+                &req.policy_id,
+                &text,
+                state.now(),
+            )?;
+            Ok(Json(json!({"policy_id": sp.id, "version": sp.version})).into_response())
+        },
+    )
 }
 
 pub async fn get_attestation_policy(
@@ -190,14 +278,25 @@ pub async fn get_attestation_policy(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadPolicies, "get-attestation-policy", || {
-        let sp = state
-            .store()
-            .get_policy(PolicyKind::Attestation, &id)?
-            .ok_or_else(|| ApiError::not_found("PolicyNotFound", format!("attestation policy {id:?} does not exist")))?;
-        Ok(Json(json!({"policy_id": sp.id, "policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version}))
+    admin(
+        &state,
+        &headers,
+        Permission::ReadPolicies,
+        "get-attestation-policy",
+        || {
+            let sp = state
+                .store()
+                .get_policy(PolicyKind::Attestation, &id)?
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "PolicyNotFound",
+                        format!("attestation policy {id:?} does not exist"),
+                    )
+                })?;
+            Ok(Json(json!({"policy_id": sp.id, "policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version}))
             .into_response())
-    })
+        },
+    )
 }
 
 pub async fn delete_attestation_policy(
@@ -205,24 +304,42 @@ pub async fn delete_attestation_policy(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WritePolicies, "delete-attestation-policy", || {
-        if !state.store().delete_policy(PolicyKind::Attestation, &id)? {
-            return Err(ApiError::not_found("PolicyNotFound", format!("attestation policy {id:?} does not exist")));
-        }
-        Ok(Json(json!({"deleted": id})).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WritePolicies,
+        "delete-attestation-policy",
+        || {
+            if !state.store().delete_policy(PolicyKind::Attestation, &id)? {
+                return Err(ApiError::not_found(
+                    "PolicyNotFound",
+                    format!("attestation policy {id:?} does not exist"),
+                ));
+            }
+            Ok(Json(json!({"deleted": id})).into_response())
+        },
+    )
 }
 
-pub async fn list_attestation_policies(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadPolicies, "list-attestation-policies", || {
-        let list: Vec<Value> = state
+pub async fn list_attestation_policies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadPolicies,
+        "list-attestation-policies",
+        || {
+            let list: Vec<Value> = state
             .store()
             .list_policies(PolicyKind::Attestation)?
             .into_iter()
             .map(|p| json!({"policy_id": p.id, "version": p.version, "updated_at": p.updated_at}))
             .collect();
-        Ok(Json(list).into_response())
-    })
+            Ok(Json(list).into_response())
+        },
+    )
 }
 
 /// Reference values arrive either in ward's form
@@ -238,7 +355,9 @@ fn parse_reference_values(v: Value) -> Result<Vec<ReferenceValue>, ApiError> {
     }
     if let Some(payload) = v.get("payload").and_then(Value::as_str) {
         if v.get("type").and_then(Value::as_str) != Some("sample") {
-            return Err(bad("only RVPS messages of type \"sample\" are supported".into()));
+            return Err(bad(
+                "only RVPS messages of type \"sample\" are supported".into()
+            ));
         }
         let raw = STANDARD
             .decode(payload)
@@ -254,11 +373,18 @@ fn parse_reference_values(v: Value) -> Result<Vec<ReferenceValue>, ApiError> {
                     other => vec![other],
                 };
                 valid_id(&name)?;
-                Ok(ReferenceValue { name, values, expires_at: None, version: 0, updated_at: 0 })
+                Ok(ReferenceValue {
+                    name,
+                    values,
+                    expires_at: None,
+                    version: 0,
+                    updated_at: 0,
+                })
             })
             .collect();
     }
-    let rv: ReferenceValue = serde_json::from_value(v).map_err(|e| bad(format!("reference value: {e}")))?;
+    let rv: ReferenceValue =
+        serde_json::from_value(v).map_err(|e| bad(format!("reference value: {e}")))?;
     valid_id(&rv.name)?;
     Ok(vec![rv])
 }
@@ -268,16 +394,22 @@ pub async fn set_reference_value(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WriteReferenceValues, "set-reference-value", || {
-        let v: Value = json_body(b)?;
-        let rvs = parse_reference_values(v)?;
-        let now = state.now();
-        let mut out = Vec::with_capacity(rvs.len());
-        for rv in rvs {
-            out.push(state.store().put_reference_value(&rv, now)?);
-        }
-        Ok(Json(out).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WriteReferenceValues,
+        "set-reference-value",
+        || {
+            let v: Value = json_body(b)?;
+            let rvs = parse_reference_values(v)?;
+            let now = state.now();
+            let mut out = Vec::with_capacity(rvs.len());
+            for rv in rvs {
+                out.push(state.store().put_reference_value(&rv, now)?);
+            }
+            Ok(Json(out).into_response())
+        },
+    )
 }
 
 pub async fn get_reference_value(
@@ -285,12 +417,21 @@ pub async fn get_reference_value(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadReferenceValues, "get-reference-value", || {
-        let rv = state.store().get_reference_value(&name)?.ok_or_else(|| {
-            ApiError::not_found("ReferenceValueNotFound", format!("reference value {name:?} does not exist"))
-        })?;
-        Ok(Json(rv).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::ReadReferenceValues,
+        "get-reference-value",
+        || {
+            let rv = state.store().get_reference_value(&name)?.ok_or_else(|| {
+                ApiError::not_found(
+                    "ReferenceValueNotFound",
+                    format!("reference value {name:?} does not exist"),
+                )
+            })?;
+            Ok(Json(rv).into_response())
+        },
+    )
 }
 
 pub async fn delete_reference_value(
@@ -298,18 +439,34 @@ pub async fn delete_reference_value(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::WriteReferenceValues, "delete-reference-value", || {
-        if !state.store().delete_reference_value(&name)? {
-            return Err(ApiError::not_found("ReferenceValueNotFound", format!("reference value {name:?} does not exist")));
-        }
-        Ok(Json(json!({"deleted": name})).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::WriteReferenceValues,
+        "delete-reference-value",
+        || {
+            if !state.store().delete_reference_value(&name)? {
+                return Err(ApiError::not_found(
+                    "ReferenceValueNotFound",
+                    format!("reference value {name:?} does not exist"),
+                ));
+            }
+            Ok(Json(json!({"deleted": name})).into_response())
+        },
+    )
 }
 
-pub async fn list_reference_values(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::ReadReferenceValues, "list-reference-values", || {
-        Ok(Json(state.store().list_reference_values()?).into_response())
-    })
+pub async fn list_reference_values(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadReferenceValues,
+        "list-reference-values",
+        || Ok(Json(state.store().list_reference_values()?).into_response()),
+    )
 }
 
 #[derive(Deserialize)]
@@ -322,9 +479,15 @@ pub async fn rotate_key(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, Permission::RotateKeys, "rotate-key", || {
-        let req: RotateBody = json_body(b)?;
-        state.0.keys.rotate(&req.ring, state.now())?;
-        Ok(Json(json!({"rotated": req.ring})).into_response())
-    })
+    admin(
+        &state,
+        &headers,
+        Permission::RotateKeys,
+        "rotate-key",
+        || {
+            let req: RotateBody = json_body(b)?;
+            state.0.keys.rotate(&req.ring, state.now())?;
+            Ok(Json(json!({"rotated": req.ring})).into_response())
+        },
+    )
 }

@@ -35,7 +35,10 @@ pub fn role_allows(role: &str, p: Permission) -> bool {
     match role {
         "admin" => true,
         "resource-admin" => matches!(p, ReadResources | WriteResources),
-        "policy-admin" => matches!(p, ReadPolicies | WritePolicies | ReadReferenceValues | WriteReferenceValues),
+        "policy-admin" => matches!(
+            p,
+            ReadPolicies | WritePolicies | ReadReferenceValues | WriteReferenceValues
+        ),
         "auditor" => matches!(p, ReadResources | ReadPolicies | ReadReferenceValues),
         _ => false,
     }
@@ -56,12 +59,17 @@ impl AdminAuth {
     pub fn load_file(path: &Path) -> Result<Vec<VerifyingKey>, String> {
         let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if text.trim_ascii_start().starts_with(b"{") {
-            let jwks: Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            let keys = jwks.get("keys").and_then(Value::as_array).ok_or(format!("{}: no \"keys\" array", path.display()))?;
+            let jwks: Value =
+                serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let keys = jwks
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or(format!("{}: no \"keys\" array", path.display()))?;
             return keys
                 .iter()
                 .map(|k| {
-                    let jwk: ward_proto::Jwk = serde_json::from_value(k.clone()).map_err(|e| e.to_string())?;
+                    let jwk: ward_proto::Jwk =
+                        serde_json::from_value(k.clone()).map_err(|e| e.to_string())?;
                     VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string())
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -70,7 +78,10 @@ impl AdminAuth {
         let mut out = Vec::new();
         for der in SubjectPublicKeyInfoDer::pem_slice_iter(&text) {
             let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
-            out.push(VerifyingKey::from_spki_der(der.as_ref()).map_err(|e| format!("{}: {e}", path.display()))?);
+            out.push(
+                VerifyingKey::from_spki_der(der.as_ref())
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            );
         }
         if out.is_empty() {
             return Err(format!("{}: no PUBLIC KEY found", path.display()));
@@ -83,13 +94,29 @@ impl AdminAuth {
     }
 
     /// Check the `Authorization` header value for `perm` as of `now`.
-    pub fn authorize(&self, header: Option<&str>, perm: Permission, now: i64) -> Result<String, ApiError> {
+    pub fn authorize(
+        &self,
+        header: Option<&str>,
+        perm: Permission,
+        now: i64,
+    ) -> Result<String, ApiError> {
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("AdminAuth", "admin API requires Authorization: Bearer <token>"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "AdminAuth",
+                    "admin API requires Authorization: Bearer <token>",
+                )
+            })?;
         if self.keys.is_empty() {
-            return Err(ApiError::unauthorized("AdminAuth", "no admin keys are configured"));
+            return Err(ApiError::unauthorized(
+                "AdminAuth",
+                "no admin keys are configured",
+            ));
         }
         let claims = jwt::verify(token, &self.keys, now, None)
             .map_err(|e| ApiError::unauthorized("AdminAuth", format!("admin token: {e}")))?
@@ -100,11 +127,21 @@ impl AdminAuth {
             _ => vec![],
         };
         if roles.is_empty() {
-            return Err(ApiError::forbidden("AdminAuth", "admin token has no role claim"));
+            return Err(ApiError::forbidden(
+                "AdminAuth",
+                "admin token has no role claim",
+            ));
         }
         if !roles.iter().any(|r| role_allows(r, perm)) {
-            return Err(ApiError::forbidden("AdminAuth", format!("role {roles:?} may not {perm:?}")));
+            return Err(ApiError::forbidden(
+                "AdminAuth",
+                format!("role {roles:?} may not {perm:?}"),
+            ));
         }
-        Ok(claims.get("sub").and_then(Value::as_str).unwrap_or("admin").to_string())
+        Ok(claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("admin")
+            .to_string())
     }
 }

@@ -58,7 +58,8 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
 
 /// Open the store, creating the data directory and KEK on first start.
 pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), String> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("data directory {}: {e}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("data directory {}: {e}", cfg.data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -85,7 +86,10 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
 
 /// Create (first start) or reuse the bootstrap admin key; returns its
 /// verifying key and the token path when a token was created.
-pub fn admin_bootstrap(cfg: &Config, now: i64) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), String> {
+pub fn admin_bootstrap(
+    cfg: &Config,
+    now: i64,
+) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), String> {
     let dir = cfg.data_dir.join(ADMIN_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let pub_path = dir.join(ADMIN_PUB);
@@ -94,12 +98,17 @@ pub fn admin_bootstrap(cfg: &Config, now: i64) -> Result<(VerifyingKey, Option<P
         let der = rustls::pki_types::pem::PemObject::from_pem_file(&pub_path)
             .map(|d: rustls::pki_types::SubjectPublicKeyInfoDer<'static>| d.as_ref().to_vec())
             .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-        let vk = VerifyingKey::from_spki_der(&der).map_err(|e| format!("{}: {e}", pub_path.display()))?;
+        let vk = VerifyingKey::from_spki_der(&der)
+            .map_err(|e| format!("{}: {e}", pub_path.display()))?;
         return Ok((vk, None, token_path));
     }
-    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
+    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+        .map_err(|_| "key generation failed")?;
     let pkcs8 = kp.to_pkcs8v1().map_err(|_| "key encoding failed")?;
-    let spki = kp.public_key().as_der().map_err(|_| "key encoding failed")?;
+    let spki = kp
+        .public_key()
+        .as_der()
+        .map_err(|_| "key encoding failed")?;
     let signer = Es256Signer::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
     let claims = json!({
         "iss": "ward-bootstrap",
@@ -109,19 +118,31 @@ pub fn admin_bootstrap(cfg: &Config, now: i64) -> Result<(VerifyingKey, Option<P
         "exp": now + cfg.admin.bootstrap_token_lifetime_secs,
     });
     let token = signer.sign(&claims).map_err(|e| e.to_string())?;
-    write_private(&dir.join(ADMIN_KEY), pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
-        .map_err(|e| format!("{}: {e}", dir.join(ADMIN_KEY).display()))?;
-    write_private(&token_path, format!("{token}\n").as_bytes()).map_err(|e| format!("{}: {e}", token_path.display()))?;
+    write_private(
+        &dir.join(ADMIN_KEY),
+        pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes(),
+    )
+    .map_err(|e| format!("{}: {e}", dir.join(ADMIN_KEY).display()))?;
+    write_private(&token_path, format!("{token}\n").as_bytes())
+        .map_err(|e| format!("{}: {e}", token_path.display()))?;
     // Written last: its presence means the bootstrap completed.
-    std::fs::write(&pub_path, pem("PUBLIC KEY", spki.as_ref())).map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    std::fs::write(&pub_path, pem("PUBLIC KEY", spki.as_ref()))
+        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
     let vk = VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())?;
     Ok((vk, Some(token_path.clone()), token_path))
 }
 
 /// Mint an admin token with `key_pem` (a PKCS#8 P-256 private key).
-pub fn mint_admin_token(key_pem: &[u8], role: &str, subject: &str, now: i64, lifetime: i64) -> Result<String, String> {
+pub fn mint_admin_token(
+    key_pem: &[u8],
+    role: &str,
+    subject: &str,
+    now: i64,
+    lifetime: i64,
+) -> Result<String, String> {
     let der: rustls::pki_types::PrivateKeyDer<'static> =
-        rustls::pki_types::pem::PemObject::from_pem_slice(key_pem).map_err(|e| format!("admin key: {e}"))?;
+        rustls::pki_types::pem::PemObject::from_pem_slice(key_pem)
+            .map_err(|e| format!("admin key: {e}"))?;
     let signer = Es256Signer::from_pkcs8(der.secret_der()).map_err(|e| e.to_string())?;
     signer
         .sign(&json!({"iss": "ward-admin", "sub": subject, "role": role, "iat": now, "exp": now + lifetime}))

@@ -28,6 +28,8 @@ pub struct Config {
     pub session_ttl_secs: i64,
     /// Largest request body in bytes (resources included).
     pub max_body_bytes: usize,
+    /// Runtime worker threads; default: the number of CPUs.
+    pub workers: Option<usize>,
     pub token: TokenConfig,
     pub admin: AdminConfig,
 }
@@ -69,6 +71,7 @@ impl Default for Config {
             dev: false,
             session_ttl_secs: 300,
             max_body_bytes: 2 * 1024 * 1024,
+            workers: None,
             token: TokenConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -77,13 +80,20 @@ impl Default for Config {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { lifetime_secs: 300, issuer: "ward".into() }
+        Self {
+            lifetime_secs: 300,
+            issuer: "ward".into(),
+        }
     }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { keys: vec![], bootstrap: true, bootstrap_token_lifetime_secs: 365 * 24 * 3600 }
+        Self {
+            keys: vec![],
+            bootstrap: true,
+            bootstrap_token_lifetime_secs: 365 * 24 * 3600,
+        }
     }
 }
 
@@ -98,6 +108,9 @@ impl Config {
         }
         if self.session_ttl_secs <= 0 || self.token.lifetime_secs <= 0 {
             return Err("session_ttl_secs and token.lifetime_secs must be positive".into());
+        }
+        if self.workers == Some(0) {
+            return Err("workers must be at least 1".into());
         }
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -27,16 +27,28 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest { kind, detail: detail.into() }
+        Self::BadRequest {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn unauthorized(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unauthorized { kind, detail: detail.into() }
+        Self::Unauthorized {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn forbidden(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::Forbidden { kind, detail: detail.into() }
+        Self::Forbidden {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::NotFound { kind, detail: detail.into() }
+        Self::NotFound {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())

@@ -26,23 +26,40 @@ pub fn router(state: AppState) -> Router {
         .route("/kbs/v0/attest", post(attest))
         .route(
             "/kbs/v0/resource/{repo}/{kind}/{tag}",
-            get(get_resource).post(admin::put_resource).delete(admin::delete_resource),
+            get(get_resource)
+                .post(admin::put_resource)
+                .delete(admin::delete_resource),
         )
-        .route("/kbs/v0/resource-policy", post(admin::set_resource_policy).get(admin::get_resource_policy))
-        .route("/kbs/v0/attestation-policy", post(admin::set_attestation_policy))
+        .route(
+            "/kbs/v0/resource-policy",
+            post(admin::set_resource_policy).get(admin::get_resource_policy),
+        )
+        .route(
+            "/kbs/v0/attestation-policy",
+            post(admin::set_attestation_policy),
+        )
         .route(
             "/kbs/v0/attestation-policy/{id}",
             get(admin::get_attestation_policy).delete(admin::delete_attestation_policy),
         )
-        .route("/kbs/v0/attestation-policies", get(admin::list_attestation_policies))
+        .route(
+            "/kbs/v0/attestation-policies",
+            get(admin::list_attestation_policies),
+        )
         .route("/kbs/v0/reference-value", post(admin::set_reference_value))
         .route(
             "/kbs/v0/reference-value/{name}",
             get(admin::get_reference_value).delete(admin::delete_reference_value),
         )
-        .route("/kbs/v0/reference-values", get(admin::list_reference_values))
+        .route(
+            "/kbs/v0/reference-values",
+            get(admin::list_reference_values),
+        )
         .route("/kbs/v0/admin/resources", get(admin::list_resources))
-        .route("/kbs/v0/admin/resources/{repo}/{kind}/{tag}", get(admin::resource_metadata))
+        .route(
+            "/kbs/v0/admin/resources/{repo}/{kind}/{tag}",
+            get(admin::resource_metadata),
+        )
         .route("/kbs/v0/admin/rotate-key", post(admin::rotate_key))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics))
@@ -65,22 +82,36 @@ pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> 
 }
 
 /// A validated resource path from the URL.
-pub(crate) fn resource_path(p: Result<Path<(String, String, String)>, PathRejection>) -> Result<ResourcePath, ApiError> {
-    let Path((repo, kind, tag)) = p.map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))?;
-    ResourcePath::new(&repo, &kind, &tag).map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))
+pub(crate) fn resource_path(
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<ResourcePath, ApiError> {
+    let Path((repo, kind, tag)) =
+        p.map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))?;
+    ResourcePath::new(&repo, &kind, &tag)
+        .map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))
 }
 
-fn with_cookie(mut resp: Response, state: &AppState, value: &str, exp: i64) -> Result<Response, ApiError> {
+fn with_cookie(
+    mut resp: Response,
+    state: &AppState,
+    value: &str,
+    exp: i64,
+) -> Result<Response, ApiError> {
     let header = session::set_cookie(value, exp, state.settings().secure_cookies);
-    resp.headers_mut()
-        .insert(SET_COOKIE, HeaderValue::from_str(&header).map_err(ApiError::internal)?);
+    resp.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&header).map_err(ApiError::internal)?,
+    );
     Ok(resp)
 }
 
-async fn auth(State(state): State<AppState>, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn auth(
+    State(state): State<AppState>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let req: Request =
-        serde_json::from_slice(&b).map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))?;
+    let req: Request = serde_json::from_slice(&b)
+        .map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))?;
     let (challenge, cookie, exp) = state.auth(&req)?;
     with_cookie(Json(challenge).into_response(), &state, &cookie, exp)
 }
@@ -92,14 +123,22 @@ async fn attest(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let (token, cookie, exp) = state.attest(session::cookie_value(&headers), &b)?;
-    with_cookie(Json(AttestationToken { token }).into_response(), &state, &cookie, exp)
+    with_cookie(
+        Json(AttestationToken { token }).into_response(),
+        &state,
+        &cookie,
+        exp,
+    )
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -119,13 +158,20 @@ async fn get_resource(
 
 async fn jwks(State(state): State<AppState>) -> Response {
     let keys = state.0.keys.current();
-    let list: Vec<_> = keys.verifying.iter().map(|(_, _, jwk)| jwk.clone()).collect();
+    let list: Vec<_> = keys
+        .verifying
+        .iter()
+        .map(|(_, _, jwk)| jwk.clone())
+        .collect();
     Json(serde_json::json!({ "keys": list })).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.0.metrics.encode(),
     )
         .into_response()

@@ -54,7 +54,9 @@ impl Keys {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut b = [0u8; N];
-    SystemRandom::new().fill(&mut b).map_err(|_| ApiError::internal("random number generator failed"))?;
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| ApiError::internal("random number generator failed"))?;
     Ok(b)
 }
 
@@ -88,7 +90,11 @@ impl KeyManager {
             new_session_key(store.as_ref(), now)?;
         }
         let keys = Self::read(store.as_ref())?;
-        Ok(Self { store, keys: RwLock::new(Arc::new(keys)), last_reload: now.into() })
+        Ok(Self {
+            store,
+            keys: RwLock::new(Arc::new(keys)),
+            last_reload: now.into(),
+        })
     }
 
     fn read(store: &dyn Store) -> Result<Keys, ApiError> {
@@ -105,16 +111,27 @@ impl KeyManager {
             verifying.push((entry.id.clone(), vk, jwk));
             newest = Some((entry.id.clone(), signer));
         }
-        let (signer_id, signer) = newest.ok_or_else(|| ApiError::internal("token signing ring is empty"))?;
+        let (signer_id, signer) =
+            newest.ok_or_else(|| ApiError::internal("token signing ring is empty"))?;
         let session = store
             .keys(RING_SESSION)?
             .into_iter()
-            .filter_map(|e| Some(SessionKey { id: e.id, key: e.material.as_slice().try_into().ok()? }))
+            .filter_map(|e| {
+                Some(SessionKey {
+                    id: e.id,
+                    key: e.material.as_slice().try_into().ok()?,
+                })
+            })
             .collect::<Vec<_>>();
         if session.is_empty() {
             return Err(ApiError::internal("session key ring is empty"));
         }
-        Ok(Keys { signer, signer_id, verifying, session })
+        Ok(Keys {
+            signer,
+            signer_id,
+            verifying,
+            session,
+        })
     }
 
     pub fn current(&self) -> Arc<Keys> {
@@ -128,7 +145,8 @@ impl KeyManager {
         if now <= last {
             return Ok(false);
         }
-        self.last_reload.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.last_reload
+            .store(now, std::sync::atomic::Ordering::Relaxed);
         self.reload()?;
         Ok(true)
     }
@@ -144,7 +162,12 @@ impl KeyManager {
         match ring {
             RING_TOKEN => new_token_key(self.store.as_ref(), now)?,
             RING_SESSION => new_session_key(self.store.as_ref(), now)?,
-            _ => return Err(ApiError::bad_request("InvalidRequest", format!("unknown key ring {ring:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "InvalidRequest",
+                    format!("unknown key ring {ring:?}"),
+                ))
+            }
         }
         let entries = self.store.keys(ring)?;
         let drop_n = entries.len().saturating_sub(KEEP_AFTER_ROTATION);

@@ -50,11 +50,29 @@ impl Metrics {
         let attest = Family::<AttestLabels, Counter>::default();
         let resource = Family::<ResultLabel, Counter>::default();
         let admin = Family::<AdminLabels, Counter>::default();
-        registry.register("auth_requests", "Challenges issued (POST /auth)", auth.clone());
-        registry.register("attestations", "Attestation outcomes (POST /attest)", attest.clone());
-        registry.register("resource_requests", "Resource request outcomes", resource.clone());
+        registry.register(
+            "auth_requests",
+            "Challenges issued (POST /auth)",
+            auth.clone(),
+        );
+        registry.register(
+            "attestations",
+            "Attestation outcomes (POST /attest)",
+            attest.clone(),
+        );
+        registry.register(
+            "resource_requests",
+            "Resource request outcomes",
+            resource.clone(),
+        );
         registry.register("admin_requests", "Admin API requests", admin.clone());
-        Self { registry, auth, attest, resource, admin }
+        Self {
+            registry,
+            auth,
+            attest,
+            resource,
+            admin,
+        }
     }
 
     pub fn auth(&self, tee: &str) {
@@ -65,15 +83,29 @@ impl Metrics {
         let result = match result {
             Ok(s) | Err(s) => s.to_string(),
         };
-        self.attest.get_or_create(&AttestLabels { tee: tee.into(), result }).inc();
+        self.attest
+            .get_or_create(&AttestLabels {
+                tee: tee.into(),
+                result,
+            })
+            .inc();
     }
 
     pub fn resource(&self, result: &str) {
-        self.resource.get_or_create(&ResultLabel { result: result.into() }).inc();
+        self.resource
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn admin(&self, operation: &str, result: &str) {
-        self.admin.get_or_create(&AdminLabels { operation: operation.into(), result: result.into() }).inc();
+        self.admin
+            .get_or_create(&AdminLabels {
+                operation: operation.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

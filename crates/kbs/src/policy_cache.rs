@@ -1,15 +1,15 @@
-//! Compiled policies, rebuilt only when their stored version (or, for
-//! attestation policies, the reference values) change. Each request costs
-//! one cheap version lookup in the store, so a policy set through any replica
-//! takes effect on all of them at once.
+//! Compiled policies, rebuilt only when the store's policy (or
+//! reference-value) generation changes. Callers read the generations once
+//! per request (one cheap query), so a policy set through any replica takes
+//! effect on all of them at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use ward_policy::Policy;
 use ward_proto::ResourcePath;
-use ward_store::{PolicyKind, Store};
+use ward_store::{Generations, PolicyKind, Store};
 use ward_verifier::{default_attestation_policy, reference_data, ATTESTATION_PACKAGE};
 
 use crate::error::ApiError;
@@ -23,31 +23,39 @@ pub const RESOURCE_PACKAGE: &str = "policy";
 /// Resource paths whose prepared policy is kept.
 const PER_PATH_MAX: usize = 4096;
 
-/// Which stored policy a compiled one came from: (id, version), or the
-/// built-in default.
-type Source = Option<(String, i64)>;
+struct ResourcePolicies {
+    generation: i64,
+    base: Option<Arc<Policy>>,
+    /// The base policy with each path's request data loaded and prepared.
+    per_path: HashMap<String, Arc<Policy>>,
+}
+
+/// Compiled attestation policies by TEE, with the (policies,
+/// reference-values) generations they were built at.
+type AttestationPolicies = HashMap<String, ((i64, i64), Arc<Policy>)>;
 
 pub struct PolicyCache {
     dev: bool,
-    resource: RwLock<Option<(Option<i64>, Arc<Policy>)>>,
-    /// The resource policy with each path's request data loaded and the
-    /// engine prepared, keyed by path, for the version in `resource`.
-    per_path: Mutex<(i64, HashMap<String, Arc<Policy>>)>,
-    attestation: Mutex<HashMap<String, ((Source, i64), Arc<Policy>)>>,
+    resource: Mutex<ResourcePolicies>,
+    attestation: Mutex<AttestationPolicies>,
 }
 
 fn compiled(id: &str, text: &str, package: &str) -> Result<Policy, ApiError> {
     // Stored policies were compiled when they were set; a failure here means
     // the store holds something this build cannot compile.
-    Policy::compile(id, text, package).map_err(|e| ApiError::internal(format!("stored policy: {e}")))
+    Policy::compile(id, text, package)
+        .map_err(|e| ApiError::internal(format!("stored policy: {e}")))
 }
 
 impl PolicyCache {
     pub fn new(dev: bool) -> Self {
         Self {
             dev,
-            resource: RwLock::new(None),
-            per_path: Mutex::new((-1, HashMap::new())),
+            resource: Mutex::new(ResourcePolicies {
+                generation: -1,
+                base: None,
+                per_path: HashMap::new(),
+            }),
             attestation: Mutex::new(HashMap::new()),
         }
     }
@@ -61,75 +69,89 @@ impl PolicyCache {
         }
     }
 
-    /// The resource policy in force and a key that changes with it.
-    pub fn resource(&self, store: &dyn Store) -> Result<(Arc<Policy>, i64), ApiError> {
-        let version = store.policy_version(PolicyKind::Resource, RESOURCE_POLICY_ID)?;
-        if let Some((v, p)) = &*self.resource.read().unwrap_or_else(|e| e.into_inner()) {
-            if *v == version {
-                return Ok((p.clone(), version.unwrap_or(0)));
-            }
-        }
-        let policy = match store.get_policy(PolicyKind::Resource, RESOURCE_POLICY_ID)? {
-            Some(sp) => compiled("resource-policy", &sp.text, RESOURCE_PACKAGE)?,
-            None => compiled("resource-policy-builtin", self.builtin_resource_policy(), RESOURCE_PACKAGE)?,
-        };
-        let policy = Arc::new(policy);
-        // Re-read the version: a write between the two reads must not be
-        // cached under the older version.
-        let version = store.policy_version(PolicyKind::Resource, RESOURCE_POLICY_ID)?;
-        *self.resource.write().unwrap_or_else(|e| e.into_inner()) = Some((version, policy.clone()));
-        Ok((policy, version.unwrap_or(0)))
-    }
-
-    /// The resource policy in force with the request data of `path` loaded
-    /// (`data.plugin`, `data["resource-path"]`, `data.query`), as the
-    /// reference server passes it; and the policy version.
-    pub fn resource_for_path(&self, store: &dyn Store, path: &ResourcePath) -> Result<(Arc<Policy>, i64), ApiError> {
-        let (base, version) = self.resource(store)?;
+    /// The resource policy in force, with the request data of `path` loaded
+    /// (`data.plugin`, `data["resource-path"]`, `data.query`) as the reference
+    /// server passes it.
+    pub fn resource_for_path(
+        &self,
+        store: &dyn Store,
+        gen: &Generations,
+        path: &ResourcePath,
+    ) -> Result<Arc<Policy>, ApiError> {
         let key = path.to_string();
-        {
-            let cache = self.per_path.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.0 == version {
-                if let Some(p) = cache.1.get(&key) {
-                    return Ok((p.clone(), version));
+        let base = {
+            let cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.generation == gen.policies {
+                if let Some(p) = cache.per_path.get(&key) {
+                    return Ok(p.clone());
                 }
+                cache.base.clone()
+            } else {
+                None
             }
-        }
+        };
+        let base = match base {
+            Some(b) => b,
+            None => Arc::new(
+                match store.get_policy(PolicyKind::Resource, RESOURCE_POLICY_ID)? {
+                    Some(sp) => compiled("resource-policy", &sp.text, RESOURCE_PACKAGE)?,
+                    None => compiled(
+                        "resource-policy-builtin",
+                        self.builtin_resource_policy(),
+                        RESOURCE_PACKAGE,
+                    )?,
+                },
+            ),
+        };
         let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
-        let p = Arc::new(base.with_data(&data).map_err(|e| ApiError::internal(format!("resource policy: {e}")))?);
-        let mut cache = self.per_path.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.0 != version || cache.1.len() >= PER_PATH_MAX {
-            *cache = (version, HashMap::new());
+        let p = Arc::new(
+            base.with_data(&data)
+                .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?,
+        );
+        let mut cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.generation != gen.policies || cache.per_path.len() >= PER_PATH_MAX {
+            *cache = ResourcePolicies {
+                generation: gen.policies,
+                base: Some(base),
+                per_path: HashMap::new(),
+            };
         }
-        cache.1.insert(key, p.clone());
-        Ok((p, version))
+        cache.per_path.insert(key, p.clone());
+        Ok(p)
     }
 
     /// The attestation policy for `tee`: a stored policy with the TEE's name,
     /// else the stored `default`, else the built-in default of the TEE; with
-    /// the current reference values loaded as `data.reference`.
-    pub fn attestation(&self, store: &dyn Store, tee: &str, now: i64) -> Result<Arc<Policy>, ApiError> {
-        let source: Source = match store.policy_version(PolicyKind::Attestation, tee)? {
-            Some(v) => Some((tee.to_string(), v)),
-            None => store.policy_version(PolicyKind::Attestation, "default")?.map(|v| ("default".to_string(), v)),
-        };
-        let rv_gen = store.reference_values_generation()?;
-        let key = (source.clone(), rv_gen);
-        if let Some((k, p)) = self.attestation.lock().unwrap_or_else(|e| e.into_inner()).get(tee) {
+    /// the reference values (unexpired as of `now`) loaded as `data.reference`.
+    pub fn attestation(
+        &self,
+        store: &dyn Store,
+        gen: &Generations,
+        tee: &str,
+        now: i64,
+    ) -> Result<Arc<Policy>, ApiError> {
+        let key = (gen.policies, gen.reference_values);
+        if let Some((k, p)) = self
+            .attestation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tee)
+        {
             if *k == key {
                 return Ok(p.clone());
             }
         }
-        let base = match &source {
-            Some((id, _)) => {
-                let sp = store
-                    .get_policy(PolicyKind::Attestation, id)?
-                    .ok_or_else(|| ApiError::internal("attestation policy vanished while loading"))?;
-                compiled(id, &sp.text, ATTESTATION_PACKAGE)?
-            }
+        let stored = match store.get_policy(PolicyKind::Attestation, tee)? {
+            Some(p) => Some(p),
+            None => store.get_policy(PolicyKind::Attestation, "default")?,
+        };
+        let base = match &stored {
+            Some(sp) => compiled(&sp.id, &sp.text, ATTESTATION_PACKAGE)?,
             None => {
                 let text = default_attestation_policy(tee).ok_or_else(|| {
-                    ApiError::internal(format!("no attestation policy for TEE {tee:?} (set one with ward admin)"))
+                    ApiError::internal(format!(
+                        "no attestation policy for TEE {tee:?} (set one with ward admin)"
+                    ))
                 })?;
                 compiled("default", text, ATTESTATION_PACKAGE)?
             }
@@ -141,9 +163,13 @@ impl PolicyCache {
             }
         }
         let policy = Arc::new(
-            base.with_data(&reference_data(&values)).map_err(|e| ApiError::internal(format!("reference values: {e}")))?,
+            base.with_data(&reference_data(&values))
+                .map_err(|e| ApiError::internal(format!("reference values: {e}")))?,
         );
-        self.attestation.lock().unwrap_or_else(|e| e.into_inner()).insert(tee.to_string(), (key, policy.clone()));
+        self.attestation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tee.to_string(), (key, policy.clone()));
         Ok(policy)
     }
 }

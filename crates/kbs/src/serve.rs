@@ -28,11 +28,17 @@ pub fn default_verifiers() -> VerifierRegistry {
 }
 
 /// Open the store, bootstrap credentials and build the state.
-pub fn build_state(cfg: &Config, verifiers: VerifierRegistry) -> Result<(AppState, Bootstrapped), String> {
+pub fn build_state(
+    cfg: &Config,
+    verifiers: VerifierRegistry,
+) -> Result<(AppState, Bootstrapped), String> {
     cfg.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, created_kek) = open_store(cfg)?;
-    let mut info = Bootstrapped { created_kek, ..Default::default() };
+    let mut info = Bootstrapped {
+        created_kek,
+        ..Default::default()
+    };
     let mut admin_keys = Vec::new();
     for p in &cfg.admin.keys {
         admin_keys.extend(AdminAuth::load_file(p)?);
@@ -45,12 +51,22 @@ pub fn build_state(cfg: &Config, verifiers: VerifierRegistry) -> Result<(AppStat
     }
     let settings = Settings {
         session_ttl_secs: cfg.session_ttl_secs,
-        token: TokenSettings { issuer: cfg.token.issuer.clone(), lifetime_secs: cfg.token.lifetime_secs },
+        token: TokenSettings {
+            issuer: cfg.token.issuer.clone(),
+            lifetime_secs: cfg.token.lifetime_secs,
+        },
         dev: cfg.dev,
         secure_cookies: cfg.tls.is_some(),
         max_body_bytes: cfg.max_body_bytes,
     };
-    let state = AppState::new(store, verifiers, settings, AdminAuth::new(admin_keys), clock).map_err(|e| format!("{e:?}"))?;
+    let state = AppState::new(
+        store,
+        verifiers,
+        settings,
+        AdminAuth::new(admin_keys),
+        clock,
+    )
+    .map_err(|e| format!("{e:?}"))?;
     Ok((state, info))
 }
 
@@ -62,13 +78,16 @@ fn tls_config(cfg: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, St
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", cfg.cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| format!("{}: {e}", cfg.key.display()))?;
-    let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate/key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key)
+        .map_err(|e| format!("{}: {e}", cfg.key.display()))?;
+    let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate/key: {e}"))?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(sc)
 }
@@ -82,7 +101,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     match tls {
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string()),
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| e.to_string()),
         Some(t) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?));
             let graceful = hyper_util::server::graceful::GracefulShutdown::new();

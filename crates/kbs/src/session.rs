@@ -25,7 +25,11 @@ pub const MAX_COOKIE_LEN: usize = 300 * 1024;
 pub enum Session {
     /// Between `/auth` and `/attest`.
     #[serde(rename = "p")]
-    Pending { tee: String, nonce: String, exp: i64 },
+    Pending {
+        tee: String,
+        nonce: String,
+        exp: i64,
+    },
     /// After a successful `/attest`.
     #[serde(rename = "a")]
     Attested { token: String, exp: i64 },
@@ -55,8 +59,11 @@ pub fn seal(keys: &Keys, session: &Session) -> Result<String, crate::error::ApiE
     let k = keys.current_session();
     let plain = serde_json::to_vec(session).map_err(crate::error::ApiError::internal)?;
     let mut iv = [0u8; 12];
-    SystemRandom::new().fill(&mut iv).map_err(|_| crate::error::ApiError::internal("rng"))?;
-    let (ct, tag) = aes256gcm_seal(&k.key, &iv, AAD, &plain).map_err(crate::error::ApiError::internal)?;
+    SystemRandom::new()
+        .fill(&mut iv)
+        .map_err(|_| crate::error::ApiError::internal("rng"))?;
+    let (ct, tag) =
+        aes256gcm_seal(&k.key, &iv, AAD, &plain).map_err(crate::error::ApiError::internal)?;
     let mut blob = Vec::with_capacity(12 + ct.len() + 16);
     blob.extend_from_slice(&iv);
     blob.extend_from_slice(&ct);
@@ -102,7 +109,10 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<&str> {
 pub fn set_cookie(value: &str, exp: i64, secure: bool) -> String {
     let expires = time::OffsetDateTime::from_unix_timestamp(exp)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc2822).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc2822)
+                .ok()
+        })
         .map(|s| http_date(&s))
         .unwrap_or_default();
     let mut s = format!("{SESSION_COOKIE}={value}; Expires={expires}; Path=/kbs; HttpOnly");
@@ -114,7 +124,10 @@ pub fn set_cookie(value: &str, exp: i64, secure: bool) -> String {
 
 /// RFC 2822 → IMF-fixdate (`Mon, 23 Nov 2026 03:03:20 GMT`).
 fn http_date(rfc2822: &str) -> String {
-    rfc2822.strip_suffix(" +0000").map(|s| format!("{s} GMT")).unwrap_or_else(|| rfc2822.to_string())
+    rfc2822
+        .strip_suffix(" +0000")
+        .map(|s| format!("{s} GMT"))
+        .unwrap_or_else(|| rfc2822.to_string())
 }
 
 #[cfg(test)]
@@ -125,13 +138,19 @@ mod tests {
     fn formats_expiry_as_imf_fixdate() {
         // 2026-11-23T03:03:20Z, the Expires of the captured exchange.
         let c = set_cookie("v", 1795402700 + 300, false);
-        assert!(c.starts_with("kbs-session-id=v; Expires=Mon, 23 Nov 2026 03:03:20 GMT"), "{c}");
+        assert!(
+            c.starts_with("kbs-session-id=v; Expires=Mon, 23 Nov 2026 03:03:20 GMT"),
+            "{c}"
+        );
     }
 
     #[test]
     fn finds_cookie_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(axum::http::header::COOKIE, "a=b; kbs-session-id=xyz; c=d".parse().unwrap());
+        h.insert(
+            axum::http::header::COOKIE,
+            "a=b; kbs-session-id=xyz; c=d".parse().unwrap(),
+        );
         assert_eq!(cookie_value(&h), Some("xyz"));
         let h = HeaderMap::new();
         assert_eq!(cookie_value(&h), None);

@@ -13,7 +13,7 @@ use ward_proto::jwe::{self, Recipient};
 use ward_proto::jwt::{self, JwtError};
 use ward_proto::kbs::{Attestation, Challenge, Request, PROTOCOL_VERSION};
 use ward_proto::{b64, Jwk, ResourcePath, Tee};
-use ward_store::Store;
+use ward_store::{Generations, Store};
 use ward_verifier::{appraise, issue_token, TokenSettings, VerifierRegistry, VerifyError};
 
 use crate::admin_auth::AdminAuth;
@@ -130,13 +130,26 @@ impl AppState {
             ));
         }
         let mut nonce = [0u8; 32];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| ApiError::internal("rng failed"))?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| ApiError::internal("rng failed"))?;
         let nonce = b64::std_encode(nonce);
         let exp = self.now() + self.0.settings.session_ttl_secs;
-        let session = Session::Pending { tee: req.tee.0.clone(), nonce: nonce.clone(), exp };
+        let session = Session::Pending {
+            tee: req.tee.0.clone(),
+            nonce: nonce.clone(),
+            exp,
+        };
         let cookie = session::seal(&self.0.keys.current(), &session)?;
         self.0.metrics.auth(req.tee.as_str());
-        Ok((Challenge { nonce, extra_params: Value::String(String::new()) }, cookie, exp))
+        Ok((
+            Challenge {
+                nonce,
+                extra_params: Value::String(String::new()),
+            },
+            cookie,
+            exp,
+        ))
     }
 
     fn open_cookie(&self, value: &str) -> Result<Session, ApiError> {
@@ -149,15 +162,24 @@ impl AppState {
         };
         result.map_err(|e| match e {
             CookieError::Expired => ApiError::unauthorized("ExpiredCookie", e.to_string()),
-            CookieError::UnknownKey | CookieError::Invalid => ApiError::unauthorized("InvalidCookie", e.to_string()),
+            CookieError::UnknownKey | CookieError::Invalid => {
+                ApiError::unauthorized("InvalidCookie", e.to_string())
+            }
         })
     }
 
     /// `POST /attest`: verify, appraise, issue a token; returns the token and
     /// the attested-session cookie value with its expiry.
-    pub fn attest(&self, cookie: Option<&str>, body: &[u8]) -> Result<(String, String, i64), ApiError> {
+    pub fn attest(
+        &self,
+        cookie: Option<&str>,
+        body: &[u8],
+    ) -> Result<(String, String, i64), ApiError> {
         let cookie = cookie.ok_or_else(|| {
-            ApiError::unauthorized("CookieNotFound", "no kbs-session-id cookie; call /kbs/v0/auth first")
+            ApiError::unauthorized(
+                "CookieNotFound",
+                "no kbs-session-id cookie; call /kbs/v0/auth first",
+            )
         })?;
         let (tee, nonce) = match self.open_cookie(cookie)? {
             Session::Pending { tee, nonce, .. } => (tee, nonce),
@@ -173,10 +195,23 @@ impl AppState {
         let tee = Tee::new(tee);
         let now = self.now();
         let result = self.attest_verified(&tee, &attestation, &nonce, now);
-        self.0.metrics.attest(tee.as_str(), result.as_ref().map(|(s, _)| s.as_str()).map_err(|e| e.kind()));
+        self.0.metrics.attest(
+            tee.as_str(),
+            result
+                .as_ref()
+                .map(|(s, _)| s.as_str())
+                .map_err(|e| e.kind()),
+        );
         let (_, token) = result?;
         let exp = now + self.0.settings.token.lifetime_secs;
-        let cookie = session::seal(&self.0.keys.current(), &Session::Attested { token: token.clone(), exp })?;
+
+        let cookie = session::seal(
+            &self.0.keys.current(),
+            &Session::Attested {
+                token: token.clone(),
+                exp,
+            },
+        )?;
         Ok((token, cookie, exp))
     }
 
@@ -188,7 +223,7 @@ impl AppState {
         now: i64,
     ) -> Result<(ward_proto::ear::Status, String), ApiError> {
         // The TEE key must be usable before we vouch for it.
-        Recipient::from_jwk(&attestation.runtime_data.tee_pubkey)
+        let recipient = Recipient::from_jwk(&attestation.runtime_data.tee_pubkey)
             .map_err(|e| ApiError::bad_request("JweError", format!("tee-pubkey: {e}")))?;
         let verified = self
             .0
@@ -196,16 +231,35 @@ impl AppState {
             .verify_attestation(tee, attestation, nonce, now)
             .map_err(|e| match e {
                 VerifyError::Config(_) => ApiError::internal(format!("verifier: {e}")),
-                VerifyError::Malformed(_) => ApiError::bad_request("AttestationError", e.to_string()),
+                VerifyError::Malformed(_) => {
+                    ApiError::bad_request("AttestationError", e.to_string())
+                }
                 _ => ApiError::unauthorized("AttestationError", e.to_string()),
             })?;
-        let policy = self.0.policies.attestation(self.0.store.as_ref(), tee.as_str(), now)?;
-        let appraisal = appraise(&verified, &policy).map_err(|e| ApiError::internal(format!("attestation policy: {e}")))?;
+        let gen = self.0.store.generations()?;
+        let policy = self
+            .0
+            .policies
+            .attestation(self.0.store.as_ref(), &gen, tee.as_str(), now)?;
+        let appraisal = appraise(&verified, &policy)
+            .map_err(|e| ApiError::internal(format!("attestation policy: {e}")))?;
         let status = appraisal.status;
+        // The session's first GET usually reaches this replica: the verified
+        // token is put in the cache below.
         tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
         let keys = self.0.keys.current();
-        let (token, _) =
-            issue_token(&keys.signer, appraisal, &self.0.settings.token, now).map_err(ApiError::internal)?;
+        let (token, claims) = issue_token(&keys.signer, appraisal, &self.0.settings.token, now)
+            .map_err(ApiError::internal)?;
+        let claims = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+        let entry = TokenEntry {
+            claims,
+            exp: now + self.0.settings.token.lifetime_secs,
+            recipient,
+            responses: Default::default(),
+        };
+        self.0
+            .tokens
+            .insert(ward_proto::hash::sha256(token.as_bytes()), Arc::new(entry));
         Ok((status, token))
     }
 
@@ -216,7 +270,10 @@ impl AppState {
             Credential::Cookie(v) => match self.open_cookie(v)? {
                 Session::Attested { token, .. } => token,
                 Session::Pending { .. } => {
-                    return Err(ApiError::unauthorized("TokenNotFound", "session has not attested yet"))
+                    return Err(ApiError::unauthorized(
+                        "TokenNotFound",
+                        "session has not attested yet",
+                    ))
                 }
             },
             Credential::Bearer(t) => t.to_string(),
@@ -224,7 +281,10 @@ impl AppState {
         let digest = ward_proto::hash::sha256(token.as_bytes());
         if let Some(e) = self.0.tokens.get(&digest) {
             if now >= e.exp {
-                return Err(ApiError::unauthorized("TokenVerifierError", "attestation token has expired"));
+                return Err(ApiError::unauthorized(
+                    "TokenVerifierError",
+                    "attestation token has expired",
+                ));
             }
             return Ok(e);
         }
@@ -238,18 +298,31 @@ impl AppState {
         };
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
         if now >= exp {
-            return Err(ApiError::unauthorized("TokenVerifierError", "attestation token has expired"));
+            return Err(ApiError::unauthorized(
+                "TokenVerifierError",
+                "attestation token has expired",
+            ));
         }
         let recipient = EarClaims::tee_pubkey(&claims)
-            .ok_or_else(|| ApiError::unauthorized("TokenVerifierError", "token carries no tee-pubkey"))
+            .ok_or_else(|| {
+                ApiError::unauthorized("TokenVerifierError", "token carries no tee-pubkey")
+            })
             .and_then(|v| {
-                serde_json::from_value::<Jwk>(v.clone())
-                    .map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}")))
+                serde_json::from_value::<Jwk>(v.clone()).map_err(|e| {
+                    ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}"))
+                })
             })
             .and_then(|jwk| {
-                Recipient::from_jwk(&jwk).map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}")))
+                Recipient::from_jwk(&jwk).map_err(|e| {
+                    ApiError::unauthorized("TokenVerifierError", format!("tee-pubkey: {e}"))
+                })
             })?;
-        let entry = Arc::new(TokenEntry { claims, exp, recipient, responses: Mutex::new(HashMap::new()) });
+        let entry = Arc::new(TokenEntry {
+            claims,
+            exp,
+            recipient,
+            responses: Mutex::new(HashMap::new()),
+        });
         self.0.tokens.insert(digest, entry.clone());
         Ok(entry)
     }
@@ -272,14 +345,21 @@ impl AppState {
             Ok::<_, JwtError>(t.claims)
         };
         let result = match check(&self.0.keys.current()) {
-            Err(JwtError::Signature) if self.0.keys.reload_if_stale(now)? => check(&self.0.keys.current()),
+            Err(JwtError::Signature) if self.0.keys.reload_if_stale(now)? => {
+                check(&self.0.keys.current())
+            }
             other => other,
         };
-        result.map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("bearer token: {e}")))
+        result
+            .map_err(|e| ApiError::unauthorized("TokenVerifierError", format!("bearer token: {e}")))
     }
 
     /// `GET /resource/<repo>/<type>/<tag>`: the resource as a JWE (JSON bytes).
-    pub fn get_resource(&self, cred: Option<Credential<'_>>, path: &ResourcePath) -> Result<Bytes, ApiError> {
+    pub fn get_resource(
+        &self,
+        cred: Option<Credential<'_>>,
+        path: &ResourcePath,
+    ) -> Result<Bytes, ApiError> {
         let result = self.get_resource_inner(cred, path);
         self.0.metrics.resource(match &result {
             Ok(_) => "released",
@@ -288,63 +368,74 @@ impl AppState {
         result
     }
 
-    fn get_resource_inner(&self, cred: Option<Credential<'_>>, path: &ResourcePath) -> Result<Bytes, ApiError> {
-        let cred = cred.ok_or_else(|| ApiError::unauthorized("TokenNotFound", "Attestation Token not found"))?;
+    fn get_resource_inner(
+        &self,
+        cred: Option<Credential<'_>>,
+        path: &ResourcePath,
+    ) -> Result<Bytes, ApiError> {
+        let cred = cred.ok_or_else(|| {
+            ApiError::unauthorized("TokenNotFound", "Attestation Token not found")
+        })?;
         let entry = self.token_entry(cred)?;
         let key = path.to_string();
-        let (policy, policy_version) = self.0.policies.resource_for_path(self.0.store.as_ref(), path)?;
-        let meta = self.0.store.resource_meta(&key)?;
-        if let Some(meta) = &meta {
-            if let Some(body) = entry.cached(&key, meta.version, policy_version) {
-                return Ok(body);
-            }
+        let gen = self.0.store.generations()?;
+        if let Some(body) = entry.cached(&key, &gen) {
+            return Ok(body);
         }
+        let policy = self
+            .0
+            .policies
+            .resource_for_path(self.0.store.as_ref(), &gen, path)?;
         let allowed = policy
             .eval_bool(&entry.claims, "allow")
             .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
         if !allowed {
-            return Err(ApiError::forbidden("PolicyDeny", format!("Access denied by policy for resource {key}")));
+            return Err(ApiError::forbidden(
+                "PolicyDeny",
+                format!("Access denied by policy for resource {key}"),
+            ));
         }
-        let resource = self
-            .0
-            .store
-            .get_resource(&key)?
-            .ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("resource {key} does not exist")))?;
+        let resource = self.0.store.get_resource(&key)?.ok_or_else(|| {
+            ApiError::not_found("ResourceNotFound", format!("resource {key} does not exist"))
+        })?;
         let jwe = jwe::encrypt(&entry.recipient, &resource.data).map_err(ApiError::internal)?;
         let body = Bytes::from(serde_json::to_vec(&jwe).map_err(ApiError::internal)?);
-        entry.remember(&key, resource.meta.version, policy_version, body.clone());
+        entry.remember(&key, gen, body.clone());
         Ok(body)
     }
 }
 
 /// A verified token and what has been computed for it. Released resources
-/// are cached per (path, resource version, policy version): the same JWE,
-/// already encrypted to this token's TEE key, is answered again.
+/// are cached per path under the store generations they were computed at:
+/// while no resource and no policy changed, the same JWE (already encrypted
+/// to this token's TEE key) is answered again.
 pub(crate) struct TokenEntry {
     pub claims: Value,
     pub exp: i64,
     pub recipient: Recipient,
-    responses: Mutex<HashMap<String, (i64, i64, Bytes)>>,
+    responses: Mutex<HashMap<String, (Generations, Bytes)>>,
 }
 
 /// Resources remembered per token at most.
 const RESPONSES_PER_TOKEN: usize = 32;
 
 impl TokenEntry {
-    fn cached(&self, path: &str, resource_version: i64, policy_version: i64) -> Option<Bytes> {
+    fn cached(&self, path: &str, gen: &Generations) -> Option<Bytes> {
         let r = self.responses.lock().unwrap_or_else(|e| e.into_inner());
         match r.get(path) {
-            Some((rv, pv, body)) if *rv == resource_version && *pv == policy_version => Some(body.clone()),
+            Some((g, body)) if g.resources == gen.resources && g.policies == gen.policies => {
+                Some(body.clone())
+            }
             _ => None,
         }
     }
 
-    fn remember(&self, path: &str, resource_version: i64, policy_version: i64, body: Bytes) {
+    fn remember(&self, path: &str, gen: Generations, body: Bytes) {
         let mut r = self.responses.lock().unwrap_or_else(|e| e.into_inner());
         if r.len() >= RESPONSES_PER_TOKEN && !r.contains_key(path) {
             r.clear();
         }
-        r.insert(path.to_string(), (resource_version, policy_version, body));
+        r.insert(path.to_string(), (gen, body));
     }
 }
 
@@ -359,7 +450,11 @@ const TOKEN_CACHE_MAX: usize = 4096;
 
 impl TokenCache {
     fn get(&self, k: &[u8; 32]) -> Option<Arc<TokenEntry>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned()
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(k)
+            .cloned()
     }
 
     fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>) {

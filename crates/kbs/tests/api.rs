@@ -36,21 +36,41 @@ impl Env {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ward.db");
-        Self { _dir: dir, db, admin_signer: Es256Signer::generate().unwrap().0, clock: ManualClock::new(T0) }
+        Self {
+            _dir: dir,
+            db,
+            admin_signer: Es256Signer::generate().unwrap().0,
+            clock: ManualClock::new(T0),
+        }
     }
 
     /// One replica: its own process state over the shared database file.
     fn replica(&self, dev: bool) -> (Router, Arc<dyn Store>) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&self.db, Kek::from_bytes([9; 32])).unwrap());
-        let settings = Settings { dev, max_body_bytes: 64 * 1024, ..Settings::default() };
-        let admin = AdminAuth::new(vec![VerifyingKey::es256(&self.admin_signer.public_point()).unwrap()]);
-        let state =
-            AppState::new(store.clone(), default_verifiers(), settings, admin, Arc::new(self.clock.clone())).unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&self.db, Kek::from_bytes([9; 32])).unwrap());
+        let settings = Settings {
+            dev,
+            max_body_bytes: 64 * 1024,
+            ..Settings::default()
+        };
+        let admin = AdminAuth::new(vec![
+            VerifyingKey::es256(&self.admin_signer.public_point()).unwrap()
+        ]);
+        let state = AppState::new(
+            store.clone(),
+            default_verifiers(),
+            settings,
+            admin,
+            Arc::new(self.clock.clone()),
+        )
+        .unwrap();
         (router(state), store)
     }
 
     fn admin_token(&self, role: &str) -> String {
-        self.admin_signer.sign(&json!({"role": role, "sub": "t", "exp": T0 + 3600})).unwrap()
+        self.admin_signer
+            .sign(&json!({"role": role, "sub": "t", "exp": T0 + 3600}))
+            .unwrap()
     }
 }
 
@@ -63,41 +83,90 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
     fn kind(&self) -> String {
         let v = self.json();
         let t = v["type"].as_str().unwrap();
-        assert!(t.starts_with("https://github.com/confidential-containers/kbs/errors/"), "{t}");
+        assert!(
+            t.starts_with("https://github.com/confidential-containers/kbs/errors/"),
+            "{t}"
+        );
         t.rsplit('/').next().unwrap().to_string()
     }
 }
 
-async fn call(app: &Router, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Resp {
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Vec<u8>>,
+) -> Resp {
     let mut b = HttpRequest::builder().method(method).uri(uri);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = app.clone().oneshot(b.body(Body::from(body.into())).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::from(body.into())).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let set_cookie = resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
-    let cookie = set_cookie.as_ref().map(|c| c.split(';').next().unwrap().to_string());
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Resp { status, cookie, set_cookie, body }
+    let set_cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    let cookie = set_cookie
+        .as_ref()
+        .map(|c| c.split(';').next().unwrap().to_string());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        cookie,
+        set_cookie,
+        body,
+    }
 }
 
 const AUTH_BODY: &str = r#"{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha256","sha384","sha512","sm3"]}}"#;
 
 async fn auth(app: &Router) -> (String, String) {
-    let r = call(app, Method::POST, "/kbs/v0/auth", &[("content-type", "application/json")], AUTH_BODY).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
-    (r.cookie.clone().unwrap(), r.json()["nonce"].as_str().unwrap().to_string())
+    let r = call(
+        app,
+        Method::POST,
+        "/kbs/v0/auth",
+        &[("content-type", "application/json")],
+        AUTH_BODY,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    (
+        r.cookie.clone().unwrap(),
+        r.json()["nonce"].as_str().unwrap().to_string(),
+    )
 }
 
 /// An Attestation body as the reference client builds it.
 fn attestation(nonce: &str, key: &TeeKeyPair, report_data_override: Option<Vec<u8>>) -> Vec<u8> {
-    let runtime = RuntimeData { nonce: nonce.into(), tee_pubkey: key.public_jwk() };
-    let rd = report_data_override.unwrap_or_else(|| runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
+    let runtime = RuntimeData {
+        nonce: nonce.into(),
+        tee_pubkey: key.public_jwk(),
+    };
+    let rd = report_data_override
+        .unwrap_or_else(|| runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
     serde_json::to_vec(&json!({
         "init-data": null,
         "runtime-data": runtime,
@@ -107,12 +176,26 @@ fn attestation(nonce: &str, key: &TeeKeyPair, report_data_override: Option<Vec<u
 }
 
 async fn attest(app: &Router, cookie: &str, body: Vec<u8>) -> Resp {
-    call(app, Method::POST, "/kbs/v0/attest", &[("cookie", cookie), ("content-type", "application/json")], body).await
+    call(
+        app,
+        Method::POST,
+        "/kbs/v0/attest",
+        &[("cookie", cookie), ("content-type", "application/json")],
+        body,
+    )
+    .await
 }
 
 async fn put_resource(app: &Router, env: &Env, path: &str, data: &[u8]) -> Resp {
     let auth = format!("Bearer {}", env.admin_token("admin"));
-    call(app, Method::POST, &format!("/kbs/v0/resource/{path}"), &[("authorization", &auth)], data.to_vec()).await
+    call(
+        app,
+        Method::POST,
+        &format!("/kbs/v0/resource/{path}"),
+        &[("authorization", &auth)],
+        data.to_vec(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -122,7 +205,14 @@ async fn accepts_reference_client_sequence_and_answers_like_the_capture() {
     put_resource(&app, &env, "default/test/key", b"the-secret").await;
 
     // The reference client tries GET first: 401 with the exact captured body.
-    let r = call(&app, Method::GET, "/kbs/v0/resource/default/test/key", &[("user-agent", "attestation-agent-kbs-client/0.1.0")], "").await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/default/test/key",
+        &[("user-agent", "attestation-agent-kbs-client/0.1.0")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         String::from_utf8(r.body.clone()).unwrap(),
@@ -131,7 +221,14 @@ async fn accepts_reference_client_sequence_and_answers_like_the_capture() {
 
     // /auth with the captured (pretty-printed) body.
     let captured_auth = "{\n  \"version\": \"0.4.0\",\n  \"tee\": \"sample\",\n  \"extra-params\": {\n    \"supported-hash-algorithms\": [\n      \"sha256\",\n      \"sha384\",\n      \"sha512\",\n      \"sm3\"\n    ]\n  }\n}";
-    let r = call(&app, Method::POST, "/kbs/v0/auth", &[("content-type", "application/json")], captured_auth).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/auth",
+        &[("content-type", "application/json")],
+        captured_auth,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let set_cookie = r.set_cookie.clone().unwrap();
     assert!(set_cookie.starts_with("kbs-session-id="), "{set_cookie}");
@@ -143,8 +240,18 @@ async fn accepts_reference_client_sequence_and_answers_like_the_capture() {
     assert_eq!(b64::std_decode("nonce", nonce).unwrap().len(), 32);
 
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
-    let r = attest(&app, r.cookie.as_deref().unwrap(), attestation(nonce, &key, None)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let r = attest(
+        &app,
+        r.cookie.as_deref().unwrap(),
+        attestation(nonce, &key, None),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let token = r.json()["token"].as_str().unwrap().to_string();
     assert!(r.set_cookie.unwrap().starts_with("kbs-session-id="));
     let t = ward_proto::jwt::UnverifiedJwt::parse(&token).unwrap();
@@ -152,20 +259,46 @@ async fn accepts_reference_client_sequence_and_answers_like_the_capture() {
     assert_eq!(t.header["typ"], "JWT");
     assert_eq!(t.header["jwk"]["kty"], "EC");
     let ae = &t.claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
-    assert_eq!(ae["runtime_data_claims"]["tee-pubkey"], serde_json::to_value(key.public_jwk()).unwrap());
+    assert_eq!(
+        ae["runtime_data_claims"]["tee-pubkey"],
+        serde_json::to_value(key.public_jwk()).unwrap()
+    );
     assert_eq!(ae["runtime_data_claims"]["nonce"], nonce);
     assert_eq!(ae["sample"]["svn"], "1");
     assert_eq!(t.claims["submods"]["cpu0"]["ear.status"], "contraindicated");
 
     // The token verifies against the published JWKS.
-    let jwks = call(&app, Method::GET, "/.well-known/jwks.json", &[], "").await.json();
+    let jwks = call(&app, Method::GET, "/.well-known/jwks.json", &[], "")
+        .await
+        .json();
     let jwk: ward_proto::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
-    ward_proto::jwt::verify(&token, &[VerifyingKey::from_jwk(&jwk).unwrap()], T0, Some("ward")).unwrap();
+    ward_proto::jwt::verify(
+        &token,
+        &[VerifyingKey::from_jwk(&jwk).unwrap()],
+        T0,
+        Some("ward"),
+    )
+    .unwrap();
 
     // GET with the cookie and with the token as bearer: a JWE we can open.
-    for hdr in [("cookie", r.cookie.clone().unwrap()), ("authorization", format!("Bearer {token}"))] {
-        let g = call(&app, Method::GET, "/kbs/v0/resource/default/test/key", &[(hdr.0, &hdr.1)], "").await;
-        assert_eq!(g.status, StatusCode::OK, "{}", String::from_utf8_lossy(&g.body));
+    for hdr in [
+        ("cookie", r.cookie.clone().unwrap()),
+        ("authorization", format!("Bearer {token}")),
+    ] {
+        let g = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/default/test/key",
+            &[(hdr.0, &hdr.1)],
+            "",
+        )
+        .await;
+        assert_eq!(
+            g.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&g.body)
+        );
         let jwe: FlattenedJwe = serde_json::from_slice(&g.body).unwrap();
         assert_eq!(jwe::decrypt(&key, &jwe).unwrap(), b"the-secret");
     }
@@ -175,11 +308,25 @@ async fn accepts_reference_client_sequence_and_answers_like_the_capture() {
 async fn rejects_wrong_protocol_version_unsupported_tee_and_malformed_json() {
     let env = Env::new();
     let (app, _) = env.replica(true);
-    let r = call(&app, Method::POST, "/kbs/v0/auth", &[], r#"{"version":"0.3.0","tee":"sample","extra-params":{}}"#).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/auth",
+        &[],
+        r#"{"version":"0.3.0","tee":"sample","extra-params":{}}"#,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.kind(), "ProtocolVersion");
     assert!(r.cookie.is_none());
-    let r = call(&app, Method::POST, "/kbs/v0/auth", &[], r#"{"version":"0.4.0","tee":"nope","extra-params":{}}"#).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/auth",
+        &[],
+        r#"{"version":"0.4.0","tee":"nope","extra-params":{}}"#,
+    )
+    .await;
     assert_eq!(r.kind(), "UnsupportedTee");
     for bad in ["", "{", "[]", r#"{"version":1}"#, "\u{0}"] {
         let r = call(&app, Method::POST, "/kbs/v0/auth", &[], bad).await;
@@ -187,9 +334,18 @@ async fn rejects_wrong_protocol_version_unsupported_tee_and_malformed_json() {
         assert_eq!(r.kind(), "SerdeError");
     }
     let (cookie, _) = auth(&app).await;
-    for bad in ["", "{", r#"{"runtime-data":{}}"#, r#"{"runtime-data":{"nonce":"x","tee-pubkey":{"kty":"EC"}},"tee-evidence":{"primary_evidence":{}}}"#] {
+    for bad in [
+        "",
+        "{",
+        r#"{"runtime-data":{}}"#,
+        r#"{"runtime-data":{"nonce":"x","tee-pubkey":{"kty":"EC"}},"tee-evidence":{"primary_evidence":{}}}"#,
+    ] {
         let r = attest(&app, &cookie, bad.as_bytes().to_vec()).await;
-        assert!(r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::UNAUTHORIZED, "{bad:?} {}", r.status);
+        assert!(
+            r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::UNAUTHORIZED,
+            "{bad:?} {}",
+            r.status
+        );
     }
 }
 
@@ -200,22 +356,43 @@ async fn rejects_missing_forged_and_expired_cookies() {
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
     let (cookie, nonce) = auth(&app).await;
 
-    let r = call(&app, Method::POST, "/kbs/v0/attest", &[], attestation(&nonce, &key, None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "CookieNotFound"));
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/attest",
+        &[],
+        attestation(&nonce, &key, None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "CookieNotFound")
+    );
 
     // Flip one character of the sealed part, and a made-up session id.
     let mut forged = cookie.clone().into_bytes();
     let last = forged.len() - 3;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
-    for c in [forged.as_str(), "kbs-session-id=92930cc93085472ba4496b2d4f4cfdf2", "kbs-session-id=a.b"] {
+    for c in [
+        forged.as_str(),
+        "kbs-session-id=92930cc93085472ba4496b2d4f4cfdf2",
+        "kbs-session-id=a.b",
+    ] {
         let r = attest(&app, c, attestation(&nonce, &key, None)).await;
-        assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "InvalidCookie"), "{c}");
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::UNAUTHORIZED, "InvalidCookie"),
+            "{c}"
+        );
     }
 
     env.clock.advance(301);
     let r = attest(&app, &cookie, attestation(&nonce, &key, None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "ExpiredCookie"));
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "ExpiredCookie")
+    );
 }
 
 #[tokio::test]
@@ -227,14 +404,26 @@ async fn rejects_report_data_that_does_not_bind_nonce_or_key() {
 
     let (cookie, nonce) = auth(&app).await;
     // report_data computed for another key.
-    let runtime = RuntimeData { nonce: nonce.clone(), tee_pubkey: other.public_jwk() };
+    let runtime = RuntimeData {
+        nonce: nonce.clone(),
+        tee_pubkey: other.public_jwk(),
+    };
     let rd = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap();
     let r = attest(&app, &cookie, attestation(&nonce, &key, Some(rd))).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "AttestationError"));
-    assert!(r.json()["detail"].as_str().unwrap().contains("report_data does not bind"));
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "AttestationError")
+    );
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("report_data does not bind"));
 
     // report_data computed for another nonce.
-    let runtime = RuntimeData { nonce: b64::std_encode([7u8; 32]), tee_pubkey: key.public_jwk() };
+    let runtime = RuntimeData {
+        nonce: b64::std_encode([7u8; 32]),
+        tee_pubkey: key.public_jwk(),
+    };
     let rd = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap();
     let r = attest(&app, &cookie, attestation(&nonce, &key, Some(rd))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -253,13 +442,24 @@ async fn rejects_nonce_replayed_from_another_session() {
     let (cookie_b, _nonce_b) = auth(&app).await;
     // Evidence correctly binding session A's nonce, presented in session B.
     let r = attest(&app, &cookie_b, attestation(&nonce_a, &key, None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "AttestationError"));
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "AttestationError")
+    );
     assert!(r.json()["detail"].as_str().unwrap().contains("nonce"));
     // An attested session cannot attest again.
     let (cookie_c, nonce_c) = auth(&app).await;
     let ok = attest(&app, &cookie_c, attestation(&nonce_c, &key, None)).await;
-    let r = attest(&app, ok.cookie.as_deref().unwrap(), attestation(&nonce_c, &key, None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "InvalidCookie"));
+    let r = attest(
+        &app,
+        ok.cookie.as_deref().unwrap(),
+        attestation(&nonce_c, &key, None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "InvalidCookie")
+    );
 }
 
 async fn attested(app: &Router) -> (String, String, TeeKeyPair) {
@@ -267,7 +467,11 @@ async fn attested(app: &Router) -> (String, String, TeeKeyPair) {
     let (cookie, nonce) = auth(app).await;
     let r = attest(app, &cookie, attestation(&nonce, &key, None)).await;
     assert_eq!(r.status, StatusCode::OK);
-    (r.cookie.clone().unwrap(), r.json()["token"].as_str().unwrap().to_string(), key)
+    (
+        r.cookie.clone().unwrap(),
+        r.json()["token"].as_str().unwrap().to_string(),
+        key,
+    )
 }
 
 #[tokio::test]
@@ -277,17 +481,41 @@ async fn rejects_tampered_foreign_and_expired_tokens() {
     put_resource(&app, &env, "a/b/c", b"x").await;
     let (_cookie, token, _) = attested(&app).await;
     let parts: Vec<&str> = token.split('.').collect();
-    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     claims["exp"] = json!(T0 + 999_999);
-    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()), parts[2]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
     // Same claims, signed by a key the service does not trust.
     let foreign = Es256Signer::generate().unwrap().0.sign(&claims).unwrap();
     for t in [tampered.as_str(), foreign.as_str(), "not.a.token", "x"] {
-        let r = call(&app, Method::GET, "/kbs/v0/resource/a/b/c", &[("authorization", &format!("Bearer {t}"))], "").await;
-        assert_eq!((r.status, r.kind().as_str()), (StatusCode::UNAUTHORIZED, "TokenVerifierError"), "{t}");
+        let r = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/a/b/c",
+            &[("authorization", &format!("Bearer {t}"))],
+            "",
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::UNAUTHORIZED, "TokenVerifierError"),
+            "{t}"
+        );
     }
     env.clock.advance(301);
-    let r = call(&app, Method::GET, "/kbs/v0/resource/a/b/c", &[("authorization", &format!("Bearer {token}"))], "").await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/a/b/c",
+        &[("authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -310,21 +538,58 @@ async fn answers_404_for_unknown_resource_and_403_on_policy_denial() {
     // --dev: allowed, but the resource does not exist.
     let (app, _) = env.replica(true);
     let (cookie, _, _) = attested(&app).await;
-    let r = call(&app, Method::GET, "/kbs/v0/resource/no/such/thing", &[("cookie", &cookie)], "").await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::NOT_FOUND, "ResourceNotFound"));
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/no/such/thing",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::NOT_FOUND, "ResourceNotFound")
+    );
     // Invalid path segments.
-    let r = call(&app, Method::GET, "/kbs/v0/resource/a/..b/.c", &[("cookie", &cookie)], "").await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::BAD_REQUEST, "InvalidRequestPath"));
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/a/..b/.c",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::BAD_REQUEST, "InvalidRequestPath")
+    );
 
     // Default policy (no --dev): the sample TEE is denied, existing or not.
     let (app, _) = env.replica(false);
     put_resource(&app, &env, "default/test/key", b"s").await;
     let (cookie, token, _) = attested(&app).await;
     for path in ["default/test/key", "no/such/thing"] {
-        let r = call(&app, Method::GET, &format!("/kbs/v0/resource/{path}"), &[("cookie", &cookie)], "").await;
-        assert_eq!((r.status, r.kind().as_str()), (StatusCode::FORBIDDEN, "PolicyDeny"));
+        let r = call(
+            &app,
+            Method::GET,
+            &format!("/kbs/v0/resource/{path}"),
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::FORBIDDEN, "PolicyDeny")
+        );
     }
-    let r = call(&app, Method::GET, "/kbs/v0/resource/default/test/key", &[("authorization", &format!("Bearer {token}"))], "").await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/default/test/key",
+        &[("authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -332,8 +597,15 @@ async fn answers_404_for_unknown_resource_and_403_on_policy_denial() {
 async fn admin_requires_a_valid_token_with_the_right_role_and_writes_nothing_otherwise() {
     let env = Env::new();
     let (app, store) = env.replica(false);
-    let other = Es256Signer::generate().unwrap().0.sign(&json!({"role": "admin", "exp": T0 + 60})).unwrap();
-    let expired = env.admin_signer.sign(&json!({"role": "admin", "exp": T0 - 1})).unwrap();
+    let other = Es256Signer::generate()
+        .unwrap()
+        .0
+        .sign(&json!({"role": "admin", "exp": T0 + 60}))
+        .unwrap();
+    let expired = env
+        .admin_signer
+        .sign(&json!({"role": "admin", "exp": T0 - 1}))
+        .unwrap();
     let no_role = env.admin_signer.sign(&json!({"exp": T0 + 60})).unwrap();
     let auditor = env.admin_token("auditor");
     let cases: Vec<(Option<String>, StatusCode)> = vec![
@@ -344,20 +616,45 @@ async fn admin_requires_a_valid_token_with_the_right_role_and_writes_nothing_oth
         (Some(format!("Bearer {no_role}")), StatusCode::FORBIDDEN),
         (Some(format!("Bearer {auditor}")), StatusCode::FORBIDDEN),
     ];
-    let policy = json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nallow = true")}).to_string();
+    let policy =
+        json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nallow = true")}).to_string();
     for (hdr, status) in cases {
-        let h: Vec<(&str, &str)> = hdr.as_deref().map(|v| vec![("authorization", v)]).unwrap_or_default();
+        let h: Vec<(&str, &str)> = hdr
+            .as_deref()
+            .map(|v| vec![("authorization", v)])
+            .unwrap_or_default();
         let r = call(&app, Method::POST, "/kbs/v0/resource/a/b/c", &h, "data").await;
-        assert_eq!((r.status, r.kind().as_str()), (status, "AdminAuth"), "{hdr:?}");
-        let r = call(&app, Method::POST, "/kbs/v0/resource-policy", &h, policy.clone()).await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (status, "AdminAuth"),
+            "{hdr:?}"
+        );
+        let r = call(
+            &app,
+            Method::POST,
+            "/kbs/v0/resource-policy",
+            &h,
+            policy.clone(),
+        )
+        .await;
         assert_eq!(r.status, status);
         let r = call(&app, Method::DELETE, "/kbs/v0/resource/a/b/c", &h, "").await;
         assert_eq!(r.status, status);
     }
     assert!(store.list_resources().unwrap().is_empty());
-    assert!(store.get_policy(ward_store::PolicyKind::Resource, "default").unwrap().is_none());
+    assert!(store
+        .get_policy(ward_store::PolicyKind::Resource, "default")
+        .unwrap()
+        .is_none());
     // The auditor may read.
-    let r = call(&app, Method::GET, "/kbs/v0/admin/resources", &[("authorization", &format!("Bearer {auditor}"))], "").await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/admin/resources",
+        &[("authorization", &format!("Bearer {auditor}"))],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -367,8 +664,13 @@ async fn admin_manages_resources_policies_and_reference_values() {
     let (app, _) = env.replica(false);
     let a = format!("Bearer {}", env.admin_token("admin"));
     let h = [("authorization", a.as_str())];
-    assert_eq!(put_resource(&app, &env, "r/t/one", b"1").await.status, StatusCode::OK);
-    let list = call(&app, Method::GET, "/kbs/v0/admin/resources", &h, "").await.json();
+    assert_eq!(
+        put_resource(&app, &env, "r/t/one", b"1").await.status,
+        StatusCode::OK
+    );
+    let list = call(&app, Method::GET, "/kbs/v0/admin/resources", &h, "")
+        .await
+        .json();
     assert_eq!(list[0]["path"], "r/t/one");
     assert_eq!(list[0]["size"], 1);
     assert!(list[0].get("data").is_none());
@@ -378,54 +680,149 @@ async fn admin_manages_resources_policies_and_reference_values() {
     // A policy that does not compile is refused; the one in force stays.
     let bad = json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nallow {")}).to_string();
     let r = call(&app, Method::POST, "/kbs/v0/resource-policy", &h, bad).await;
-    assert_eq!((r.status, r.kind().as_str()), (StatusCode::BAD_REQUEST, "PolicyEngine"));
-    let shown = call(&app, Method::GET, "/kbs/v0/resource-policy", &h, "").await.json();
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::BAD_REQUEST, "PolicyEngine")
+    );
+    let shown = call(&app, Method::GET, "/kbs/v0/resource-policy", &h, "")
+        .await
+        .json();
     assert_eq!(shown["builtin"], true);
 
     // Reference values make the sample TEE affirming under its default
     // attestation policy, and a policy requiring affirming releases to it.
     let rv = json!({"name": "sample_svn", "values": ["1"]}).to_string();
-    assert_eq!(call(&app, Method::POST, "/kbs/v0/reference-value", &h, rv).await.status, StatusCode::OK);
-    let payload = base64::engine::general_purpose::STANDARD.encode(r#"{"sample_launch_digest": ["abcde"]}"#);
+    assert_eq!(
+        call(&app, Method::POST, "/kbs/v0/reference-value", &h, rv)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let payload =
+        base64::engine::general_purpose::STANDARD.encode(r#"{"sample_launch_digest": ["abcde"]}"#);
     let rvps = json!({"version": "0.1.0", "type": "sample", "payload": payload}).to_string();
-    assert_eq!(call(&app, Method::POST, "/kbs/v0/reference-value", &h, rvps).await.status, StatusCode::OK);
-    let got = call(&app, Method::GET, "/kbs/v0/reference-value/sample_launch_digest", &h, "").await.json();
+    assert_eq!(
+        call(&app, Method::POST, "/kbs/v0/reference-value", &h, rvps)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let got = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/reference-value/sample_launch_digest",
+        &h,
+        "",
+    )
+    .await
+    .json();
     assert_eq!(got["values"], json!(["abcde"]));
     let affirming_only = "package policy\nimport rego.v1\ndefault allow := false\nallow if input.submods.cpu0[\"ear.status\"] == \"affirming\"\nallow if data[\"resource-path\"][0] == \"public\"\n";
     let body = json!({"policy": URL_SAFE_NO_PAD.encode(affirming_only)}).to_string();
-    assert_eq!(call(&app, Method::POST, "/kbs/v0/resource-policy", &h, body).await.status, StatusCode::OK);
+    assert_eq!(
+        call(&app, Method::POST, "/kbs/v0/resource-policy", &h, body)
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     let (cookie, token, key) = attested(&app).await;
-    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token).unwrap().claims;
-    assert_eq!(claims["submods"]["cpu0"]["ear.status"], "affirming", "{claims}");
-    let g = call(&app, Method::GET, "/kbs/v0/resource/r/t/one", &[("cookie", &cookie)], "").await;
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["submods"]["cpu0"]["ear.status"], "affirming",
+        "{claims}"
+    );
+    let g = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/r/t/one",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
     assert_eq!(g.status, StatusCode::OK);
-    assert_eq!(jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap(), b"1");
+    assert_eq!(
+        jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap(),
+        b"1"
+    );
 
     // Removing a reference value degrades the next attestation; the policy
     // then denies, except for the path it allows by prefix.
-    assert_eq!(call(&app, Method::DELETE, "/kbs/v0/reference-value/sample_svn", &h, "").await.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            "/kbs/v0/reference-value/sample_svn",
+            &h,
+            ""
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     put_resource(&app, &env, "public/t/x", b"p").await;
     let (cookie, token, _) = attested(&app).await;
-    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token).unwrap().claims;
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
     assert_eq!(claims["submods"]["cpu0"]["ear.status"], "contraindicated");
-    let g = call(&app, Method::GET, "/kbs/v0/resource/r/t/one", &[("cookie", &cookie)], "").await;
+    let g = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/r/t/one",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
     assert_eq!(g.status, StatusCode::FORBIDDEN);
-    let g = call(&app, Method::GET, "/kbs/v0/resource/public/t/x", &[("cookie", &cookie)], "").await;
+    let g = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/public/t/x",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
     assert_eq!(g.status, StatusCode::OK);
 
     // A stored attestation policy for the TEE replaces the built-in one.
-    let ap = "package policy\nimport rego.v1\nhardware := 2\nexecutables := 2\nconfiguration := 2\n";
-    let body = json!({"policy_id": "sample", "policy": URL_SAFE_NO_PAD.encode(ap), "type": "rego"}).to_string();
-    assert_eq!(call(&app, Method::POST, "/kbs/v0/attestation-policy", &h, body).await.status, StatusCode::OK);
+    let ap =
+        "package policy\nimport rego.v1\nhardware := 2\nexecutables := 2\nconfiguration := 2\n";
+    let body = json!({"policy_id": "sample", "policy": URL_SAFE_NO_PAD.encode(ap), "type": "rego"})
+        .to_string();
+    assert_eq!(
+        call(&app, Method::POST, "/kbs/v0/attestation-policy", &h, body)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let (_, token, _) = attested(&app).await;
-    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token).unwrap().claims;
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
     assert_eq!(claims["submods"]["cpu0"]["ear.status"], "affirming");
-    assert_eq!(claims["submods"]["cpu0"]["ear.appraisal-policy-id"], "sample");
+    assert_eq!(
+        claims["submods"]["cpu0"]["ear.appraisal-policy-id"],
+        "sample"
+    );
 
     // Deleting a resource makes it 404 for an allowed caller.
-    assert_eq!(call(&app, Method::DELETE, "/kbs/v0/resource/public/t/x", &h, "").await.status, StatusCode::OK);
-    let g = call(&app, Method::GET, "/kbs/v0/resource/public/t/x", &[("cookie", &cookie)], "").await;
+    assert_eq!(
+        call(&app, Method::DELETE, "/kbs/v0/resource/public/t/x", &h, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let g = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/public/t/x",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
     assert_eq!(g.status, StatusCode::NOT_FOUND);
 }
 
@@ -436,7 +833,14 @@ async fn updated_resource_is_served_fresh_not_from_cache() {
     put_resource(&app, &env, "a/b/c", b"v1").await;
     let (cookie, _, key) = attested(&app).await;
     let get = || async {
-        let g = call(&app, Method::GET, "/kbs/v0/resource/a/b/c", &[("cookie", &cookie)], "").await;
+        let g = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/a/b/c",
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await;
         jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap()
     };
     assert_eq!(get().await, b"v1");
@@ -456,14 +860,32 @@ async fn replicas_on_one_store_serve_any_step_and_survive_restart() {
     drop(a);
     let (b, _) = env.replica(true);
     let r = attest(&b, &cookie, attestation(&nonce, &key, None)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let token = r.json()["token"].as_str().unwrap().to_string();
     // A third replica accepts B's cookie and B's token.
     let (c, _) = env.replica(true);
-    for hdr in [("cookie", r.cookie.clone().unwrap()), ("authorization", format!("Bearer {token}"))] {
-        let g = call(&c, Method::GET, "/kbs/v0/resource/a/b/c", &[(hdr.0, &hdr.1)], "").await;
+    for hdr in [
+        ("cookie", r.cookie.clone().unwrap()),
+        ("authorization", format!("Bearer {token}")),
+    ] {
+        let g = call(
+            &c,
+            Method::GET,
+            "/kbs/v0/resource/a/b/c",
+            &[(hdr.0, &hdr.1)],
+            "",
+        )
+        .await;
         assert_eq!(g.status, StatusCode::OK);
-        assert_eq!(jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap(), b"shared");
+        assert_eq!(
+            jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap(),
+            b"shared"
+        );
     }
 }
 
@@ -473,26 +895,50 @@ async fn rotated_session_key_is_picked_up_by_other_replicas() {
     let (a, _) = env.replica(true);
     let (b, _) = env.replica(true);
     let h = format!("Bearer {}", env.admin_token("admin"));
-    let r = call(&a, Method::POST, "/kbs/v0/admin/rotate-key", &[("authorization", &h)], r#"{"ring":"session"}"#).await;
+    let r = call(
+        &a,
+        Method::POST,
+        "/kbs/v0/admin/rotate-key",
+        &[("authorization", &h)],
+        r#"{"ring":"session"}"#,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     // A's new cookies use the new key; B reloads its ring when it sees it.
     env.clock.advance(2);
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
     let (cookie, nonce) = auth(&a).await;
     let r = attest(&b, &cookie, attestation(&nonce, &key, None)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let env = Env::new();
     let (app, _) = env.replica(true);
-    assert_eq!(call(&app, Method::GET, "/healthz", &[], "").await.status, StatusCode::OK);
-    assert_eq!(call(&app, Method::GET, "/readyz", &[], "").await.status, StatusCode::OK);
+    assert_eq!(
+        call(&app, Method::GET, "/healthz", &[], "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/readyz", &[], "").await.status,
+        StatusCode::OK
+    );
     attested(&app).await;
     let m = String::from_utf8(call(&app, Method::GET, "/metrics", &[], "").await.body).unwrap();
-    assert!(m.contains("ward_kbs_auth_requests_total{tee=\"sample\"} 1"), "{m}");
-    assert!(m.contains("ward_kbs_attestations_total{tee=\"sample\",result=\"contraindicated\"} 1"), "{m}");
+    assert!(
+        m.contains("ward_kbs_auth_requests_total{tee=\"sample\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ward_kbs_attestations_total{tee=\"sample\",result=\"contraindicated\"} 1"),
+        "{m}"
+    );
     let r = call(&app, Method::GET, "/nope", &[], "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -34,7 +34,12 @@ pub enum PolicyError {
     Eval { id: String, reason: String },
     /// A rule produced a value of the wrong type.
     #[error("policy {id:?}: rule {rule} must be {expected}, got {got}")]
-    Type { id: String, rule: String, expected: &'static str, got: String },
+    Type {
+        id: String,
+        rule: String,
+        expected: &'static str,
+        got: String,
+    },
 }
 
 /// A compiled policy, ready to evaluate many times.
@@ -51,14 +56,19 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("id", &self.id).field("package", &self.package).finish()
+        f.debug_struct("Policy")
+            .field("id", &self.id)
+            .field("package", &self.package)
+            .finish()
     }
 }
 
 fn try_compile(id: &str, source: &str, v0: bool) -> Result<(Engine, String), String> {
     let mut engine = Engine::new();
     engine.set_rego_v0(v0);
-    let package = engine.add_policy(format!("{id}.rego"), source.to_string()).map_err(|e| e.to_string())?;
+    let package = engine
+        .add_policy(format!("{id}.rego"), source.to_string())
+        .map_err(|e| e.to_string())?;
     Ok((engine, package))
 }
 
@@ -79,9 +89,18 @@ impl Policy {
         };
         let expected = format!("data.{package}");
         if pkg != expected {
-            return Err(PolicyError::Package { id: id.into(), expected: package.into() });
+            return Err(PolicyError::Package {
+                id: id.into(),
+                expected: package.into(),
+            });
         }
-        let mut p = Self { id: id.into(), package: package.into(), source: format!("{id}.rego"), engine, declared: Default::default() };
+        let mut p = Self {
+            id: id.into(),
+            package: package.into(),
+            source: format!("{id}.rego"),
+            engine,
+            declared: Default::default(),
+        };
         p.prepare()?;
         Ok(p)
     }
@@ -92,16 +111,30 @@ impl Policy {
         self.engine
             .eval_query("true".to_string(), false)
             .map(|_| ())
-            .map_err(|e| PolicyError::Compile { id: self.id.clone(), reason: e.to_string() })
+            .map_err(|e| PolicyError::Compile {
+                id: self.id.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// Whether the policy declares `rule` (undeclared rules are undefined).
     pub fn declares(&self, rule: &str) -> bool {
-        if let Some(d) = self.declared.read().unwrap_or_else(|e| e.into_inner()).get(rule) {
+        if let Some(d) = self
+            .declared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rule)
+        {
             return *d;
         }
-        let d = self.engine.has_declared_rule_rooted_at(&self.source, rule).unwrap_or(false);
-        self.declared.write().unwrap_or_else(|e| e.into_inner()).insert(rule.to_string(), d);
+        let d = self
+            .engine
+            .has_declared_rule_rooted_at(&self.source, rule)
+            .unwrap_or(false);
+        self.declared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rule.to_string(), d);
         d
     }
 
@@ -110,7 +143,10 @@ impl Policy {
         let mut p = self.clone();
         p.engine
             .add_data(regorus::Value::from(data.clone()))
-            .map_err(|e| PolicyError::Data { id: self.id.clone(), reason: e.to_string() })?;
+            .map_err(|e| PolicyError::Data {
+                id: self.id.clone(),
+                reason: e.to_string(),
+            })?;
         p.prepare()?;
         Ok(p)
     }
@@ -130,7 +166,10 @@ impl Policy {
         let mut e = self.engine_with_input(input);
         let results = e
             .eval_query(format!("data.{}{suffix}", self.package), false)
-            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })?;
+            .map_err(|err| PolicyError::Eval {
+                id: self.id.clone(),
+                reason: err.to_string(),
+            })?;
         Ok(results
             .result
             .into_iter()
@@ -145,7 +184,12 @@ impl Policy {
             id: self.id.clone(),
             rule: rule.into(),
             expected,
-            got: got.to_json_str().unwrap_or_default().chars().take(64).collect(),
+            got: got
+                .to_json_str()
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect(),
         }
     }
 
@@ -154,19 +198,26 @@ impl Policy {
         let Some(v) = self.query(input, &format!(".{rule}"))? else {
             return Ok(None);
         };
-        let json = v
-            .to_json_str()
-            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })?;
+        let json = v.to_json_str().map_err(|err| PolicyError::Eval {
+            id: self.id.clone(),
+            reason: err.to_string(),
+        })?;
         serde_json::from_str(&json)
             .map(Some)
-            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })
+            .map_err(|err| PolicyError::Eval {
+                id: self.id.clone(),
+                reason: err.to_string(),
+            })
     }
 
     /// Evaluate a declared rule on a clone of the prepared engine.
     fn rule_value(&self, engine: &mut Engine, rule: &str) -> Result<regorus::Value, PolicyError> {
         engine
             .eval_rule(format!("data.{}.{rule}", self.package))
-            .map_err(|err| PolicyError::Eval { id: self.id.clone(), reason: err.to_string() })
+            .map_err(|err| PolicyError::Eval {
+                id: self.id.clone(),
+                reason: err.to_string(),
+            })
     }
 
     /// Evaluate a boolean rule; undefined (or undeclared) counts as `false`
@@ -185,7 +236,11 @@ impl Policy {
 
     /// Evaluate several integer rules (the trust-vector claims of an
     /// attestation policy). Undeclared or undefined rules are left out.
-    pub fn eval_ints(&self, input: &Value, rules: &[&str]) -> Result<Vec<(String, i64)>, PolicyError> {
+    pub fn eval_ints(
+        &self,
+        input: &Value,
+        rules: &[&str],
+    ) -> Result<Vec<(String, i64)>, PolicyError> {
         let mut out = Vec::with_capacity(rules.len());
         let mut e = self.engine_with_input(input);
         for rule in rules.iter().filter(|r| self.declares(r)) {
@@ -212,7 +267,8 @@ mod tests {
     fn accepts_v0_and_v1_policies() {
         let v0 = "package policy\ndefault allow = false\nallow { input.a == 1 }\n";
         let v1 = "package policy\ndefault allow := false\nallow if input.a == 1\n";
-        let v1i = "package policy\nimport rego.v1\ndefault allow := false\nallow if { input.a == 1 }\n";
+        let v1i =
+            "package policy\nimport rego.v1\ndefault allow := false\nallow if { input.a == 1 }\n";
         for src in [v0, v1, v1i] {
             let p = Policy::compile("t", src, "policy").unwrap();
             assert!(p.eval_bool(&json!({"a": 1}), "allow").unwrap(), "{src}");
@@ -228,20 +284,36 @@ mod tests {
 
     #[test]
     fn rejects_bad_policies() {
-        assert!(matches!(Policy::compile("t", "package policy\nallow {", "policy"), Err(PolicyError::Compile { .. })));
+        assert!(matches!(
+            Policy::compile("t", "package policy\nallow {", "policy"),
+            Err(PolicyError::Compile { .. })
+        ));
         assert!(matches!(
             Policy::compile("t", "package other\nallow = true", "policy"),
             Err(PolicyError::Package { .. })
         ));
         let p = Policy::compile("t", "package policy\nallow = \"yes\"", "policy").unwrap();
-        assert!(matches!(p.eval_bool(&json!({}), "allow"), Err(PolicyError::Type { .. })));
+        assert!(matches!(
+            p.eval_bool(&json!({}), "allow"),
+            Err(PolicyError::Type { .. })
+        ));
     }
 
     #[test]
     fn evaluates_integer_rules_with_data() {
         let src = "package policy\nimport rego.v1\ndefault hardware := 97\nhardware := 2 if input.svn in data.reference.svn\n";
-        let p = Policy::compile("t", src, "policy").unwrap().with_data(&json!({"reference": {"svn": ["1"]}})).unwrap();
-        assert_eq!(p.eval_ints(&json!({"svn": "1"}), &["hardware", "executables"]).unwrap(), vec![("hardware".to_string(), 2)]);
-        assert_eq!(p.eval_ints(&json!({"svn": "2"}), &["hardware"]).unwrap(), vec![("hardware".to_string(), 97)]);
+        let p = Policy::compile("t", src, "policy")
+            .unwrap()
+            .with_data(&json!({"reference": {"svn": ["1"]}}))
+            .unwrap();
+        assert_eq!(
+            p.eval_ints(&json!({"svn": "1"}), &["hardware", "executables"])
+                .unwrap(),
+            vec![("hardware".to_string(), 2)]
+        );
+        assert_eq!(
+            p.eval_ints(&json!({"svn": "2"}), &["hardware"]).unwrap(),
+            vec![("hardware".to_string(), 97)]
+        );
     }
 }

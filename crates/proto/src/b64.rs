@@ -11,9 +11,10 @@ pub fn url_encode(data: impl AsRef<[u8]>) -> String {
 
 /// Decode base64url without padding; `what` names the field for the error.
 pub fn url_decode(what: &'static str, s: &str) -> Result<Vec<u8>, DecodeError> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|e| DecodeError { what, reason: e.to_string() })
+    URL_SAFE_NO_PAD.decode(s).map_err(|e| DecodeError {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Standard base64 with padding.
@@ -23,9 +24,10 @@ pub fn std_encode(data: impl AsRef<[u8]>) -> String {
 
 /// Decode standard base64 with padding; `what` names the field for the error.
 pub fn std_decode(what: &'static str, s: &str) -> Result<Vec<u8>, DecodeError> {
-    STANDARD
-        .decode(s)
-        .map_err(|e| DecodeError { what, reason: e.to_string() })
+    STANDARD.decode(s).map_err(|e| DecodeError {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// A field was not valid base64.

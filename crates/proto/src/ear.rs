@@ -104,7 +104,11 @@ impl TrustVector {
 
     /// The overall status: the worst tier of any claim.
     pub fn status(&self) -> Status {
-        self.values().into_iter().map(Status::of).max().unwrap_or(Status::None)
+        self.values()
+            .into_iter()
+            .map(Status::of)
+            .max()
+            .unwrap_or(Status::None)
     }
 }
 

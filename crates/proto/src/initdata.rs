@@ -50,12 +50,19 @@ impl InitData {
         if body.len() > MAX_INITDATA_LEN {
             return Err(InitDataError::TooLarge);
         }
-        let doc: Doc = toml::from_str(body).map_err(|e| InitDataError::Toml(e.message().to_string()))?;
+        let doc: Doc =
+            toml::from_str(body).map_err(|e| InitDataError::Toml(e.message().to_string()))?;
         if doc.version != "0.1.0" {
             return Err(InitDataError::Version(doc.version));
         }
-        let algorithm = HashAlgorithm::from_name(&doc.algorithm).ok_or(InitDataError::Algorithm(doc.algorithm))?;
-        Ok(Self { version: doc.version, algorithm, data: doc.data, digest: algorithm.digest(body.as_bytes()) })
+        let algorithm = HashAlgorithm::from_name(&doc.algorithm)
+            .ok_or(InitDataError::Algorithm(doc.algorithm))?;
+        Ok(Self {
+            version: doc.version,
+            algorithm,
+            data: doc.data,
+            digest: algorithm.digest(body.as_bytes()),
+        })
     }
 
     /// The digest fitted to a hardware field of `len` bytes: truncated, or
@@ -84,8 +91,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_documents() {
-        assert!(matches!(InitData::parse("json", DOC), Err(InitDataError::Format(_))));
-        assert!(matches!(InitData::parse("toml", "version = "), Err(InitDataError::Toml(_))));
+        assert!(matches!(
+            InitData::parse("json", DOC),
+            Err(InitDataError::Format(_))
+        ));
+        assert!(matches!(
+            InitData::parse("toml", "version = "),
+            Err(InitDataError::Toml(_))
+        ));
         assert!(matches!(
             InitData::parse("toml", "version = \"9\"\nalgorithm = \"sha256\""),
             Err(InitDataError::Version(_))

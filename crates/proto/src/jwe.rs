@@ -114,11 +114,15 @@ impl Recipient {
                         return Err(JweError::Unsupported(format!("alg {alg:?} for an RSA key")));
                     }
                 }
-                let components = rsa::PublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
+                let components = rsa::PublicKeyComponents {
+                    n: n.as_slice(),
+                    e: e.as_slice(),
+                };
                 let public: rsa::PublicEncryptingKey = components
                     .try_into()
                     .map_err(|_| JweError::Key(JwkError::InvalidKey("RSA key rejected")))?;
-                let oaep = rsa::OaepPublicEncryptingKey::new(public).map_err(|_| JweError::Crypto)?;
+                let oaep =
+                    rsa::OaepPublicEncryptingKey::new(public).map_err(|_| JweError::Crypto)?;
                 Ok(Self::Rsa(oaep))
             }
         }
@@ -152,7 +156,12 @@ pub fn concat_kdf(z: &[u8], alg: &str, apu: &[u8], apv: &[u8], out: &mut [u8]) {
 }
 
 /// AES-256-GCM seal: returns ciphertext and the 16-byte tag.
-pub fn aes256gcm_seal(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, [u8; 16]), JweError> {
+pub fn aes256gcm_seal(
+    key: &[u8; 32],
+    iv: &[u8; 12],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<(Vec<u8>, [u8; 16]), JweError> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| JweError::Crypto)?);
     let mut buf = plaintext.to_vec();
     let tag = key
@@ -164,7 +173,13 @@ pub fn aes256gcm_seal(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], plaintext: &[u8
 }
 
 /// AES-256-GCM open of `ciphertext` with a separate `tag`.
-pub fn aes256gcm_open(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], ciphertext: &[u8], tag: &[u8]) -> Result<Vec<u8>, JweError> {
+pub fn aes256gcm_open(
+    key: &[u8; 32],
+    iv: &[u8; 12],
+    aad: &[u8],
+    ciphertext: &[u8],
+    tag: &[u8],
+) -> Result<Vec<u8>, JweError> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| JweError::Crypto)?);
     let mut buf = Vec::with_capacity(ciphertext.len() + tag.len());
     buf.extend_from_slice(ciphertext);
@@ -177,14 +192,20 @@ pub fn aes256gcm_open(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], ciphertext: &[u
 
 fn random<const N: usize>() -> Result<[u8; N], JweError> {
     let mut b = [0u8; N];
-    SystemRandom::new().fill(&mut b).map_err(|_| JweError::Crypto)?;
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| JweError::Crypto)?;
     Ok(b)
 }
 
-fn derive_kek(curve: Curve, my: &agreement::PrivateKey, peer_point: &[u8]) -> Result<Secret, JweError> {
+fn derive_kek(
+    curve: Curve,
+    my: &agreement::PrivateKey,
+    peer_point: &[u8],
+) -> Result<Secret, JweError> {
     agreement::agree(
         my,
-        &UnparsedPublicKey::new(curve.agreement_alg(), peer_point),
+        UnparsedPublicKey::new(curve.agreement_alg(), peer_point),
         JweError::Crypto,
         |z| {
             let mut k = Secret([0u8; 32]);
@@ -199,14 +220,17 @@ pub fn encrypt(recipient: &Recipient, plaintext: &[u8]) -> Result<FlattenedJwe, 
     let cek = Secret(random::<32>()?);
     let (header, encrypted_key) = match recipient {
         Recipient::Ec { curve, point } => {
-            let eph = agreement::PrivateKey::generate(curve.agreement_alg()).map_err(|_| JweError::Crypto)?;
+            let eph = agreement::PrivateKey::generate(curve.agreement_alg())
+                .map_err(|_| JweError::Crypto)?;
             let kek = derive_kek(*curve, &eph, point)?;
             let epk_pub = eph.compute_public_key().map_err(|_| JweError::Crypto)?;
-            let bin: EcPublicKeyUncompressedBin<'_> = epk_pub.as_be_bytes().map_err(|_| JweError::Crypto)?;
+            let bin: EcPublicKeyUncompressedBin<'_> =
+                epk_pub.as_be_bytes().map_err(|_| JweError::Crypto)?;
             let epk = Jwk::ec(*curve, bin.as_ref(), None);
             let kek = AesKek::new(&AES_256, &kek.0).map_err(|_| JweError::Crypto)?;
             let mut wrapped = [0u8; 40];
-            kek.wrap(&cek.0, &mut wrapped).map_err(|_| JweError::Crypto)?;
+            kek.wrap(&cek.0, &mut wrapped)
+                .map_err(|_| JweError::Crypto)?;
             let header = ProtectedHeader {
                 alg: ALG_ECDH_ES_A256KW.into(),
                 enc: ENC_A256GCM.into(),
@@ -225,7 +249,14 @@ pub fn encrypt(recipient: &Recipient, plaintext: &[u8]) -> Result<FlattenedJwe, 
                 .encrypt(&rsa::OAEP_SHA256_MGF1SHA256, &cek.0, &mut out, None)
                 .map_err(|_| JweError::Crypto)?;
             let ct = ct.to_vec();
-            (ProtectedHeader { alg: ALG_RSA_OAEP_256.into(), enc: ENC_A256GCM.into(), epk: None }, ct)
+            (
+                ProtectedHeader {
+                    alg: ALG_RSA_OAEP_256.into(),
+                    enc: ENC_A256GCM.into(),
+                    epk: None,
+                },
+                ct,
+            )
         }
     };
     let protected = b64::url_encode(serde_json::to_vec(&header).map_err(|_| JweError::Crypto)?);
@@ -281,20 +312,26 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &FlattenedJwe) -> Result<Vec<u8>, JweError
             let y = member("epk.y", &epk.y)?;
             let n = curve.coordinate_len();
             if x.len() != n || y.len() != n {
-                return Err(JweError::Malformed("epk coordinate has the wrong length".into()));
+                return Err(JweError::Malformed(
+                    "epk coordinate has the wrong length".into(),
+                ));
             }
             let mut point = vec![4u8];
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
             let kek = derive_kek(*curve, key, &point).map_err(|_| JweError::Decrypt)?;
             if encrypted_key.len() != 40 {
-                return Err(JweError::Malformed("encrypted_key must be 40 bytes for A256KW".into()));
+                return Err(JweError::Malformed(
+                    "encrypted_key must be 40 bytes for A256KW".into(),
+                ));
             }
             let kek = AesKek::new(&AES_256, &kek.0).map_err(|_| JweError::Crypto)?;
-            kek.unwrap(&encrypted_key, &mut cek.0).map_err(|_| JweError::Decrypt)?;
+            kek.unwrap(&encrypted_key, &mut cek.0)
+                .map_err(|_| JweError::Decrypt)?;
         }
         (ALG_RSA_OAEP_256, TeeKeyPair::Rsa { key }) => {
-            let oaep = rsa::OaepPrivateDecryptingKey::new(key.clone()).map_err(|_| JweError::Crypto)?;
+            let oaep =
+                rsa::OaepPrivateDecryptingKey::new(key.clone()).map_err(|_| JweError::Crypto)?;
             let mut out = vec![0u8; oaep.min_output_size()];
             let plain = oaep
                 .decrypt(&rsa::OAEP_SHA256_MGF1SHA256, &encrypted_key, &mut out, None)

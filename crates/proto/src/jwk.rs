@@ -90,8 +90,14 @@ impl Curve {
 /// Public key material extracted from a JWK.
 pub enum PublicKey {
     /// Uncompressed SEC1 point (0x04 ‖ x ‖ y).
-    Ec { curve: Curve, point: Vec<u8> },
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec {
+        curve: Curve,
+        point: Vec<u8>,
+    },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 fn field<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, JwkError> {
@@ -152,8 +158,13 @@ impl Jwk {
 
 /// The guest's ephemeral key pair; its private half never leaves the TEE.
 pub enum TeeKeyPair {
-    Ec { curve: Curve, key: agreement::PrivateKey },
-    Rsa { key: rsa::PrivateDecryptingKey },
+    Ec {
+        curve: Curve,
+        key: agreement::PrivateKey,
+    },
+    Rsa {
+        key: rsa::PrivateDecryptingKey,
+    },
 }
 
 impl std::fmt::Debug for TeeKeyPair {
@@ -173,13 +184,15 @@ pub struct KeyGenError;
 impl TeeKeyPair {
     /// A fresh EC key for ECDH-ES+A256KW.
     pub fn generate_ec(curve: Curve) -> Result<Self, KeyGenError> {
-        let key = agreement::PrivateKey::generate(curve.agreement_alg()).map_err(|_| KeyGenError)?;
+        let key =
+            agreement::PrivateKey::generate(curve.agreement_alg()).map_err(|_| KeyGenError)?;
         Ok(Self::Ec { curve, key })
     }
 
     /// A fresh RSA-2048 key for RSA-OAEP-256.
     pub fn generate_rsa() -> Result<Self, KeyGenError> {
-        let key = rsa::PrivateDecryptingKey::generate(rsa::KeySize::Rsa2048).map_err(|_| KeyGenError)?;
+        let key =
+            rsa::PrivateDecryptingKey::generate(rsa::KeySize::Rsa2048).map_err(|_| KeyGenError)?;
         Ok(Self::Rsa { key })
     }
 
@@ -187,9 +200,12 @@ impl TeeKeyPair {
     pub fn public_jwk(&self) -> Jwk {
         match self {
             Self::Ec { curve, key } => {
-                let public = key.compute_public_key().expect("public key of a valid private key");
-                let bin: EcPublicKeyUncompressedBin<'_> =
-                    public.as_be_bytes().expect("uncompressed encoding of a valid point");
+                let public = key
+                    .compute_public_key()
+                    .expect("public key of a valid private key");
+                let bin: EcPublicKeyUncompressedBin<'_> = public
+                    .as_be_bytes()
+                    .expect("uncompressed encoding of a valid point");
                 Jwk::ec(*curve, bin.as_ref(), Some(crate::jwe::ALG_ECDH_ES_A256KW))
             }
             Self::Rsa { key } => {
@@ -202,8 +218,12 @@ impl TeeKeyPair {
                     alg: Some(crate::jwe::ALG_RSA_OAEP_256.into()),
                     x: None,
                     y: None,
-                    n: Some(b64::url_encode(public.modulus().big_endian_without_leading_zero())),
-                    e: Some(b64::url_encode(public.exponent().big_endian_without_leading_zero())),
+                    n: Some(b64::url_encode(
+                        public.modulus().big_endian_without_leading_zero(),
+                    )),
+                    e: Some(b64::url_encode(
+                        public.exponent().big_endian_without_leading_zero(),
+                    )),
                     extra: Map::new(),
                 }
             }
@@ -232,7 +252,9 @@ mod tests {
 
     #[test]
     fn keeps_unknown_members() {
-        let j: Jwk = serde_json::from_str(r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA","kid":"k1"}"#).unwrap();
+        let j: Jwk =
+            serde_json::from_str(r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA","kid":"k1"}"#)
+                .unwrap();
         assert_eq!(serde_json::to_value(&j).unwrap()["kid"], "k1");
     }
 

@@ -6,7 +6,8 @@
 use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyUncompressedBin};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, KeyPair, ParsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED_SIGNING,
+    self, EcdsaKeyPair, KeyPair, ParsedPublicKey, VerificationAlgorithm,
+    ECDSA_P256_SHA256_FIXED_SIGNING,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +55,9 @@ pub struct Es256Signer {
 
 impl std::fmt::Debug for Es256Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Es256Signer").field("jwk", &self.jwk).finish()
+        f.debug_struct("Es256Signer")
+            .field("jwk", &self.jwk)
+            .finish()
     }
 }
 
@@ -68,8 +71,11 @@ struct Header<'a> {
 impl Es256Signer {
     /// A new random key; returns the signer and its PKCS#8 document to persist.
     pub fn generate() -> Result<(Self, Vec<u8>), JwtError> {
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| JwtError::Key("generation failed"))?;
-        let der = key.to_pkcs8v1().map_err(|_| JwtError::Key("PKCS#8 encoding failed"))?;
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| JwtError::Key("generation failed"))?;
+        let der = key
+            .to_pkcs8v1()
+            .map_err(|_| JwtError::Key("PKCS#8 encoding failed"))?;
         let der = der.as_ref().to_vec();
         Ok((Self::from_pkcs8(&der)?, der))
     }
@@ -77,14 +83,25 @@ impl Es256Signer {
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, JwtError> {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
             .map_err(|_| JwtError::Key("not a P-256 PKCS#8 private key"))?;
-        let point: EcPublicKeyUncompressedBin<'_> =
-            key.public_key().as_be_bytes().map_err(|_| JwtError::Key("public key encoding"))?;
+        let point: EcPublicKeyUncompressedBin<'_> = key
+            .public_key()
+            .as_be_bytes()
+            .map_err(|_| JwtError::Key("public key encoding"))?;
         let mut jwk = Jwk::ec(Curve::P256, point.as_ref(), Some("ES256"));
         // Member order of the reference token header: alg, kty, crv, x, y.
         jwk.extra.clear();
-        let header = Header { typ: "JWT", alg: "ES256", jwk: &jwk };
-        let header_b64 = b64::url_encode(serde_json::to_vec(&header).map_err(|_| JwtError::Key("header"))?);
-        Ok(Self { key, header_b64, jwk })
+        let header = Header {
+            typ: "JWT",
+            alg: "ES256",
+            jwk: &jwk,
+        };
+        let header_b64 =
+            b64::url_encode(serde_json::to_vec(&header).map_err(|_| JwtError::Key("header"))?);
+        Ok(Self {
+            key,
+            header_b64,
+            jwk,
+        })
     }
 
     /// The public key as a JWK (`alg` ES256).
@@ -104,7 +121,10 @@ impl Es256Signer {
         out.push_str(&self.header_b64);
         out.push('.');
         out.push_str(&b64::url_encode(&payload));
-        let sig = self.key.sign(&SystemRandom::new(), out.as_bytes()).map_err(|_| JwtError::Key("signing failed"))?;
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), out.as_bytes())
+            .map_err(|_| JwtError::Key("signing failed"))?;
         out.push('.');
         out.push_str(&b64::url_encode(sig.as_ref()));
         Ok(out)
@@ -142,16 +162,24 @@ impl VerifyingKey {
 
     /// From an uncompressed P-256 point.
     pub fn es256(point: &[u8]) -> Result<Self, JwtError> {
-        let key = ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).map_err(|_| JwtError::Key("not a P-256 point"))?;
+        let key = ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+            .map_err(|_| JwtError::Key("not a P-256 point"))?;
         Ok(Self { alg: "ES256", key })
     }
 
     /// From a public JWK (EC P-256/P-384).
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, JwtError> {
         match jwk.public_key() {
-            Ok(crate::jwk::PublicKey::Ec { curve: Curve::P256, point }) => Self::es256(&point),
-            Ok(crate::jwk::PublicKey::Ec { curve: Curve::P384, point }) => {
-                let key = ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point).map_err(|_| JwtError::Key("not a P-384 point"))?;
+            Ok(crate::jwk::PublicKey::Ec {
+                curve: Curve::P256,
+                point,
+            }) => Self::es256(&point),
+            Ok(crate::jwk::PublicKey::Ec {
+                curve: Curve::P384,
+                point,
+            }) => {
+                let key = ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .map_err(|_| JwtError::Key("not a P-384 point"))?;
                 Ok(Self { alg: "ES384", key })
             }
             _ => Err(JwtError::Key("only EC P-256/P-384 JWKs are supported")),
@@ -177,14 +205,22 @@ impl<'a> UnverifiedJwt<'a> {
             return Err(JwtError::TooLarge);
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(JwtError::Shape);
         };
         let header = json_part("header", h)?;
         let claims = json_part("payload", p)?;
-        let signature = b64::url_decode("signature", s).map_err(|_| JwtError::Encoding("signature"))?;
+        let signature =
+            b64::url_decode("signature", s).map_err(|_| JwtError::Encoding("signature"))?;
         let signing_input = &token[..h.len() + 1 + p.len()];
-        Ok(Self { header, claims, signing_input, signature })
+        Ok(Self {
+            header,
+            claims,
+            signing_input,
+            signature,
+        })
     }
 
     /// Check the signature against any of `keys` whose algorithm matches the
@@ -195,7 +231,10 @@ impl<'a> UnverifiedJwt<'a> {
             return Err(JwtError::Algorithm(alg.chars().take(32).collect()));
         }
         for k in keys.iter().filter(|k| k.alg == alg) {
-            if k.key.verify_sig(self.signing_input.as_bytes(), &self.signature).is_ok() {
+            if k.key
+                .verify_sig(self.signing_input.as_bytes(), &self.signature)
+                .is_ok()
+            {
                 return Ok(());
             }
         }
@@ -205,7 +244,11 @@ impl<'a> UnverifiedJwt<'a> {
     /// Check `exp` (required) and `nbf` (if present) against `now` (unix
     /// seconds) with `leeway` seconds of tolerance.
     pub fn check_time(&self, now: i64, leeway: i64) -> Result<(), JwtError> {
-        let exp = self.claims.get("exp").and_then(Value::as_i64).ok_or(JwtError::MissingClaim("exp"))?;
+        let exp = self
+            .claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or(JwtError::MissingClaim("exp"))?;
         if now > exp + leeway {
             return Err(JwtError::Expired);
         }
@@ -241,7 +284,12 @@ fn json_part(what: &'static str, s: &str) -> Result<Value, JwtError> {
 pub struct Verified(pub Value);
 
 /// Parse and fully verify a token: signature by one of `keys`, time, issuer.
-pub fn verify(token: &str, keys: &[VerifyingKey], now: i64, issuer: Option<&str>) -> Result<Verified, JwtError> {
+pub fn verify(
+    token: &str,
+    keys: &[VerifyingKey],
+    now: i64,
+    issuer: Option<&str>,
+) -> Result<Verified, JwtError> {
     let t = UnverifiedJwt::parse(token)?;
     t.verify_signature(keys)?;
     t.check_time(now, 0)?;
@@ -263,7 +311,9 @@ mod tests {
     #[test]
     fn accepts_own_token() {
         let s = signer();
-        let tok = s.sign(&json!({"iss": "ward", "exp": 1000, "x": 1})).unwrap();
+        let tok = s
+            .sign(&json!({"iss": "ward", "exp": 1000, "x": 1}))
+            .unwrap();
         let k = VerifyingKey::es256(&s.public_point()).unwrap();
         let v = verify(&tok, &[k], 999, Some("ward")).unwrap();
         assert_eq!(v.0["x"], 1);
@@ -281,14 +331,29 @@ mod tests {
         let parts: Vec<&str> = tok.split('.').collect();
         let forged_payload = b64::url_encode(br#"{"iss":"ward","exp":99999}"#);
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert_eq!(verify(&forged, &[k()], 0, None).unwrap_err(), JwtError::Signature);
-        assert_eq!(verify(&tok, &[k()], 1001, None).unwrap_err(), JwtError::Expired);
+        assert_eq!(
+            verify(&forged, &[k()], 0, None).unwrap_err(),
+            JwtError::Signature
+        );
+        assert_eq!(
+            verify(&tok, &[k()], 1001, None).unwrap_err(),
+            JwtError::Expired
+        );
         let other = VerifyingKey::es256(&signer().public_point()).unwrap();
-        assert_eq!(verify(&tok, &[other], 0, None).unwrap_err(), JwtError::Signature);
-        assert!(matches!(verify(&tok, &[k()], 0, Some("x")).unwrap_err(), JwtError::Issuer(_)));
+        assert_eq!(
+            verify(&tok, &[other], 0, None).unwrap_err(),
+            JwtError::Signature
+        );
+        assert!(matches!(
+            verify(&tok, &[k()], 0, Some("x")).unwrap_err(),
+            JwtError::Issuer(_)
+        ));
         // alg=none is refused.
         let none = format!("{}.{}.", b64::url_encode(br#"{"alg":"none"}"#), parts[1]);
-        assert!(matches!(verify(&none, &[k()], 0, None).unwrap_err(), JwtError::Algorithm(_)));
+        assert!(matches!(
+            verify(&none, &[k()], 0, None).unwrap_err(),
+            JwtError::Algorithm(_)
+        ));
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
             assert!(verify(bad, &[k()], 0, None).is_err());
         }

@@ -135,7 +135,9 @@ impl ErrorBody {
 
     /// The short kind (`TokenNotFound`, …) when the type URI is a KBS one.
     pub fn short_kind(&self) -> &str {
-        self.kind.strip_prefix(ERROR_TYPE_PREFIX).unwrap_or(&self.kind)
+        self.kind
+            .strip_prefix(ERROR_TYPE_PREFIX)
+            .unwrap_or(&self.kind)
     }
 }
 
@@ -183,7 +185,9 @@ mod tests {
         let h = runtime_data_hash(&att.runtime_data, "", HashAlgorithm::Sha384).unwrap();
         let expected = crate::b64::std_decode(
             "report_data",
-            att.tee_evidence.primary_evidence["report_data"].as_str().unwrap(),
+            att.tee_evidence.primary_evidence["report_data"]
+                .as_str()
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(h, expected);
@@ -191,8 +195,14 @@ mod tests {
 
     #[test]
     fn serialises_challenge_with_empty_string_extra_params() {
-        let c = Challenge { nonce: "n".into(), extra_params: Value::String(String::new()) };
-        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"nonce":"n","extra-params":""}"#);
+        let c = Challenge {
+            nonce: "n".into(),
+            extra_params: Value::String(String::new()),
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"nonce":"n","extra-params":""}"#
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@ fn valid_segment(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_SEGMENT
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_' || b[0] == b'-')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 impl ResourcePath {
@@ -36,15 +37,24 @@ impl ResourcePath {
 
     /// Parse `repo/type/tag`.
     pub fn parse(s: &str) -> Result<Self, ResourcePathError> {
-        let err = |reason| ResourcePathError { input: s.chars().take(200).collect(), reason };
+        let err = |reason| ResourcePathError {
+            input: s.chars().take(200).collect(),
+            reason,
+        };
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() != 3 {
             return Err(err("expected exactly three segments repo/type/tag"));
         }
         if !parts.iter().all(|p| valid_segment(p)) {
-            return Err(err("each segment must match [A-Za-z0-9_-][A-Za-z0-9_.-]* (at most 128 characters)"));
+            return Err(err(
+                "each segment must match [A-Za-z0-9_-][A-Za-z0-9_.-]* (at most 128 characters)",
+            ));
         }
-        Ok(Self { repo: parts[0].into(), kind: parts[1].into(), tag: parts[2].into() })
+        Ok(Self {
+            repo: parts[0].into(),
+            kind: parts[1].into(),
+            tag: parts[2].into(),
+        })
     }
 
     /// Parse `kbs:///repo/type/tag` (an authority, `kbs://host/…`, is allowed
@@ -54,7 +64,10 @@ impl ResourcePath {
             let path = match rest.find('/') {
                 Some(i) => &rest[i + 1..],
                 None => {
-                    return Err(ResourcePathError { input: s.into(), reason: "kbs URI has no path" })
+                    return Err(ResourcePathError {
+                        input: s.into(),
+                        reason: "kbs URI has no path",
+                    })
                 }
             };
             Self::parse(path)
@@ -83,13 +96,20 @@ mod tests {
     fn accepts_uris_and_paths() {
         let p = ResourcePath::parse_uri("kbs:///default/test/key").unwrap();
         assert_eq!(p.to_string(), "default/test/key");
-        assert_eq!(ResourcePath::parse_uri("kbs://host:8080/a/b/c.1").unwrap().tag, "c.1");
+        assert_eq!(
+            ResourcePath::parse_uri("kbs://host:8080/a/b/c.1")
+                .unwrap()
+                .tag,
+            "c.1"
+        );
         assert_eq!(ResourcePath::parse_uri("/a/b/c").unwrap().repo, "a");
     }
 
     #[test]
     fn rejects_traversal_and_bad_shapes() {
-        for bad in ["a/b", "a/b/c/d", "../b/c", "a/./c", "a/b/", "a b/c/d", ".a/b/c", "a/b/c%2f"] {
+        for bad in [
+            "a/b", "a/b/c/d", "../b/c", "a/./c", "a/b/", "a b/c/d", ".a/b/c", "a/b/c%2f",
+        ] {
             assert!(ResourcePath::parse(bad).is_err(), "{bad}");
         }
         assert!(ResourcePath::parse(&format!("a/b/{}", "x".repeat(129))).is_err());

@@ -12,8 +12,8 @@ use ward_proto::jwk::{Curve, Jwk, TeeKeyPair};
 #[test]
 fn concat_kdf_matches_rfc7518_appendix_c() {
     let z = [
-        158u8, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128,
-        106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
+        158u8, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110,
+        163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
     ];
     let mut out = [0u8; 16];
     concat_kdf(&z, "A128GCM", b"Alice", b"Bob", &mut out);
@@ -25,10 +25,15 @@ fn concat_kdf_matches_rfc7518_appendix_c() {
 #[test]
 fn aes_kw_matches_rfc3394_4_6() {
     use aws_lc_rs::key_wrap::{AesKek, KeyWrap, AES_256};
-    let kek = hex::decode("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F").unwrap();
-    let data = hex::decode("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F").unwrap();
+    let kek =
+        hex::decode("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F").unwrap();
+    let data =
+        hex::decode("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F").unwrap();
     let mut out = [0u8; 40];
-    AesKek::new(&AES_256, &kek).unwrap().wrap(&data, &mut out).unwrap();
+    AesKek::new(&AES_256, &kek)
+        .unwrap()
+        .wrap(&data, &mut out)
+        .unwrap();
     assert_eq!(
         hex::encode_upper(out),
         "28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21"
@@ -37,7 +42,8 @@ fn aes_kw_matches_rfc3394_4_6() {
 
 /// Decrypt an ECDH-ES+A256KW / A256GCM JWE using only RustCrypto crates.
 fn independent_decrypt(secret: &p256::SecretKey, jwe: &FlattenedJwe) -> Vec<u8> {
-    let header: serde_json::Value = serde_json::from_slice(&b64::url_decode("p", &jwe.protected).unwrap()).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&b64::url_decode("p", &jwe.protected).unwrap()).unwrap();
     assert_eq!(header["alg"], "ECDH-ES+A256KW");
     assert_eq!(header["enc"], "A256GCM");
     let x = b64::url_decode("x", header["epk"]["x"].as_str().unwrap()).unwrap();
@@ -61,13 +67,20 @@ fn independent_decrypt(secret: &p256::SecretKey, jwe: &FlattenedJwe) -> Vec<u8> 
     let kek_bytes: [u8; 32] = kek.into();
     let kek = aes_kw::KekAes256::from(kek_bytes);
     let mut cek = [0u8; 32];
-    kek.unwrap(&b64::url_decode("k", &jwe.encrypted_key).unwrap(), &mut cek).unwrap();
+    kek.unwrap(&b64::url_decode("k", &jwe.encrypted_key).unwrap(), &mut cek)
+        .unwrap();
     let cipher = Aes256Gcm::new_from_slice(&cek).unwrap();
     let mut ct = b64::url_decode("c", &jwe.ciphertext).unwrap();
     ct.extend_from_slice(&b64::url_decode("t", &jwe.tag).unwrap());
     let iv = b64::url_decode("iv", &jwe.iv).unwrap();
     cipher
-        .decrypt(&aes_gcm::Nonce::from(<[u8; 12]>::try_from(iv.as_slice()).unwrap()), Payload { msg: &ct, aad: jwe.protected.as_bytes() })
+        .decrypt(
+            &aes_gcm::Nonce::from(<[u8; 12]>::try_from(iv.as_slice()).unwrap()),
+            Payload {
+                msg: &ct,
+                aad: jwe.protected.as_bytes(),
+            },
+        )
         .unwrap()
 }
 
@@ -123,19 +136,41 @@ fn rejects_tampering_wrong_key_and_garbage() {
     assert_eq!(jwe::decrypt(&key, &t).unwrap_err(), JweError::Decrypt);
     // A protected header changed in any way breaks the AAD.
     let mut t = jwe.clone();
-    let mut h: serde_json::Value = serde_json::from_slice(&b64::url_decode("p", &t.protected).unwrap()).unwrap();
+    let mut h: serde_json::Value =
+        serde_json::from_slice(&b64::url_decode("p", &t.protected).unwrap()).unwrap();
     h["kid"] = "x".into();
     t.protected = b64::url_encode(serde_json::to_vec(&h).unwrap());
     assert_eq!(jwe::decrypt(&key, &t).unwrap_err(), JweError::Decrypt);
 
     for bad in [
-        FlattenedJwe { protected: "!!".into(), ..jwe.clone() },
-        FlattenedJwe { protected: b64::url_encode("[]"), ..jwe.clone() },
-        FlattenedJwe { iv: b64::url_encode([0u8; 5]), ..jwe.clone() },
-        FlattenedJwe { tag: String::new(), ..jwe.clone() },
-        FlattenedJwe { protected: b64::url_encode(r#"{"alg":"dir","enc":"A256GCM"}"#), ..jwe.clone() },
-        FlattenedJwe { protected: b64::url_encode(r#"{"alg":"ECDH-ES+A256KW","enc":"A128CBC-HS256"}"#), ..jwe.clone() },
-        FlattenedJwe { protected: b64::url_encode(r#"{"alg":"ECDH-ES+A256KW","enc":"A256GCM"}"#), ..jwe.clone() },
+        FlattenedJwe {
+            protected: "!!".into(),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            protected: b64::url_encode("[]"),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            iv: b64::url_encode([0u8; 5]),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            tag: String::new(),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            protected: b64::url_encode(r#"{"alg":"dir","enc":"A256GCM"}"#),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            protected: b64::url_encode(r#"{"alg":"ECDH-ES+A256KW","enc":"A128CBC-HS256"}"#),
+            ..jwe.clone()
+        },
+        FlattenedJwe {
+            protected: b64::url_encode(r#"{"alg":"ECDH-ES+A256KW","enc":"A256GCM"}"#),
+            ..jwe.clone()
+        },
     ] {
         assert!(jwe::decrypt(&key, &bad).is_err());
     }
@@ -157,7 +192,12 @@ fn header_shape_matches_capture() {
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
     let jwe = jwe::encrypt(&Recipient::from_jwk(&key.public_jwk()).unwrap(), b"k").unwrap();
     let header = String::from_utf8(b64::url_decode("p", &jwe.protected).unwrap()).unwrap();
-    assert!(header.starts_with(r#"{"alg":"ECDH-ES+A256KW","enc":"A256GCM","epk":{"crv":"P-256","kty":"EC","x":""#), "{header}");
+    assert!(
+        header.starts_with(
+            r#"{"alg":"ECDH-ES+A256KW","enc":"A256GCM","epk":{"crv":"P-256","kty":"EC","x":""#
+        ),
+        "{header}"
+    );
     let text = serde_json::to_string(&jwe).unwrap();
     let keys: Vec<&str> = ["protected", "encrypted_key", "iv", "ciphertext", "tag"].to_vec();
     let mut last = 0;

@@ -65,23 +65,32 @@ impl Kek {
     /// A random KEK (tests, and first start).
     pub fn generate() -> Result<Self, KekError> {
         let mut k = [0u8; 32];
-        SystemRandom::new().fill(&mut k).map_err(|_| KekError::Random)?;
+        SystemRandom::new()
+            .fill(&mut k)
+            .map_err(|_| KekError::Random)?;
         Ok(Self(k))
     }
 
     /// From `WARD_KEK` if set.
     pub fn from_env() -> Result<Option<Self>, KekError> {
         match std::env::var(KEK_ENV) {
-            Ok(v) => parse_key(v.as_bytes()).map(|k| Some(Self(k))).ok_or(KekError::Env),
+            Ok(v) => parse_key(v.as_bytes())
+                .map(|k| Some(Self(k)))
+                .ok_or(KekError::Env),
             Err(_) => Ok(None),
         }
     }
 
     /// Read a KEK file: 32 raw bytes or base64 text of 32 bytes.
     pub fn from_file(path: &Path) -> Result<Self, KekError> {
-        let err = |reason: String| KekError::File { path: path.display().to_string(), reason };
+        let err = |reason: String| KekError::File {
+            path: path.display().to_string(),
+            reason,
+        };
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        parse_key(&bytes).map(Self).ok_or_else(|| err("must hold 32 raw bytes or their base64 encoding".into()))
+        parse_key(&bytes)
+            .map(Self)
+            .ok_or_else(|| err("must hold 32 raw bytes or their base64 encoding".into()))
     }
 
     /// Read the KEK file, or create it (mode 0600, base64 text) if it does
@@ -90,7 +99,10 @@ impl Kek {
         if path.exists() {
             return Ok((Self::from_file(path)?, false));
         }
-        let err = |reason: String| KekError::File { path: path.display().to_string(), reason };
+        let err = |reason: String| KekError::File {
+            path: path.display().to_string(),
+            reason,
+        };
         let kek = Self::generate()?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -101,12 +113,17 @@ impl Kek {
         }
         match opts.open(path) {
             Ok(mut f) => {
-                f.write_all(STANDARD.encode(kek.0).as_bytes()).map_err(|e| err(e.to_string()))?;
-                f.write_all(b"\n").and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
+                f.write_all(STANDARD.encode(kek.0).as_bytes())
+                    .map_err(|e| err(e.to_string()))?;
+                f.write_all(b"\n")
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| err(e.to_string()))?;
                 Ok((kek, true))
             }
             // Another process created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((Self::from_file(path)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((Self::from_file(path)?, false))
+            }
             Err(e) => Err(err(e.to_string())),
         }
     }
@@ -126,11 +143,16 @@ impl Kek {
             .map_err(|_| KekError::Random)?;
         out.extend_from_slice(&wrapped);
         out.extend_from_slice(&nonce);
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &dek).map_err(|_| KekError::Random)?);
+        let key =
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &dek).map_err(|_| KekError::Random)?);
         dek.iter_mut().for_each(|b| *b = 0);
         let mut body = data.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
-            .map_err(|_| KekError::Random)?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| KekError::Random)?;
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -144,7 +166,9 @@ impl Kek {
             return Err(format!("unknown sealed-value version {}", sealed[0]));
         }
         let wrapped = &sealed[1..1 + WRAPPED];
-        let nonce: [u8; NONCE] = sealed[1 + WRAPPED..1 + WRAPPED + NONCE].try_into().map_err(|_| "nonce")?;
+        let nonce: [u8; NONCE] = sealed[1 + WRAPPED..1 + WRAPPED + NONCE]
+            .try_into()
+            .map_err(|_| "nonce")?;
         let mut dek = [0u8; 32];
         AesKek::new(&AES_256, &self.0)
             .and_then(|k| k.unwrap(wrapped, &mut dek).map(|_| ()))
@@ -153,7 +177,11 @@ impl Kek {
         dek.iter_mut().for_each(|b| *b = 0);
         let mut body = sealed[1 + WRAPPED + NONCE..].to_vec();
         let plain = key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut body,
+            )
             .map_err(|_| "authentication failed".to_string())?;
         Ok(plain.to_vec())
     }
@@ -185,7 +213,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (k2, created) = Kek::load_or_create(&p).unwrap();
         assert!(!created);

@@ -58,7 +58,10 @@ pub struct Resource {
 
 impl std::fmt::Debug for Resource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resource").field("meta", &self.meta).field("data", &"<redacted>").finish()
+        f.debug_struct("Resource")
+            .field("meta", &self.meta)
+            .field("data", &"<redacted>")
+            .finish()
     }
 }
 
@@ -89,6 +92,15 @@ pub struct StoredPolicy {
     pub updated_at: i64,
 }
 
+/// Counters that change whenever anything of their kind changes, read in
+/// one cheap query so caches can be validated on every request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Generations {
+    pub resources: i64,
+    pub policies: i64,
+    pub reference_values: i64,
+}
+
 /// A reference value: a name and the list of values accepted for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceValue {
@@ -114,7 +126,10 @@ pub struct KeyEntry {
 
 impl std::fmt::Debug for KeyEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEntry").field("id", &self.id).field("created_at", &self.created_at).finish()
+        f.debug_struct("KeyEntry")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .finish()
     }
 }
 
@@ -148,5 +163,9 @@ pub trait Store: Send + Sync {
     fn delete_reference_value(&self, name: &str) -> Result<bool>;
     fn list_reference_values(&self) -> Result<Vec<ReferenceValue>>;
     /// A number that changes whenever any reference value changes (cheap).
-    fn reference_values_generation(&self) -> Result<i64>;
+    fn reference_values_generation(&self) -> Result<i64> {
+        Ok(self.generations()?.reference_values)
+    }
+    /// All change counters in one read.
+    fn generations(&self) -> Result<Generations>;
 }

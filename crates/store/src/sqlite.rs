@@ -8,7 +8,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta, Result, Store, StoreError, StoredPolicy,
+    Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta, Result, Store,
+    StoreError, StoredPolicy,
 };
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
@@ -49,12 +50,16 @@ fn db(e: rusqlite::Error) -> StoreError {
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(db)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
     Ok(conn)
 }
@@ -72,7 +77,11 @@ impl SqliteStore {
         for _ in 1..POOL {
             conns.push(Mutex::new(open_conn(path)?));
         }
-        let store = Self { conns, next: AtomicUsize::new(0), kek };
+        let store = Self {
+            conns,
+            next: AtomicUsize::new(0),
+            kek,
+        };
         store.check_kek()?;
         Ok(store)
     }
@@ -80,20 +89,30 @@ impl SqliteStore {
     fn check_kek(&self) -> Result<()> {
         self.with_write(|tx| {
             let existing: Option<Vec<u8>> = tx
-                .query_row("SELECT sealed FROM meta WHERE name = 'kek-check'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT sealed FROM meta WHERE name = 'kek-check'",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db)?;
             match existing {
                 Some(sealed) => {
-                    let plain = self.kek.open(b"meta:kek-check", &sealed).map_err(StoreError::Decrypt)?;
+                    let plain = self
+                        .kek
+                        .open(b"meta:kek-check", &sealed)
+                        .map_err(StoreError::Decrypt)?;
                     if plain != KEK_CHECK {
                         return Err(StoreError::Decrypt("key check value differs".into()));
                     }
                 }
                 None => {
                     let sealed = self.kek.seal(b"meta:kek-check", KEK_CHECK)?;
-                    tx.execute("INSERT INTO meta (name, sealed) VALUES ('kek-check', ?1)", params![sealed])
-                        .map_err(db)?;
+                    tx.execute(
+                        "INSERT INTO meta (name, sealed) VALUES ('kek-check', ?1)",
+                        params![sealed],
+                    )
+                    .map_err(db)?;
                 }
             }
             Ok(())
@@ -114,7 +133,9 @@ impl SqliteStore {
 
     fn with_write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
         let out = f(&tx)?;
         tx.commit().map_err(db)?;
         Ok(out)
@@ -132,15 +153,23 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
     let supported = MIGRATIONS.len() as i64;
     if version > supported {
-        return Err(StoreError::SchemaTooNew { found: version, supported });
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
     }
     for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(m).map_err(db)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db)?;
     }
     tx.commit().map_err(db)
 }
@@ -154,7 +183,12 @@ fn key_aad(ring: &str, id: &str) -> Vec<u8> {
 }
 
 fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceMeta> {
-    Ok(ResourceMeta { path: r.get(0)?, size: r.get::<_, i64>(1)? as u64, version: r.get(2)?, updated_at: r.get(3)? })
+    Ok(ResourceMeta {
+        path: r.get(0)?,
+        size: r.get::<_, i64>(1)? as u64,
+        version: r.get(2)?,
+        updated_at: r.get(3)?,
+    })
 }
 
 fn policy_kind(s: &str) -> Option<PolicyKind> {
@@ -184,23 +218,44 @@ fn rv_from(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValu
     let (name, body, expires_at, version, updated_at) = row;
     let values = serde_json::from_str(&body)
         .map_err(|e| StoreError::Corrupt(format!("reference value {name:?}: {e}")))?;
-    Ok(ReferenceValue { name, values, expires_at, version, updated_at })
+    Ok(ReferenceValue {
+        name,
+        values,
+        expires_at,
+        version,
+        updated_at,
+    })
 }
 
 impl Store for SqliteStore {
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT id, sealed, created_at FROM keyring WHERE ring = ?1 ORDER BY rowid")
+            .prepare_cached(
+                "SELECT id, sealed, created_at FROM keyring WHERE ring = ?1 ORDER BY rowid",
+            )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![ring], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .query_map(params![ring], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(db)?;
         let mut out = Vec::new();
         for row in rows {
             let (id, sealed, created_at) = row.map_err(db)?;
-            let material = self.kek.open(&key_aad(ring, &id), &sealed).map_err(StoreError::Decrypt)?;
-            out.push(KeyEntry { id, material, created_at });
+            let material = self
+                .kek
+                .open(&key_aad(ring, &id), &sealed)
+                .map_err(StoreError::Decrypt)?;
+            out.push(KeyEntry {
+                id,
+                material,
+                created_at,
+            });
         }
         Ok(out)
     }
@@ -221,7 +276,13 @@ impl Store for SqliteStore {
 
     fn remove_key(&self, ring: &str, id: &str) -> Result<bool> {
         self.with_write(|tx| {
-            Ok(tx.execute("DELETE FROM keyring WHERE ring = ?1 AND id = ?2", params![ring, id]).map_err(db)? == 1)
+            Ok(tx
+                .execute(
+                    "DELETE FROM keyring WHERE ring = ?1 AND id = ?2",
+                    params![ring, id],
+                )
+                .map_err(db)?
+                == 1)
         })
     }
 
@@ -243,14 +304,23 @@ impl Store for SqliteStore {
         let row = {
             let conn = self.conn();
             let mut stmt = conn
-                .prepare_cached("SELECT path, size, version, updated_at, sealed FROM resources WHERE path = ?1")
+                .prepare_cached(
+                    "SELECT path, size, version, updated_at, sealed FROM resources WHERE path = ?1",
+                )
                 .map_err(db)?;
-            stmt.query_row(params![path], |r| Ok((meta_row(r)?, r.get::<_, Vec<u8>>(4)?))).optional().map_err(db)?
+            stmt.query_row(params![path], |r| {
+                Ok((meta_row(r)?, r.get::<_, Vec<u8>>(4)?))
+            })
+            .optional()
+            .map_err(db)?
         };
         match row {
             None => Ok(None),
             Some((meta, sealed)) => {
-                let data = self.kek.open(&resource_aad(path), &sealed).map_err(StoreError::Decrypt)?;
+                let data = self
+                    .kek
+                    .open(&resource_aad(path), &sealed)
+                    .map_err(StoreError::Decrypt)?;
                 Ok(Some(Resource { meta, data }))
             }
         }
@@ -261,17 +331,26 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached("SELECT path, size, version, updated_at FROM resources WHERE path = ?1")
             .map_err(db)?;
-        stmt.query_row(params![path], meta_row).optional().map_err(db)
+        stmt.query_row(params![path], meta_row)
+            .optional()
+            .map_err(db)
     }
 
     fn delete_resource(&self, path: &str) -> Result<bool> {
-        self.with_write(|tx| Ok(tx.execute("DELETE FROM resources WHERE path = ?1", params![path]).map_err(db)? == 1))
+        self.with_write(|tx| {
+            Self::bump(tx, "resources")?;
+            Ok(tx
+                .execute("DELETE FROM resources WHERE path = ?1", params![path])
+                .map_err(db)?
+                == 1)
+        })
     }
 
     fn list_resources(&self) -> Result<Vec<ResourceMeta>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT path, size, version, updated_at FROM resources ORDER BY path").map_err(db)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT path, size, version, updated_at FROM resources ORDER BY path")
+            .map_err(db)?;
         let rows = stmt.query_map([], meta_row).map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
@@ -294,20 +373,30 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached("SELECT kind, id, body, version, updated_at FROM policies WHERE kind = ?1 AND id = ?2")
             .map_err(db)?;
-        stmt.query_row(params![kind.as_str(), id], policy_row).optional().map_err(db)
+        stmt.query_row(params![kind.as_str(), id], policy_row)
+            .optional()
+            .map_err(db)
     }
 
     fn policy_version(&self, kind: PolicyKind, id: &str) -> Result<Option<i64>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT version FROM policies WHERE kind = ?1 AND id = ?2").map_err(db)?;
-        stmt.query_row(params![kind.as_str(), id], |r| r.get(0)).optional().map_err(db)
+        let mut stmt = conn
+            .prepare_cached("SELECT version FROM policies WHERE kind = ?1 AND id = ?2")
+            .map_err(db)?;
+        stmt.query_row(params![kind.as_str(), id], |r| r.get(0))
+            .optional()
+            .map_err(db)
     }
 
     fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool> {
         self.with_write(|tx| {
             Self::bump(tx, "policies")?;
-            Ok(tx.execute("DELETE FROM policies WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id]).map_err(db)?
+            Ok(tx
+                .execute(
+                    "DELETE FROM policies WHERE kind = ?1 AND id = ?2",
+                    params![kind.as_str(), id],
+                )
+                .map_err(db)?
                 == 1)
         })
     }
@@ -317,12 +406,15 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached("SELECT kind, id, body, version, updated_at FROM policies WHERE kind = ?1 ORDER BY id")
             .map_err(db)?;
-        let rows = stmt.query_map(params![kind.as_str()], policy_row).map_err(db)?;
+        let rows = stmt
+            .query_map(params![kind.as_str()], policy_row)
+            .map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue> {
-        let body = serde_json::to_string(&rv.values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_string(&rv.values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with_write(|tx| {
             let version = Self::bump(tx, "reference_values")?;
             tx.execute(
@@ -343,7 +435,9 @@ impl Store for SqliteStore {
                     "SELECT name, body, expires_at, version, updated_at FROM reference_values WHERE name = ?1",
                 )
                 .map_err(db)?;
-            stmt.query_row(params![name], rv_row).optional().map_err(db)?
+            stmt.query_row(params![name], rv_row)
+                .optional()
+                .map_err(db)?
         };
         row.map(rv_from).transpose()
     }
@@ -351,7 +445,13 @@ impl Store for SqliteStore {
     fn delete_reference_value(&self, name: &str) -> Result<bool> {
         self.with_write(|tx| {
             Self::bump(tx, "reference_values")?;
-            Ok(tx.execute("DELETE FROM reference_values WHERE name = ?1", params![name]).map_err(db)? == 1)
+            Ok(tx
+                .execute(
+                    "DELETE FROM reference_values WHERE name = ?1",
+                    params![name],
+                )
+                .map_err(db)?
+                == 1)
         })
     }
 
@@ -367,9 +467,24 @@ impl Store for SqliteStore {
         rows.into_iter().map(rv_from).collect()
     }
 
-    fn reference_values_generation(&self) -> Result<i64> {
+    fn generations(&self) -> Result<Generations> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT value FROM counters WHERE name = 'reference_values'").map_err(db)?;
-        Ok(stmt.query_row([], |r| r.get(0)).optional().map_err(db)?.unwrap_or(0))
+        let mut stmt = conn
+            .prepare_cached("SELECT name, value FROM counters")
+            .map_err(db)?;
+        let mut g = Generations::default();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(db)?;
+        for row in rows {
+            let (name, value) = row.map_err(db)?;
+            match name.as_str() {
+                "resources" => g.resources = value,
+                "policies" => g.policies = value,
+                "reference_values" => g.reference_values = value,
+                _ => {}
+            }
+        }
+        Ok(g)
     }
 }

@@ -14,21 +14,48 @@ fn accepts_roundtrip_and_persists_across_reopen() {
     let db = dir.path().join("ward.db");
     {
         let s = SqliteStore::open(&db, kek(1)).unwrap();
-        let m1 = s.put_resource("default/test/key", b"secret-bytes", 10).unwrap();
-        let m2 = s.put_resource("default/test/key", b"secret-bytes-2", 11).unwrap();
+        let m1 = s
+            .put_resource("default/test/key", b"secret-bytes", 10)
+            .unwrap();
+        let m2 = s
+            .put_resource("default/test/key", b"secret-bytes-2", 11)
+            .unwrap();
         assert!(m2.version > m1.version);
-        s.put_policy(PolicyKind::Resource, "default", "package policy", 1).unwrap();
-        s.put_reference_value(&ReferenceValue { name: "svn".into(), values: vec![json!("1")], expires_at: None, version: 0, updated_at: 0 }, 1).unwrap();
+        s.put_policy(PolicyKind::Resource, "default", "package policy", 1)
+            .unwrap();
+        s.put_reference_value(
+            &ReferenceValue {
+                name: "svn".into(),
+                values: vec![json!("1")],
+                expires_at: None,
+                version: 0,
+                updated_at: 0,
+            },
+            1,
+        )
+        .unwrap();
         assert!(s.add_key("cookie", "k1", b"material", 5).unwrap());
-        assert!(!s.add_key("cookie", "k1", b"other", 6).unwrap(), "existing key kept");
+        assert!(
+            !s.add_key("cookie", "k1", b"other", 6).unwrap(),
+            "existing key kept"
+        );
     }
     let s = SqliteStore::open(&db, kek(1)).unwrap();
     let r = s.get_resource("default/test/key").unwrap().unwrap();
     assert_eq!(r.data, b"secret-bytes-2");
     assert_eq!(r.meta.size, 14);
     assert_eq!(s.list_resources().unwrap().len(), 1);
-    assert_eq!(s.get_policy(PolicyKind::Resource, "default").unwrap().unwrap().text, "package policy");
-    assert_eq!(s.get_reference_value("svn").unwrap().unwrap().values, vec![json!("1")]);
+    assert_eq!(
+        s.get_policy(PolicyKind::Resource, "default")
+            .unwrap()
+            .unwrap()
+            .text,
+        "package policy"
+    );
+    assert_eq!(
+        s.get_reference_value("svn").unwrap().unwrap().values,
+        vec![json!("1")]
+    );
     let keys = s.keys("cookie").unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].material, b"material");
@@ -56,7 +83,10 @@ fn secrets_are_not_stored_in_plaintext() {
 fn rejects_wrong_kek_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ward.db");
-    SqliteStore::open(&db, kek(3)).unwrap().put_resource("a/b/c", b"x", 1).unwrap();
+    SqliteStore::open(&db, kek(3))
+        .unwrap()
+        .put_resource("a/b/c", b"x", 1)
+        .unwrap();
     let err = SqliteStore::open(&db, kek(4)).unwrap_err();
     assert!(matches!(err, StoreError::Decrypt(_)), "{err}");
 }
@@ -67,12 +97,32 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let db = dir.path().join("ward.db");
     let a = SqliteStore::open(&db, kek(5)).unwrap();
     let b = SqliteStore::open(&db, kek(5)).unwrap();
-    a.put_policy(PolicyKind::Attestation, "default", "p1", 1).unwrap();
-    let v1 = b.policy_version(PolicyKind::Attestation, "default").unwrap().unwrap();
-    b.put_policy(PolicyKind::Attestation, "default", "p2", 2).unwrap();
-    assert!(a.policy_version(PolicyKind::Attestation, "default").unwrap().unwrap() > v1);
+    a.put_policy(PolicyKind::Attestation, "default", "p1", 1)
+        .unwrap();
+    let v1 = b
+        .policy_version(PolicyKind::Attestation, "default")
+        .unwrap()
+        .unwrap();
+    b.put_policy(PolicyKind::Attestation, "default", "p2", 2)
+        .unwrap();
+    assert!(
+        a.policy_version(PolicyKind::Attestation, "default")
+            .unwrap()
+            .unwrap()
+            > v1
+    );
     let g = a.reference_values_generation().unwrap();
-    b.put_reference_value(&ReferenceValue { name: "m".into(), values: vec![], expires_at: Some(9), version: 0, updated_at: 0 }, 1).unwrap();
+    b.put_reference_value(
+        &ReferenceValue {
+            name: "m".into(),
+            values: vec![],
+            expires_at: Some(9),
+            version: 0,
+            updated_at: 0,
+        },
+        1,
+    )
+    .unwrap();
     assert!(a.reference_values_generation().unwrap() > g);
 }
 

@@ -65,7 +65,10 @@ pub struct TokenSettings {
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        Self { issuer: "ward".into(), lifetime_secs: 300 }
+        Self {
+            issuer: "ward".into(),
+            lifetime_secs: 300,
+        }
     }
 }
 

@@ -11,5 +11,8 @@ pub mod appraise;
 pub mod sample;
 mod verify;
 
-pub use appraise::{appraise, default_attestation_policy, issue_token, reference_data, TokenSettings, ATTESTATION_PACKAGE, TRUST_RULES};
+pub use appraise::{
+    appraise, default_attestation_policy, issue_token, reference_data, TokenSettings,
+    ATTESTATION_PACKAGE, TRUST_RULES,
+};
 pub use verify::{TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError};

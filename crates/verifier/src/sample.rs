@@ -39,13 +39,18 @@ impl Verifier for SampleVerifier {
     fn verify_evidence(&self, evidence: &TeeEvidence, _now: i64) -> Result<TeeClaims, VerifyError> {
         let ev: SampleEvidence = serde_json::from_value(evidence.primary_evidence.clone())
             .map_err(|e| VerifyError::Malformed(format!("sample evidence: {e}")))?;
-        let report_data =
-            b64::std_decode("report_data", &ev.report_data).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let report_data = b64::std_decode("report_data", &ev.report_data)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         if report_data.len() > 64 {
-            return Err(VerifyError::Malformed("sample report_data is longer than 64 bytes".into()));
+            return Err(VerifyError::Malformed(
+                "sample report_data is longer than 64 bytes".into(),
+            ));
         }
         let init_data_field = match &ev.init_data {
-            Some(s) => Some(b64::std_decode("init_data", s).map_err(|e| VerifyError::Malformed(e.to_string()))?),
+            Some(s) => Some(
+                b64::std_decode("init_data", s)
+                    .map_err(|e| VerifyError::Malformed(e.to_string()))?,
+            ),
             None => None,
         };
         let claims = json!({

@@ -119,7 +119,12 @@ impl VerifierRegistry {
     }
 
     /// Verify evidence on its own, without runtime data (`ward verify`).
-    pub fn verify_evidence(&self, tee: &Tee, evidence: &TeeEvidence, now: i64) -> Result<TeeClaims, VerifyError> {
+    pub fn verify_evidence(
+        &self,
+        tee: &Tee,
+        evidence: &TeeEvidence,
+        now: i64,
+    ) -> Result<TeeClaims, VerifyError> {
         self.get(tee)?.verify_evidence(evidence, now)
     }
 
@@ -133,25 +138,34 @@ impl VerifierRegistry {
         expected_nonce: &str,
         now: i64,
     ) -> Result<VerifiedEvidence, VerifyError> {
-        if !constant_time_eq(attestation.runtime_data.nonce.as_bytes(), expected_nonce.as_bytes()) {
+        if !constant_time_eq(
+            attestation.runtime_data.nonce.as_bytes(),
+            expected_nonce.as_bytes(),
+        ) {
             return Err(VerifyError::Nonce);
         }
         let verifier = self.get(tee)?;
         let additional = &attestation.tee_evidence.additional_evidence;
         let tee_claims = verifier.verify_evidence(&attestation.tee_evidence, now)?;
         check_binding(&tee_claims.report_data, |alg| {
-            runtime_data_hash(&attestation.runtime_data, additional, alg).map_err(|e| VerifyError::Malformed(e.to_string()))
+            runtime_data_hash(&attestation.runtime_data, additional, alg)
+                .map_err(|e| VerifyError::Malformed(e.to_string()))
         })?;
 
         let mut annotated = serde_json::Map::new();
         annotated.insert(tee.as_str().to_string(), tee_claims.claims);
-        annotated.insert("runtime_data_claims".into(), runtime_data_claims(&attestation.runtime_data, additional));
+        annotated.insert(
+            "runtime_data_claims".into(),
+            runtime_data_claims(&attestation.runtime_data, additional),
+        );
         annotated.insert("report_data".into(), tee_claims.report_data_claim);
 
         if let Some(msg) = &attestation.init_data {
             let init = InitData::parse(&msg.format, &msg.body)?;
             let field = tee_claims.init_data_field.as_ref().ok_or_else(|| {
-                VerifyError::InitData(format!("TEE {tee} does not bind init-data, but init-data was sent"))
+                VerifyError::InitData(format!(
+                    "TEE {tee} does not bind init-data, but init-data was sent"
+                ))
             })?;
             if !constant_time_eq(field, &init.digest_for_field(field.len())) {
                 return Err(VerifyError::InitData(
@@ -161,7 +175,10 @@ impl VerifierRegistry {
             annotated.insert("init_data".into(), Value::String(hex::encode(&init.digest)));
             annotated.insert("init_data_claims".into(), json!(init.data));
         }
-        Ok(VerifiedEvidence { tee: tee.clone(), annotated: Value::Object(annotated) })
+        Ok(VerifiedEvidence {
+            tee: tee.clone(),
+            annotated: Value::Object(annotated),
+        })
     }
 }
 
