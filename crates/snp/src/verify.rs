@@ -1,0 +1,218 @@
+//! Verification of a report against its AMD chain, as of `now`:
+//! ARK pinned by fingerprint and self-signed; ASK/ASVK signed by the ARK;
+//! VCEK/VLEK signed by the intermediate; all valid at `now`; the report's
+//! ECDSA P-384 signature by the VCEK/VLEK; reported TCB equal to the TCB the
+//! VCEK certifies; chip_id equal to the VCEK's hwID.
+
+use crate::certs::{AmdCert, Product};
+use crate::report::{AttestationReport, SigningKey, TcbParts};
+
+/// The certificates a report is verified with.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainInput<'a> {
+    /// VCEK or VLEK.
+    pub vek: &'a AmdCert,
+    /// ASK (for a VCEK) or ASVK (for a VLEK).
+    pub ask: &'a AmdCert,
+    pub ark: &'a AmdCert,
+}
+
+/// Which check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("ARK with fingerprint {0} is not a pinned AMD root (Milan, Genoa, Turin)")]
+    UnpinnedArk(String),
+    #[error("certificate chain: {cert}: {reason}")]
+    Chain {
+        cert: &'static str,
+        reason: &'static str,
+    },
+    #[error("certificate {cert} is not valid at {now} (valid {not_before}..{not_after})")]
+    Validity {
+        cert: &'static str,
+        now: i64,
+        not_before: i64,
+        not_after: i64,
+    },
+    #[error("report says it is signed by the {expected:?}, but the certificate is a {found}")]
+    KeyKind { expected: SigningKey, found: String },
+    #[error("report signature does not verify with the {0}")]
+    Signature(&'static str),
+    #[error("reported TCB {field} is {report}, the certificate certifies {cert}")]
+    Tcb {
+        field: &'static str,
+        report: u8,
+        cert: u8,
+    },
+    #[error("certificate does not certify the TCB component {0}")]
+    TcbMissing(&'static str),
+    #[error("chip_id does not match the VCEK's hwID")]
+    ChipId,
+    #[error("VCEK has no hwID extension")]
+    NoHwId,
+    #[error("report product {report} differs from the chain's {chain}")]
+    Product {
+        report: &'static str,
+        chain: &'static str,
+    },
+}
+
+/// A report whose signature, chain and TCB binding have been verified. Only
+/// [`verify_report`] constructs it.
+#[derive(Debug, Clone)]
+pub struct VerifiedReport {
+    report: AttestationReport,
+    product: Product,
+    signing_key: SigningKey,
+}
+
+impl VerifiedReport {
+    pub fn report(&self) -> &AttestationReport {
+        &self.report
+    }
+    pub fn product(&self) -> Product {
+        self.product
+    }
+    pub fn signing_key(&self) -> SigningKey {
+        self.signing_key
+    }
+    /// Reported TCB decoded for the product.
+    pub fn reported_tcb(&self) -> TcbParts {
+        self.report.reported_tcb().parts(self.product)
+    }
+}
+
+fn validity(cert: &'static str, c: &AmdCert, now: i64) -> Result<(), VerifyError> {
+    if c.valid_at(now) {
+        Ok(())
+    } else {
+        Err(VerifyError::Validity {
+            cert,
+            now,
+            not_before: c.not_before,
+            not_after: c.not_after,
+        })
+    }
+}
+
+/// Verify the chain ARK → ASK/ASVK → VCEK/VLEK as of `now`; returns the
+/// product the pinned ARK belongs to.
+pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<Product, VerifyError> {
+    let product = Product::from_ark_fingerprint(&chain.ark.fingerprint)
+        .ok_or_else(|| VerifyError::UnpinnedArk(hex::encode(chain.ark.fingerprint)))?;
+    chain
+        .ark
+        .signed_by(chain.ark)
+        .map_err(|reason| VerifyError::Chain {
+            cert: "ARK",
+            reason,
+        })?;
+    chain
+        .ask
+        .signed_by(chain.ark)
+        .map_err(|reason| VerifyError::Chain {
+            cert: "ASK",
+            reason,
+        })?;
+    chain
+        .vek
+        .signed_by(chain.ask)
+        .map_err(|reason| VerifyError::Chain {
+            cert: "VCEK/VLEK",
+            reason,
+        })?;
+    validity("ARK", chain.ark, now)?;
+    validity("ASK", chain.ask, now)?;
+    validity("VCEK/VLEK", chain.vek, now)?;
+    Ok(product)
+}
+
+fn tcb_eq(field: &'static str, report: u8, cert: Option<u8>) -> Result<(), VerifyError> {
+    let cert = cert.ok_or(VerifyError::TcbMissing(field))?;
+    if report == cert {
+        Ok(())
+    } else {
+        Err(VerifyError::Tcb {
+            field,
+            report,
+            cert,
+        })
+    }
+}
+
+/// The report's binding to its VCEK/VLEK: reported TCB equal to the
+/// certified TCB (per the product's layout) and, for a VCEK unless the chip
+/// id is masked, chip_id equal to hwID (8 bytes on Turin, zero after it).
+/// Part of [`verify_report`]; public so each check can be exercised alone.
+pub fn check_binding(
+    report: &AttestationReport,
+    product: Product,
+    vek: &AmdCert,
+) -> Result<(), VerifyError> {
+    let t = report.reported_tcb().parts(product);
+    let c = vek.tcb;
+    tcb_eq("bootloader", t.bootloader, c.bootloader)?;
+    tcb_eq("tee", t.tee, c.tee)?;
+    tcb_eq("snp", t.snp, c.snp)?;
+    tcb_eq("microcode", t.microcode, c.microcode)?;
+    if let Some(fmc) = t.fmc {
+        tcb_eq("fmc", fmc, c.fmc)?;
+    }
+    if report.signing_key() == SigningKey::Vcek && !report.mask_chip_id() {
+        let hw = vek.hw_id.as_deref().ok_or(VerifyError::NoHwId)?;
+        let chip = report.chip_id();
+        if chip[..hw.len()] != *hw || chip[hw.len()..].iter().any(|b| *b != 0) {
+            return Err(VerifyError::ChipId);
+        }
+    }
+    Ok(())
+}
+
+/// Verify `report` with `chain` as of `now` (unix seconds).
+pub fn verify_report(
+    report: &AttestationReport,
+    chain: ChainInput<'_>,
+    now: i64,
+) -> Result<VerifiedReport, VerifyError> {
+    let product = verify_chain(chain, now)?;
+    if let Some(p) = report.product_from_cpuid() {
+        if p != product {
+            return Err(VerifyError::Product {
+                report: p.name(),
+                chain: product.name(),
+            });
+        }
+    }
+    let signing_key = report.signing_key();
+    let cn = chain.vek.subject_cn.as_str();
+    let kind_ok = match signing_key {
+        SigningKey::Vcek => cn == "SEV-VCEK",
+        SigningKey::Vlek => cn == "SEV-VLEK",
+    };
+    if !kind_ok {
+        return Err(VerifyError::KeyKind {
+            expected: signing_key,
+            found: cn.chars().take(64).collect(),
+        });
+    }
+    let key = chain.vek.report_key().ok_or(VerifyError::Chain {
+        cert: "VCEK/VLEK",
+        reason: "no P-384 public key",
+    })?;
+    key.verify_sig(report.signed_bytes(), &report.signature_rs())
+        .map_err(|_| {
+            VerifyError::Signature(if signing_key == SigningKey::Vcek {
+                "VCEK"
+            } else {
+                "VLEK"
+            })
+        })?;
+
+    check_binding(report, product, chain.vek)?;
+    Ok(VerifiedReport {
+        report: report.clone(),
+        product,
+        signing_key,
+    })
+}
