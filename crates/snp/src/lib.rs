@@ -13,6 +13,7 @@
 //! Interface Specification" (publication 57230) for certificate extensions.
 
 pub mod certs;
+pub mod evidence;
 pub mod report;
 pub mod verify;
 

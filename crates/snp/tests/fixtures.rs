@@ -370,3 +370,61 @@ fn pinned_arks_match_the_amd_roots_bundles() {
         ask.signed_by(&ark).unwrap();
     }
 }
+
+#[test]
+fn coco_genoa_evidence_json_rebuilds_the_signed_bytes_and_verifies() {
+    let Some(dir) = fixtures() else { return };
+    let v: serde_json::Value =
+        serde_json::from_slice(&read(&dir, "trustee/snp/genoa-evidence.json")).unwrap();
+    let ev = ward_snp::evidence::parse_evidence(&v).unwrap();
+    assert_eq!(ev.report.version(), 3);
+    let vcek = AmdCert::from_der("VCEK", ev.cert("VCEK").unwrap()).unwrap();
+    let (ask, ark) = chain(&dir, "amd-roots/ask_ark_genoa.pem");
+    let chain_in = ChainInput {
+        vek: &vcek,
+        ask: &ask,
+        ark: &ark,
+    };
+    // The fixtures README says "as of 2025-01-01", but this VCEK is valid
+    // only from 2025-05-27T17:57:03Z: as of that date it is refused, by name.
+    assert_eq!(vcek.not_before, 1_748_368_623);
+    let err = verify_report(&ev.report, chain_in, AS_OF).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Validity {
+                cert: "VCEK/VLEK",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Inside the VCEK's validity (2025-07-01) chain and signature verify.
+    let as_of_valid = 1_751_328_000;
+    let verified = verify_report(&ev.report, chain_in, as_of_valid).unwrap();
+    assert_eq!(verified.product(), Product::Genoa);
+    let t = verified.reported_tcb();
+    assert_eq!((t.bootloader, t.tee, t.snp, t.microcode), (10, 0, 23, 25));
+
+    // Any change to a signed field in the JSON breaks the signature.
+    let mut bad = v.clone();
+    bad["attestation_report"]["measurement"][0] = serde_json::json!(0);
+    let ev = ward_snp::evidence::parse_evidence(&bad).unwrap();
+    assert!(matches!(
+        verify_report(&ev.report, chain_in, as_of_valid).unwrap_err(),
+        VerifyError::Signature("VCEK")
+    ));
+    // Malformed shapes are named.
+    for (field, value) in [
+        ("measurement", serde_json::json!([1, 2])),
+        ("policy", serde_json::json!(-1)),
+        ("vmpl", serde_json::json!("0")),
+    ] {
+        let mut bad = v.clone();
+        bad["attestation_report"][field] = value;
+        let e = ward_snp::evidence::parse_evidence(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{e}");
+    }
+}
