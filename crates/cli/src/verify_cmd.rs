@@ -30,10 +30,54 @@ pub struct VerifyArgs {
     /// Verify as of this time (RFC 3339); default now.
     #[arg(long)]
     as_of: Option<String>,
+    /// SNP: an AMD KDS cert_chain bundle (ASK or ASVK, then ARK); repeatable.
+    #[arg(long)]
+    cert_chain: Vec<PathBuf>,
+    /// SNP: the VCEK or VLEK (DER or PEM) for a raw report.
+    #[arg(long)]
+    vcek: Option<PathBuf>,
 }
 
-pub fn registry() -> VerifierRegistry {
-    ward_kbs::serve::default_verifiers()
+fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
+    let mut bundles = Vec::new();
+    for p in &a.cert_chain {
+        bundles.push((p.display().to_string(), crate::read_input(p)?));
+    }
+    ward_verifier::snp::SnpVerifier::from_bundles(&bundles).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
+    let mut r = ward_kbs::serve::default_verifiers();
+    r.register(std::sync::Arc::new(snp_verifier(a)?));
+    Ok(r)
+}
+
+/// A raw SNP report: 1184 bytes, or their hex text.
+fn raw_snp_report(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() == ward_snp::report::REPORT_LEN {
+        return Some(raw.to_vec());
+    }
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    hex::decode(text)
+        .ok()
+        .filter(|b| b.len() == ward_snp::report::REPORT_LEN)
+}
+
+fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<Value, String> {
+    let vcek_path = a
+        .vcek
+        .as_ref()
+        .ok_or("a raw SNP report needs --vcek (the VCEK or VLEK certificate)")?;
+    let vcek = std::fs::read(vcek_path).map_err(|e| format!("{}: {e}", vcek_path.display()))?;
+    let report =
+        ward_snp::report::AttestationReport::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let v = snp_verifier(a)
+        .map_err(|e| e.to_string())?
+        .verify_report_with(&report, &vcek, now)
+        .map_err(|e| e.to_string())?;
+    Ok(
+        json!({"claims": ward_verifier::snp::claims(&v), "report_data": hex::encode(report.report_data())}),
+    )
 }
 
 pub fn run(a: VerifyArgs) -> Result<()> {
@@ -42,8 +86,6 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         None => crate::now(),
     };
     let raw = crate::read_input(&a.evidence)?;
-    let doc: Value = serde_json::from_slice(&raw)
-        .with_context(|| format!("{} is not JSON", a.evidence.display()))?;
     let tee = Tee::new(a.tee.clone());
     let expected_rd = a
         .report_data
@@ -51,36 +93,40 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         .map(hex::decode)
         .transpose()
         .context("--report-data is not hex")?;
-    let reg = registry();
-
-    let outcome = if doc.get("tee-evidence").is_some() {
-        verify_attestation(&reg, &tee, doc, a.nonce.as_deref(), now)
+    let reg = registry(&a)?;
+    let snp_raw = if a.tee == "snp" {
+        raw_snp_report(&raw)
     } else {
-        let ev = TeeEvidence {
-            primary_evidence: doc,
-            additional_evidence: String::new(),
-        };
-        reg.verify_evidence(&tee, &ev, now)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                if let Some(rd) = &expected_rd {
-                    let mut want = rd.clone();
-                    if want.len() > c.report_data.len() {
-                        return Err(
-                            "expected report_data is longer than the evidence's field".into()
-                        );
-                    }
-                    want.resize(c.report_data.len(), 0);
-                    if want != c.report_data {
-                        return Err("report_data does not match the expected value".into());
-                    }
-                }
-                Ok(json!({
-                    "claims": c.claims,
-                    "report_data": hex::encode(&c.report_data),
-                    "init_data_field": c.init_data_field.map(hex::encode),
-                }))
-            })
+        None
+    };
+
+    let outcome = if let Some(bytes) = &snp_raw {
+        verify_raw_snp(&a, bytes, now)
+            .and_then(|body| check_report_data(body, expected_rd.as_deref()))
+    } else {
+        let doc: Value = serde_json::from_slice(&raw).with_context(|| {
+            format!("{} is neither JSON nor a raw report", a.evidence.display())
+        })?;
+        if doc.get("tee-evidence").is_some() {
+            verify_attestation(&reg, &tee, doc, a.nonce.as_deref(), now)
+        } else {
+            let ev = TeeEvidence {
+                primary_evidence: doc,
+                additional_evidence: String::new(),
+            };
+            reg.verify_evidence(&tee, &ev, now)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    check_report_data(
+                        json!({
+                            "claims": c.claims,
+                            "report_data": hex::encode(&c.report_data),
+                            "init_data_field": c.init_data_field.map(hex::encode),
+                        }),
+                        expected_rd.as_deref(),
+                    )
+                })
+        }
     };
     let (code, out) = match outcome {
         Ok(mut body) => {
@@ -99,6 +145,25 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Compare the evidence's report_data (hex in `body`) with the expected
+/// value, zero-padded to the field's size.
+fn check_report_data(body: Value, expected: Option<&[u8]>) -> Result<Value, String> {
+    let Some(rd) = expected else { return Ok(body) };
+    let field = body["report_data"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_default();
+    let mut want = rd.to_vec();
+    if want.len() > field.len() {
+        return Err("expected report_data is longer than the evidence's field".into());
+    }
+    want.resize(field.len(), 0);
+    if want != field {
+        return Err("report_data does not match the expected value".into());
+    }
+    Ok(body)
 }
 
 fn verify_attestation(

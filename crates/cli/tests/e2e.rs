@@ -334,3 +334,114 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("malformed evidence"));
 }
+
+fn fixtures() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("WARD_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/fixtures"
+            ))
+        });
+    if p.join("snp-virtee-sev-milan").is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: fixtures not found at {} (set WARD_FIXTURES)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn verify_snp_raw_reports_and_coco_json_from_files() {
+    let Some(f) = fixtures() else { return };
+    let p = |rel: &str| f.join(rel).to_str().unwrap().to_string();
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ward(&args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let s = |x: &str| x.to_string();
+    // Hex text report with its VCEK and the KDS chain.
+    let (code, v) = run(&[
+        s("verify"),
+        s("--tee"),
+        s("snp"),
+        s("--evidence"),
+        p("snp-virtee-sev-milan/report_milan.hex"),
+        s("--vcek"),
+        p("snp-virtee-sev-milan/vcek_milan.der"),
+        s("--cert-chain"),
+        p("snp-virtee-sev-milan/cert_chain_milan"),
+        s("--as-of"),
+        s("2025-01-01T00:00:00Z"),
+    ]);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
+    assert_eq!(v["claims"]["reported_tcb"]["microcode"], 115);
+    // Binary report; wrong VCEK (another chip) is invalid, naming the check.
+    let base = [
+        s("verify"),
+        s("--tee"),
+        s("snp"),
+        s("--evidence"),
+        p("trustee/snp/milan-report.bin"),
+        s("--cert-chain"),
+        p("amd-roots/ask_ark_milan.pem"),
+        s("--as-of"),
+        s("2025-01-01T00:00:00Z"),
+        s("--vcek"),
+    ];
+    let mut ok = base.to_vec();
+    ok.push(p("trustee/snp/milan-vcek.der"));
+    assert_eq!(run(&ok).0, Some(0));
+    let mut wrong = base.to_vec();
+    wrong.push(p("snp-virtee-sev-milan/vcek_milan.der"));
+    let (code, v) = run(&wrong);
+    assert_eq!(code, Some(1));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("snp.report_signature"),
+        "{v}"
+    );
+    // CoCo evidence JSON: not yet valid at the README's time, valid later.
+    let json = [
+        s("verify"),
+        s("--tee"),
+        s("snp"),
+        s("--evidence"),
+        p("trustee/snp/genoa-evidence.json"),
+        s("--cert-chain"),
+        p("amd-roots/ask_ark_genoa.pem"),
+        s("--as-of"),
+    ];
+    let mut early = json.to_vec();
+    early.push(s("2025-01-01T00:00:00Z"));
+    let (code, v) = run(&early);
+    assert_eq!(code, Some(1));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("snp.certificate_validity"),
+        "{v}"
+    );
+    let mut later = json.to_vec();
+    later.push(s("2025-07-01T00:00:00Z"));
+    let (code, v) = run(&later);
+    assert_eq!(
+        (code, v["claims"]["product"].as_str()),
+        (Some(0), Some("Genoa")),
+        "{v}"
+    );
+}

@@ -32,6 +32,16 @@ pub struct Config {
     pub workers: Option<usize>,
     pub token: TokenConfig,
     pub admin: AdminConfig,
+    pub snp: SnpConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnpConfig {
+    /// AMD KDS `cert_chain` PEM bundles (ASK or ASVK, then ARK) for the
+    /// products to accept, e.g. Milan, Genoa and Turin VCEK and VLEK chains.
+    /// Their ARKs must match the fingerprints pinned in ward.
+    pub cert_chains: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +84,7 @@ impl Default for Config {
             workers: None,
             token: TokenConfig::default(),
             admin: AdminConfig::default(),
+            snp: SnpConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use ward_verifier::sample::SampleVerifier;
+use ward_verifier::snp::SnpVerifier;
 use ward_verifier::{TokenSettings, VerifierRegistry};
 
 use crate::admin_auth::AdminAuth;
@@ -20,11 +21,27 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
-/// The verifiers compiled into this build.
+/// The verifiers compiled into this build, without trust anchors
+/// (hardware TEEs then refuse evidence with a configuration error).
 pub fn default_verifiers() -> VerifierRegistry {
     let mut r = VerifierRegistry::new();
     r.register(Arc::new(SampleVerifier));
+    r.register(Arc::new(SnpVerifier::default()));
     r
+}
+
+/// The verifiers with the trust anchors the configuration names.
+pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
+    let mut r = default_verifiers();
+    let mut bundles = Vec::new();
+    for p in &cfg.snp.cert_chains {
+        bundles.push((
+            p.display().to_string(),
+            std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        ));
+    }
+    r.register(Arc::new(SnpVerifier::from_bundles(&bundles)?));
+    Ok(r)
 }
 
 /// Open the store, bootstrap credentials and build the state.

@@ -30,6 +30,7 @@ pub const ATTESTATION_PACKAGE: &str = "policy";
 pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
     match tee {
         "sample" => Some(include_str!("policies/sample.rego")),
+        "snp" => Some(include_str!("policies/snp.rego")),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod appraise;
 pub mod sample;
+pub mod snp;
 mod verify;
 
 pub use appraise::{

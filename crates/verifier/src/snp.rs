@@ -1,0 +1,188 @@
+//! The `snp` TEE: CoCo SEV-SNP evidence verified with `ward-snp` against
+//! AMD chains the operator supplies (KDS `cert_chain` bundles: ASK/ASVK then
+//! ARK), whose ARKs must match the fingerprints pinned in `ward-snp`.
+//! The VCEK/VLEK comes from the evidence's certificate table.
+
+use serde_json::{json, Value};
+use ward_proto::kbs::TeeEvidence;
+use ward_snp::certs::AmdCert;
+use ward_snp::evidence::parse_evidence;
+use ward_snp::report::{AttestationReport, TcbParts};
+use ward_snp::verify::{verify_report, ChainInput, VerifiedReport};
+use ward_snp::{Product, SigningKey};
+
+use crate::verify::{TeeClaims, Verifier, VerifyError};
+
+/// Verifier of the `snp` TEE.
+#[derive(Debug, Clone, Default)]
+pub struct SnpVerifier {
+    /// (intermediate, ARK) pairs, each verified at construction.
+    chains: Vec<(AmdCert, AmdCert)>,
+}
+
+impl SnpVerifier {
+    /// Build from KDS-shaped PEM bundles (intermediate, then ARK). Each ARK
+    /// must be a pinned AMD root and must sign its intermediate.
+    pub fn from_bundles(bundles: &[(String, Vec<u8>)]) -> Result<Self, String> {
+        let mut chains = Vec::new();
+        for (name, pem) in bundles {
+            let certs = AmdCert::from_pem_bundle("AMD cert_chain", pem)
+                .map_err(|e| format!("{name}: {e}"))?;
+            let n = certs.len();
+            let [ask, ark]: [AmdCert; 2] = certs.try_into().map_err(|_| {
+                format!("{name}: expected the intermediate then the ARK, found {n} certificates")
+            })?;
+            if Product::from_ark_fingerprint(&ark.fingerprint).is_none() {
+                return Err(format!(
+                    "{name}: ARK {} is not a pinned AMD root",
+                    hex::encode(ark.fingerprint)
+                ));
+            }
+            ark.signed_by(&ark)
+                .map_err(|e| format!("{name}: ARK: {e}"))?;
+            ask.signed_by(&ark)
+                .map_err(|e| format!("{name}: intermediate: {e}"))?;
+            chains.push((ask, ark));
+        }
+        Ok(Self { chains })
+    }
+
+    /// Verify a report with its VCEK/VLEK (DER or PEM) as of `now`.
+    pub fn verify_report_with(
+        &self,
+        report: &AttestationReport,
+        vek: &[u8],
+        now: i64,
+    ) -> Result<VerifiedReport, VerifyError> {
+        let vek = AmdCert::from_der_or_pem("VCEK/VLEK", vek)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let (ask, ark) = self.chains.iter().find(|(ask, _)| ask.subject == vek.issuer).ok_or_else(|| {
+            VerifyError::Config(format!(
+                "no AMD intermediate for a certificate issued by {:?}: configure the KDS cert_chain of its product",
+                issuer_cn(&vek)
+            ))
+        })?;
+        verify_report(
+            report,
+            ChainInput {
+                vek: &vek,
+                ask,
+                ark,
+            },
+            now,
+        )
+        .map_err(|e| VerifyError::Check {
+            check: check_name(&e),
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn issuer_cn(c: &AmdCert) -> String {
+    // The issuer's CN, for the error message (best effort).
+    String::from_utf8_lossy(&c.issuer)
+        .chars()
+        .filter(|ch| ch.is_ascii_graphic() || *ch == ' ')
+        .collect()
+}
+
+fn check_name(e: &ward_snp::VerifyError) -> &'static str {
+    use ward_snp::VerifyError as E;
+    match e {
+        E::UnpinnedArk(_) | E::Chain { .. } => "snp.certificate_chain",
+        E::Validity { .. } => "snp.certificate_validity",
+        E::KeyKind { .. } => "snp.signing_key",
+        E::Signature(_) => "snp.report_signature",
+        E::Tcb { .. } | E::TcbMissing(_) => "snp.reported_tcb",
+        E::ChipId | E::NoHwId => "snp.chip_id",
+        E::Product { .. } => "snp.product",
+        _ => "snp",
+    }
+}
+
+fn tcb(t: TcbParts) -> Value {
+    json!({"fmc": t.fmc, "bootloader": t.bootloader, "tee": t.tee, "snp": t.snp, "microcode": t.microcode})
+}
+
+/// The claims policies see under `input.snp`.
+pub fn claims(v: &VerifiedReport) -> Value {
+    let r = v.report();
+    let p = v.product();
+    let pol = r.policy();
+    let pi = r.platform_info();
+    json!({
+        "report_version": r.version(),
+        "product": p.name(),
+        "signing_key": v.signing_key(),
+        "measurement": hex::encode(r.measurement()),
+        "host_data": hex::encode(r.host_data()),
+        "report_data": hex::encode(r.report_data()),
+        "family_id": hex::encode(r.family_id()),
+        "image_id": hex::encode(r.image_id()),
+        "guest_svn": r.guest_svn(),
+        "vmpl": r.vmpl(),
+        "id_key_digest": hex::encode(r.id_key_digest()),
+        "author_key_digest": hex::encode(r.author_key_digest()),
+        "report_id": hex::encode(r.report_id()),
+        "chip_id": hex::encode(r.chip_id()),
+        "policy": {
+            "raw": pol.0,
+            "abi_major": pol.abi_major(),
+            "abi_minor": pol.abi_minor(),
+            "smt_allowed": pol.smt_allowed(),
+            "migrate_ma_allowed": pol.migrate_ma_allowed(),
+            "debug_allowed": pol.debug_allowed(),
+            "single_socket_required": pol.single_socket_required(),
+            "cxl_allowed": pol.cxl_allowed(),
+            "mem_aes_256_xts_required": pol.mem_aes_256_xts_required(),
+            "rapl_disabled_required": pol.rapl_disabled_required(),
+            "ciphertext_hiding_required": pol.ciphertext_hiding_required(),
+            "page_swap_disabled": pol.page_swap_disabled(),
+        },
+        "platform": {
+            "raw": pi.0,
+            "smt_enabled": pi.smt_enabled(),
+            "tsme_enabled": pi.tsme_enabled(),
+            "ecc_enabled": pi.ecc_enabled(),
+            "rapl_disabled": pi.rapl_disabled(),
+            "ciphertext_hiding_enabled": pi.ciphertext_hiding_enabled(),
+            "alias_check_complete": pi.alias_check_complete(),
+        },
+        "reported_tcb": tcb(v.reported_tcb()),
+        "current_tcb": tcb(r.current_tcb().parts(p)),
+        "committed_tcb": tcb(r.committed_tcb().parts(p)),
+        "launch_tcb": tcb(r.launch_tcb().parts(p)),
+        "current_firmware": r.current_version(),
+        "committed_firmware": r.committed_version(),
+        "cpuid": r.cpuid().map(|(f, m, s)| json!({"family": f, "model": m, "stepping": s})),
+        "mitigation_vectors": r.mitigation_vectors().map(|(l, c)| json!({"launch": l, "current": c})),
+    })
+}
+
+impl Verifier for SnpVerifier {
+    fn tee(&self) -> &'static str {
+        "snp"
+    }
+
+    fn verify_evidence(&self, evidence: &TeeEvidence, now: i64) -> Result<TeeClaims, VerifyError> {
+        let ev = parse_evidence(&evidence.primary_evidence)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let kind = match ev.report.signing_key() {
+            SigningKey::Vcek => "VCEK",
+            SigningKey::Vlek => "VLEK",
+        };
+        let vek = ev.cert(kind).ok_or_else(|| VerifyError::Check {
+            check: "snp.certificate_chain",
+            detail: format!(
+                "the evidence carries no {kind} certificate (KDS fetching is not configured)"
+            ),
+        })?;
+        let verified = self.verify_report_with(&ev.report, vek, now)?;
+        Ok(TeeClaims {
+            claims: claims(&verified),
+            report_data: ev.report.report_data().to_vec(),
+            report_data_claim: Value::String(hex::encode(ev.report.report_data())),
+            init_data_field: Some(ev.report.host_data().to_vec()),
+        })
+    }
+}
