@@ -19,4 +19,4 @@ pub mod verify;
 
 pub use certs::{AmdCert, CertError, Product};
 pub use report::{AttestationReport, ReportError, SigningKey, TcbVersion};
-pub use verify::{verify_report, ChainInput, VerifiedReport, VerifyError};
+pub use verify::{verify_report, ChainInput, ExtraRoot, VerifiedReport, VerifyError};

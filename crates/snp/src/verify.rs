@@ -7,6 +7,15 @@
 use crate::certs::{AmdCert, Product};
 use crate::report::{AttestationReport, SigningKey, TcbParts};
 
+/// A root trusted besides the pinned AMD ARKs — a simulator's — because
+/// the configuration names its fingerprint. Reports under it are marked
+/// simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraRoot {
+    pub fingerprint: [u8; 32],
+    pub product: Product,
+}
+
 /// The certificates a report is verified with.
 #[derive(Debug, Clone, Copy)]
 pub struct ChainInput<'a> {
@@ -15,6 +24,20 @@ pub struct ChainInput<'a> {
     /// ASK (for a VCEK) or ASVK (for a VLEK).
     pub ask: &'a AmdCert,
     pub ark: &'a AmdCert,
+    /// Roots trusted in addition to the pinned ones (normally none).
+    pub extra_roots: &'a [ExtraRoot],
+}
+
+impl<'a> ChainInput<'a> {
+    /// A chain that must end in a pinned AMD root.
+    pub fn new(vek: &'a AmdCert, ask: &'a AmdCert, ark: &'a AmdCert) -> Self {
+        Self {
+            vek,
+            ask,
+            ark,
+            extra_roots: &[],
+        }
+    }
 }
 
 /// Which check failed.
@@ -65,6 +88,7 @@ pub struct VerifiedReport {
     report: AttestationReport,
     product: Product,
     signing_key: SigningKey,
+    simulated: bool,
 }
 
 impl VerifiedReport {
@@ -76,6 +100,11 @@ impl VerifiedReport {
     }
     pub fn signing_key(&self) -> SigningKey {
         self.signing_key
+    }
+    /// Whether the chain ended in a configured simulator root rather than a
+    /// pinned AMD root.
+    pub fn simulated(&self) -> bool {
+        self.simulated
     }
     /// Reported TCB decoded for the product.
     pub fn reported_tcb(&self) -> TcbParts {
@@ -97,10 +126,17 @@ fn validity(cert: &'static str, c: &AmdCert, now: i64) -> Result<(), VerifyError
 }
 
 /// Verify the chain ARK → ASK/ASVK → VCEK/VLEK as of `now`; returns the
-/// product the pinned ARK belongs to.
-pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<Product, VerifyError> {
-    let product = Product::from_ark_fingerprint(&chain.ark.fingerprint)
-        .ok_or_else(|| VerifyError::UnpinnedArk(hex::encode(chain.ark.fingerprint)))?;
+/// product the ARK belongs to and whether it is a simulator root.
+pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<(Product, bool), VerifyError> {
+    let (product, simulated) = match Product::from_ark_fingerprint(&chain.ark.fingerprint) {
+        Some(p) => (p, false),
+        None => chain
+            .extra_roots
+            .iter()
+            .find(|r| r.fingerprint == chain.ark.fingerprint)
+            .map(|r| (r.product, true))
+            .ok_or_else(|| VerifyError::UnpinnedArk(hex::encode(chain.ark.fingerprint)))?,
+    };
     chain
         .ark
         .signed_by(chain.ark)
@@ -125,7 +161,7 @@ pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<Product, VerifyEr
     validity("ARK", chain.ark, now)?;
     validity("ASK", chain.ask, now)?;
     validity("VCEK/VLEK", chain.vek, now)?;
-    Ok(product)
+    Ok((product, simulated))
 }
 
 fn tcb_eq(field: &'static str, report: u8, cert: Option<u8>) -> Result<(), VerifyError> {
@@ -175,7 +211,7 @@ pub fn verify_report(
     chain: ChainInput<'_>,
     now: i64,
 ) -> Result<VerifiedReport, VerifyError> {
-    let product = verify_chain(chain, now)?;
+    let (product, simulated) = verify_chain(chain, now)?;
     if let Some(p) = report.product_from_cpuid() {
         if p != product {
             return Err(VerifyError::Product {
@@ -214,5 +250,6 @@ pub fn verify_report(
         report: report.clone(),
         product,
         signing_key,
+        simulated,
     })
 }

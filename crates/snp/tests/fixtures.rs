@@ -57,16 +57,7 @@ fn milan_report_verifies_with_documented_claims() {
     let Some(dir) = fixtures() else { return };
     let (bytes, vcek, ask, ark) = milan_virtee(&dir);
     let report = AttestationReport::from_bytes(&bytes).unwrap();
-    let v = verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ark,
-        },
-        AS_OF,
-    )
-    .unwrap();
+    let v = verify_report(&report, ChainInput::new(&vcek, &ask, &ark), AS_OF).unwrap();
     assert_eq!(v.product(), Product::Milan);
     assert_eq!(v.signing_key(), SigningKey::Vcek);
     let r = v.report();
@@ -95,11 +86,7 @@ fn milan_report_verifies_with_documented_claims() {
 fn every_single_byte_flip_in_the_signed_region_is_rejected() {
     let Some(dir) = fixtures() else { return };
     let (bytes, vcek, ask, ark) = milan_virtee(&dir);
-    let chain = ChainInput {
-        vek: &vcek,
-        ask: &ask,
-        ark: &ark,
-    };
+    let chain = ChainInput::new(&vcek, &ask, &ark);
     for i in 0..0x2A0 {
         let mut b = bytes.clone();
         b[i] ^= if i == 21 { 0x80 } else { 0x01 };
@@ -131,40 +118,14 @@ fn rejects_truncated_report_wrong_vcek_other_chip_and_expired_certificates() {
 
     // The VCEK of another Milan chip (Trustee's vector): chain valid, signature not.
     let other = AmdCert::from_der("VCEK", &read(&dir, "trustee/snp/milan-vcek.der")).unwrap();
-    let err = verify_report(
-        &report,
-        ChainInput {
-            vek: &other,
-            ask: &ask,
-            ark: &ark,
-        },
-        AS_OF,
-    )
-    .unwrap_err();
+    let err = verify_report(&report, ChainInput::new(&other, &ask, &ark), AS_OF).unwrap_err();
     assert_eq!(err, VerifyError::Signature("VCEK"));
 
     // Expired at `now`: the VCEK ends 2030-04-03.
     let late = 1_900_000_000; // 2030-03-17 is still valid; 2031 is not.
-    assert!(verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ark
-        },
-        late
-    )
-    .is_ok());
-    let err = verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ark,
-        },
-        1_950_000_000,
-    )
-    .unwrap_err();
+    assert!(verify_report(&report, ChainInput::new(&vcek, &ask, &ark), late).is_ok());
+    let err =
+        verify_report(&report, ChainInput::new(&vcek, &ask, &ark), 1_950_000_000).unwrap_err();
     assert!(
         matches!(
             err,
@@ -175,45 +136,19 @@ fn rejects_truncated_report_wrong_vcek_other_chip_and_expired_certificates() {
         ),
         "{err}"
     );
-    let err = verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ark,
-        },
-        1_600_000_000,
-    )
-    .unwrap_err();
+    let err =
+        verify_report(&report, ChainInput::new(&vcek, &ask, &ark), 1_600_000_000).unwrap_err();
     assert!(matches!(err, VerifyError::Validity { .. }), "{err}");
 
     // A chain rooted in the Genoa ARK does not sign a Milan ASK.
     let (_, genoa_ark) = chain(&dir, "amd-roots/ask_ark_genoa.pem");
-    let err = verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &genoa_ark,
-        },
-        AS_OF,
-    )
-    .unwrap_err();
+    let err = verify_report(&report, ChainInput::new(&vcek, &ask, &genoa_ark), AS_OF).unwrap_err();
     assert!(
         matches!(err, VerifyError::Chain { cert: "ASK", .. }),
         "{err}"
     );
     // An ARK that is not pinned.
-    let err = verify_report(
-        &report,
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ask,
-        },
-        AS_OF,
-    )
-    .unwrap_err();
+    let err = verify_report(&report, ChainInput::new(&vcek, &ask, &ask), AS_OF).unwrap_err();
     assert!(matches!(err, VerifyError::UnpinnedArk(_)), "{err}");
 }
 
@@ -223,11 +158,7 @@ fn trustee_milan_report_verifies_and_tcb_tampering_is_named() {
     let bytes = read(&dir, "trustee/snp/milan-report.bin");
     let vcek = AmdCert::from_der("VCEK", &read(&dir, "trustee/snp/milan-vcek.der")).unwrap();
     let (ask, ark) = chain(&dir, "amd-roots/ask_ark_milan.pem");
-    let chain_in = ChainInput {
-        vek: &vcek,
-        ask: &ask,
-        ark: &ark,
-    };
+    let chain_in = ChainInput::new(&vcek, &ask, &ark);
     let report = AttestationReport::from_bytes(&bytes).unwrap();
     verify_report(&report, chain_in, AS_OF).unwrap();
 
@@ -280,30 +211,12 @@ fn vlek_report_verifies_through_the_asvk_chain() {
     let report = AttestationReport::from_bytes(&bytes).unwrap();
     assert_eq!(report.signing_key(), SigningKey::Vlek);
     assert_eq!(report.version(), 3);
-    let v = verify_report(
-        &report,
-        ChainInput {
-            vek: &vlek,
-            ask: &asvk,
-            ark: &ark,
-        },
-        AS_OF,
-    )
-    .unwrap();
+    let v = verify_report(&report, ChainInput::new(&vlek, &asvk, &ark), AS_OF).unwrap();
     assert_eq!(v.product(), Product::Milan);
     assert!(report.chip_id().iter().all(|b| *b == 0));
     // A VLEK under the VCEK intermediate does not verify.
     let (ask, _) = chain(&dir, "amd-roots/ask_ark_milan.pem");
-    assert!(verify_report(
-        &report,
-        ChainInput {
-            vek: &vlek,
-            ask: &ask,
-            ark: &ark
-        },
-        AS_OF
-    )
-    .is_err());
+    assert!(verify_report(&report, ChainInput::new(&vlek, &ask, &ark), AS_OF).is_err());
 }
 
 #[test]
@@ -323,16 +236,8 @@ fn turin_vcek_chain_verifies_with_eight_byte_hwid() {
     let vcek =
         AmdCert::from_der("VCEK", &read(&dir, "snp-virtee-sev-milan/vcek_turin.der")).unwrap();
     let (ask, ark) = chain(&dir, "snp-virtee-sev-milan/cert_chain_turin");
-    let product = verify_chain(
-        ChainInput {
-            vek: &vcek,
-            ask: &ask,
-            ark: &ark,
-        },
-        AS_OF,
-    )
-    .unwrap();
-    assert_eq!(product, Product::Turin);
+    let product = verify_chain(ChainInput::new(&vcek, &ask, &ark), AS_OF).unwrap();
+    assert_eq!(product, (Product::Turin, false));
     assert_eq!(
         hex::encode(vcek.hw_id.as_ref().unwrap()),
         "1e550a8ee5cf9f4d"
@@ -380,11 +285,7 @@ fn coco_genoa_evidence_json_rebuilds_the_signed_bytes_and_verifies() {
     assert_eq!(ev.report.version(), 3);
     let vcek = AmdCert::from_der("VCEK", ev.cert("VCEK").unwrap()).unwrap();
     let (ask, ark) = chain(&dir, "amd-roots/ask_ark_genoa.pem");
-    let chain_in = ChainInput {
-        vek: &vcek,
-        ask: &ask,
-        ark: &ark,
-    };
+    let chain_in = ChainInput::new(&vcek, &ask, &ark);
     // The fixtures README says "as of 2025-01-01", but this VCEK is valid
     // only from 2025-05-27T17:57:03Z: as of that date it is refused, by name.
     assert_eq!(vcek.not_before, 1_748_368_623);

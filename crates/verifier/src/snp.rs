@@ -8,7 +8,7 @@ use ward_proto::kbs::TeeEvidence;
 use ward_snp::certs::AmdCert;
 use ward_snp::evidence::parse_evidence;
 use ward_snp::report::{AttestationReport, TcbParts};
-use ward_snp::verify::{verify_report, ChainInput, VerifiedReport};
+use ward_snp::verify::{verify_report, ChainInput, ExtraRoot, VerifiedReport};
 use ward_snp::{Product, SigningKey};
 
 use crate::verify::{TeeClaims, Verifier, VerifyError};
@@ -18,13 +18,27 @@ use crate::verify::{TeeClaims, Verifier, VerifyError};
 pub struct SnpVerifier {
     /// (intermediate, ARK) pairs, each verified at construction.
     chains: Vec<(AmdCert, AmdCert)>,
+    /// Simulator roots the configuration explicitly trusts.
+    simulated: Vec<ExtraRoot>,
 }
 
 impl SnpVerifier {
     /// Build from KDS-shaped PEM bundles (intermediate, then ARK). Each ARK
     /// must be a pinned AMD root and must sign its intermediate.
     pub fn from_bundles(bundles: &[(String, Vec<u8>)]) -> Result<Self, String> {
+        Self::with_simulated_roots(bundles, &[])
+    }
+
+    /// Like [`SnpVerifier::from_bundles`], and additionally trust the ARKs
+    /// whose SHA-256 fingerprints are listed (simulators). Their product is
+    /// read from the ARK's common name (`ARK-Milan`, …). Claims of reports
+    /// under them say `"simulated": true`.
+    pub fn with_simulated_roots(
+        bundles: &[(String, Vec<u8>)],
+        simulated_roots: &[[u8; 32]],
+    ) -> Result<Self, String> {
         let mut chains = Vec::new();
+        let mut simulated = Vec::new();
         for (name, pem) in bundles {
             let certs = AmdCert::from_pem_bundle("AMD cert_chain", pem)
                 .map_err(|e| format!("{name}: {e}"))?;
@@ -33,10 +47,24 @@ impl SnpVerifier {
                 format!("{name}: expected the intermediate then the ARK, found {n} certificates")
             })?;
             if Product::from_ark_fingerprint(&ark.fingerprint).is_none() {
-                return Err(format!(
-                    "{name}: ARK {} is not a pinned AMD root",
-                    hex::encode(ark.fingerprint)
-                ));
+                if !simulated_roots.contains(&ark.fingerprint) {
+                    return Err(format!(
+                        "{name}: ARK {} is not a pinned AMD root (nor a simulator root named in the configuration)",
+                        hex::encode(ark.fingerprint)
+                    ));
+                }
+                let product = match ark.subject_cn.as_str() {
+                    "ARK-Milan" => Product::Milan,
+                    "ARK-Genoa" => Product::Genoa,
+                    "ARK-Turin" => Product::Turin,
+                    other => {
+                        return Err(format!("{name}: simulator ARK {other:?} names no product"))
+                    }
+                };
+                simulated.push(ExtraRoot {
+                    fingerprint: ark.fingerprint,
+                    product,
+                });
             }
             ark.signed_by(&ark)
                 .map_err(|e| format!("{name}: ARK: {e}"))?;
@@ -44,7 +72,7 @@ impl SnpVerifier {
                 .map_err(|e| format!("{name}: intermediate: {e}"))?;
             chains.push((ask, ark));
         }
-        Ok(Self { chains })
+        Ok(Self { chains, simulated })
     }
 
     /// Verify a report with its VCEK/VLEK (DER or PEM) as of `now`.
@@ -68,6 +96,7 @@ impl SnpVerifier {
                 vek: &vek,
                 ask,
                 ark,
+                extra_roots: &self.simulated,
             },
             now,
         )
@@ -113,6 +142,7 @@ pub fn claims(v: &VerifiedReport) -> Value {
     json!({
         "report_version": r.version(),
         "product": p.name(),
+        "simulated": v.simulated(),
         "signing_key": v.signing_key(),
         "measurement": hex::encode(r.measurement()),
         "host_data": hex::encode(r.host_data()),

@@ -1,0 +1,14 @@
+//! Simulated TEE hardware, so tests and users' CI can drive the real
+//! verification code end to end without a TEE. The SNP simulator builds an
+//! AMD-shaped key hierarchy (ARK and ASK: RSA-4096 with RSASSA-PSS SHA-384
+//! signatures; VCEK: P-384 with AMD's TCB and hwID extensions) and signs
+//! ATTESTATION_REPORTs with the VCEK exactly as the firmware does.
+//!
+//! A simulated root is never trusted by default: its fingerprint differs
+//! from the pinned AMD roots, and the verifier accepts it only when the
+//! configuration names it, marking the claims `simulated`.
+
+mod der;
+pub mod snp;
+
+pub use snp::{SnpReportParams, SnpSim, SnpSimError};
