@@ -42,6 +42,10 @@ pub struct SnpConfig {
     /// products to accept, e.g. Milan, Genoa and Turin VCEK and VLEK chains.
     /// Their ARKs must match the fingerprints pinned in ward.
     pub cert_chains: Vec<PathBuf>,
+    /// SHA-256 fingerprints (hex) of simulator ARKs to trust as well, for
+    /// tests and demos (`ward sim snp`). Claims of their reports say
+    /// `"simulated": true`. Never set in production.
+    pub simulated_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

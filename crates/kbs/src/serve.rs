@@ -40,7 +40,24 @@ pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
             std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
         ));
     }
-    r.register(Arc::new(SnpVerifier::from_bundles(&bundles)?));
+    let mut simulated = Vec::new();
+    for fp in &cfg.snp.simulated_roots {
+        let b = hex::decode(fp.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        simulated.push(b.ok_or_else(|| {
+            format!("snp.simulated_roots: {fp:?} is not a SHA-256 fingerprint in hex")
+        })?);
+    }
+    if !simulated.is_empty() {
+        tracing::warn!(
+            count = simulated.len(),
+            "trusting simulated SNP roots: evidence from them proves nothing about hardware"
+        );
+    }
+    r.register(Arc::new(SnpVerifier::with_simulated_roots(
+        &bundles, &simulated,
+    )?));
     Ok(r)
 }
 

@@ -1,0 +1,211 @@
+//! End to end with simulated SEV-SNP hardware: the service configured to
+//! trust the simulator's root; a simulated guest attests over the KBS
+//! protocol and receives a resource only when its measurement matches the
+//! reference value and its policy forbids debug.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use ward_kbs::admin_auth::AdminAuth;
+use ward_kbs::clock::ManualClock;
+use ward_kbs::config::Config;
+use ward_kbs::serve::configured_verifiers;
+use ward_kbs::{router, AppState, Settings};
+use ward_proto::jwe::{self, FlattenedJwe};
+use ward_proto::jwk::{Curve, TeeKeyPair};
+use ward_proto::jwt::{Es256Signer, VerifyingKey};
+use ward_proto::kbs::{runtime_data_hash, RuntimeData};
+use ward_proto::HashAlgorithm;
+use ward_sim::snp::{SnpReportParams, SnpSim, POLICY_DEBUG};
+use ward_snp::report::TcbParts;
+use ward_snp::Product;
+use ward_store::{Kek, SqliteStore, Store};
+
+const NOW: i64 = 1_795_400_000;
+
+async fn send(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut b = HttpRequest::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        cookie,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// One simulated guest's whole flow; returns the GET status and the token's claims.
+async fn guest(
+    app: &axum::Router,
+    sim: &SnpSim,
+    measurement: [u8; 48],
+    policy: u64,
+) -> (StatusCode, Value, Option<Vec<u8>>) {
+    let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    let (s, cookie, ch) = send(
+        app,
+        "POST",
+        "/kbs/v0/auth",
+        &[],
+        br#"{"version":"0.4.0","tee":"snp","extra-params":{}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let runtime = RuntimeData {
+        nonce: ch["nonce"].as_str().unwrap().into(),
+        tee_pubkey: key.public_jwk(),
+    };
+    let mut report_data = [0u8; 64];
+    report_data[..48]
+        .copy_from_slice(&runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
+    let params = SnpReportParams {
+        measurement,
+        policy,
+        report_data,
+        ..Default::default()
+    };
+    let body = json!({"init-data": null, "runtime-data": runtime,
+        "tee-evidence": {"primary_evidence": sim.evidence_json(&params).unwrap(), "additional_evidence": ""}});
+    let (s, cookie, tok) = send(
+        app,
+        "POST",
+        "/kbs/v0/attest",
+        &[("cookie", &cookie.unwrap())],
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{tok}");
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(tok["token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    let (s, _, body) = send(
+        app,
+        "GET",
+        "/kbs/v0/resource/default/key/model",
+        &[("cookie", &cookie.unwrap())],
+        vec![],
+    )
+    .await;
+    let plain = (s == StatusCode::OK).then(|| {
+        let jwe: FlattenedJwe = serde_json::from_value(body).unwrap();
+        jwe::decrypt(&key, &jwe).unwrap()
+    });
+    (s, claims, plain)
+}
+
+#[tokio::test]
+async fn simulated_snp_guest_gets_the_secret_only_with_the_reference_measurement_and_no_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SnpSim::generate(
+        Product::Genoa,
+        TcbParts {
+            fmc: None,
+            bootloader: 9,
+            tee: 0,
+            snp: 23,
+            microcode: 72,
+        },
+        NOW,
+    )
+    .unwrap();
+    let bundle = dir.path().join("sim-genoa.pem");
+    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+    let mut cfg = Config::default();
+    cfg.snp.cert_chains = vec![bundle];
+    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("db"), Kek::from_bytes([4; 32])).unwrap());
+    store
+        .put_resource("default/key/model", b"model-decryption-key", NOW)
+        .unwrap();
+    let good = [0x11u8; 48];
+    store
+        .put_reference_value(
+            &ward_store::ReferenceValue {
+                name: "snp_launch_measurement".into(),
+                values: vec![json!(hex::encode(good))],
+                expires_at: None,
+                version: 0,
+                updated_at: 0,
+            },
+            NOW,
+        )
+        .unwrap();
+    let admin = Es256Signer::generate().unwrap().0;
+    let state = AppState::new(
+        store,
+        configured_verifiers(&cfg).unwrap(),
+        Settings::default(), // not --dev: the default resource policy
+        AdminAuth::new(vec![VerifyingKey::es256(&admin.public_point()).unwrap()]),
+        Arc::new(ManualClock::new(NOW)),
+    )
+    .unwrap();
+    let app = router(state);
+
+    let (s, claims, plain) = guest(&app, &sim, good, 0x30000).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(plain.unwrap(), b"model-decryption-key");
+    let cpu0 = &claims["submods"]["cpu0"];
+    assert_eq!(cpu0["ear.status"], "affirming");
+    assert_eq!(
+        cpu0["ear.veraison.annotated-evidence"]["snp"]["simulated"], true,
+        "tokens say the root was simulated"
+    );
+
+    // Debug allowed: contraindicated, denied.
+    let (s, claims, _) = guest(&app, &sim, good, 0x30000 | POLICY_DEBUG).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(claims["submods"]["cpu0"]["ear.status"], "contraindicated");
+    // Unknown measurement: warning, denied.
+    let (s, claims, _) = guest(&app, &sim, [0x22; 48], 0x30000).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(claims["submods"]["cpu0"]["ear.status"], "warning");
+}
+
+#[tokio::test]
+async fn a_simulator_that_is_not_configured_is_refused() {
+    let sim = SnpSim::generate(
+        Product::Milan,
+        TcbParts {
+            fmc: None,
+            bootloader: 1,
+            tee: 0,
+            snp: 1,
+            microcode: 1,
+        },
+        NOW,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sim.pem");
+    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+    let mut cfg = Config::default();
+    cfg.snp.cert_chains = vec![bundle];
+    let err = configured_verifiers(&cfg).err().unwrap();
+    assert!(err.contains("not a pinned AMD root"), "{err}");
+    cfg.snp.simulated_roots = vec!["zz".into()];
+    assert!(configured_verifiers(&cfg).is_err());
+}
