@@ -5,6 +5,7 @@
 mod admin_cmd;
 mod bench;
 mod guest_cmd;
+mod sim_cmd;
 mod verify_cmd;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ enum Cmd {
     GetResource(guest_cmd::GetResourceArgs),
     /// Load generator for any KBS-protocol server.
     Bench(bench::BenchArgs),
+    /// Simulated TEE hardware for tests and demos (never trusted by default).
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCmd),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +115,7 @@ fn main() -> Result<()> {
         Cmd::Serve(_) => unreachable!("handled above"),
         Cmd::Admin(a) => rt.block_on(admin_cmd::run(a)),
         Cmd::Verify(a) => verify_cmd::run(a),
+        Cmd::Sim(c) => sim_cmd::run(c),
         Cmd::Attest(a) => rt.block_on(guest_cmd::attest(a)),
         Cmd::GetResource(a) => rt.block_on(guest_cmd::get_resource(a)),
         Cmd::Bench(a) => rt.block_on(bench::run(a)),

@@ -445,3 +445,171 @@ fn verify_snp_raw_reports_and_coco_json_from_files() {
         "{v}"
     );
 }
+
+#[test]
+fn sim_snp_reports_verify_with_the_printed_configuration_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let out = ward(&[
+        "sim",
+        "snp",
+        "init",
+        "--dir",
+        sim.to_str().unwrap(),
+        "--product",
+        "milan",
+        "--tcb",
+        "3,0,8,115",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = String::from_utf8(out.stdout).unwrap();
+    let fp = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("simulated_roots = [\""))
+        .unwrap()
+        .trim_end_matches("\"]")
+        .to_string();
+    assert_eq!(fp.len(), 64);
+    let report = dir.path().join("report.bin");
+    let m = "ab".repeat(48);
+    let out = ward(&[
+        "sim",
+        "snp",
+        "report",
+        "--dir",
+        sim.to_str().unwrap(),
+        "--measurement",
+        &m,
+        "--report-data",
+        "0102",
+        "-o",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::metadata(&report).unwrap().len(), 1184);
+    // ward verify refuses the simulator's chain: its ARK is not pinned.
+    let chain = sim.join("cert_chain.pem");
+    let vcek = sim.join("vcek.der");
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "snp",
+        "--evidence",
+        report.to_str().unwrap(),
+        "--vcek",
+        vcek.to_str().unwrap(),
+        "--cert-chain",
+        chain.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pinned AMD root"));
+}
+
+#[test]
+fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_dir = dir.path().join("sim");
+    let out = ward(&["sim", "snp", "init", "--dir", sim_dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let snp_cfg = String::from_utf8(out.stdout).unwrap();
+    let data = dir.path().join("data");
+    let cfg_path = dir.path().join("ward.toml");
+    std::fs::write(
+        &cfg_path,
+        format!("data_dir = {:?}\n{snp_cfg}", data.display().to_string()),
+    )
+    .unwrap();
+    let s = serve(&data, &["--config", cfg_path.to_str().unwrap()]);
+    let d = data.to_str().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"snp-secret").unwrap();
+    assert!(ward(&[
+        "admin",
+        "--url",
+        &s.url,
+        "--data-dir",
+        d,
+        "resource",
+        "put",
+        "kbs:///default/key/1",
+        secret.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let good = "11".repeat(48);
+    assert!(ward(&[
+        "admin",
+        "--url",
+        &s.url,
+        "--data-dir",
+        d,
+        "reference-value",
+        "set",
+        "snp_launch_measurement",
+        &good
+    ])
+    .status
+    .success());
+
+    let sim = ward_sim::snp::SnpSim::load(&sim_dir).unwrap();
+    let http = reqwest::blocking::Client::new();
+    let fetch = |measurement: [u8; 48], policy: u64| {
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let r = http
+            .post(format!("{}/kbs/v0/auth", s.url))
+            .body(r#"{"version":"0.4.0","tee":"snp","extra-params":{}}"#)
+            .send()
+            .unwrap();
+        let cookie = session_cookie(&r);
+        let nonce = r.json::<Value>().unwrap()["nonce"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let runtime = RuntimeData {
+            nonce,
+            tee_pubkey: key.public_jwk(),
+        };
+        let mut report_data = [0u8; 64];
+        report_data[..48]
+            .copy_from_slice(&runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
+        let p = ward_sim::snp::SnpReportParams {
+            measurement,
+            report_data,
+            policy,
+            ..Default::default()
+        };
+        let body = json!({"init-data": null, "runtime-data": runtime,
+            "tee-evidence": {"primary_evidence": sim.evidence_json(&p).unwrap(), "additional_evidence": ""}});
+        let r = http
+            .post(format!("{}/kbs/v0/attest", s.url))
+            .header("cookie", &cookie)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = session_cookie(&r);
+        let r = http
+            .get(format!("{}/kbs/v0/resource/default/key/1", s.url))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status == 200)
+            .then(|| ward_proto::jwe::decrypt(&key, &r.json().unwrap()).unwrap())
+            .ok_or(status)
+    };
+    assert_eq!(fetch([0x11; 48], 0x30000).unwrap(), b"snp-secret");
+    assert_eq!(
+        fetch([0x11; 48], 0x30000 | ward_sim::snp::POLICY_DEBUG),
+        Err(403)
+    );
+    assert_eq!(fetch([0x22; 48], 0x30000), Err(403));
+}

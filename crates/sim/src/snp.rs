@@ -246,6 +246,88 @@ impl SnpSim {
     pub fn product(&self) -> Product {
         self.product
     }
+
+    /// Persist the simulator (certificates, the VCEK private key, platform
+    /// parameters) under `dir`; the VCEK key file is created 0600. The ARK
+    /// and ASK private keys are not kept: a saved simulator signs reports,
+    /// it issues no new certificates.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), SnpSimError> {
+        let io = |e: std::io::Error| SnpSimError::State(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let pk8 = self.vcek.to_pkcs8v1().map_err(|_| SnpSimError::Crypto)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        use std::io::Write;
+        opts.open(dir.join("vcek-key.pk8"))
+            .and_then(|mut f| f.write_all(pk8.as_ref()))
+            .map_err(io)?;
+        std::fs::write(dir.join("vcek.der"), &self.vcek_der).map_err(io)?;
+        std::fs::write(dir.join("ask.der"), &self.ask_der).map_err(io)?;
+        std::fs::write(dir.join("ark.der"), &self.ark_der).map_err(io)?;
+        std::fs::write(dir.join("cert_chain.pem"), self.cert_chain_pem()).map_err(io)?;
+        let meta = json!({
+            "product": self.product.name(),
+            "tcb": {"fmc": self.tcb.fmc, "bootloader": self.tcb.bootloader, "tee": self.tcb.tee, "snp": self.tcb.snp, "microcode": self.tcb.microcode},
+            "chip_id": hex::encode(self.chip_id),
+        });
+        std::fs::write(
+            dir.join("sim.json"),
+            serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+        )
+        .map_err(io)?;
+        Ok(())
+    }
+
+    /// Load a simulator saved with [`SnpSim::save`].
+    pub fn load(dir: &std::path::Path) -> Result<Self, SnpSimError> {
+        let read = |f: &str| {
+            std::fs::read(dir.join(f))
+                .map_err(|e| SnpSimError::State(format!("{}/{f}: {e}", dir.display())))
+        };
+        let meta: Value = serde_json::from_slice(&read("sim.json")?)
+            .map_err(|e| SnpSimError::State(format!("sim.json: {e}")))?;
+        let product = match meta["product"].as_str() {
+            Some("Milan") => Product::Milan,
+            Some("Genoa") => Product::Genoa,
+            Some("Turin") => Product::Turin,
+            other => {
+                return Err(SnpSimError::State(format!(
+                    "sim.json: unknown product {other:?}"
+                )))
+            }
+        };
+        let u8_of = |k: &str| meta["tcb"][k].as_u64().and_then(|v| u8::try_from(v).ok());
+        let bad = |k: &str| SnpSimError::State(format!("sim.json: tcb.{k}"));
+        let tcb = TcbParts {
+            fmc: u8_of("fmc"),
+            bootloader: u8_of("bootloader").ok_or_else(|| bad("bootloader"))?,
+            tee: u8_of("tee").ok_or_else(|| bad("tee"))?,
+            snp: u8_of("snp").ok_or_else(|| bad("snp"))?,
+            microcode: u8_of("microcode").ok_or_else(|| bad("microcode"))?,
+        };
+        let chip_id: [u8; 64] = meta["chip_id"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SnpSimError::State("sim.json: chip_id".into()))?;
+        let vcek =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &read("vcek-key.pk8")?)
+                .map_err(|_| SnpSimError::State("vcek-key.pk8 is not a P-384 PKCS#8 key".into()))?;
+        Ok(Self {
+            product,
+            tcb,
+            chip_id,
+            ark_der: read("ark.der")?,
+            ask_der: read("ask.der")?,
+            vcek_der: read("vcek.der")?,
+            vcek,
+        })
+    }
     pub fn ark_der(&self) -> &[u8] {
         &self.ark_der
     }

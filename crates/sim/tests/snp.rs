@@ -195,3 +195,41 @@ fn turin_simulator_uses_the_turin_tcb_layout() {
     assert_eq!(v.reported_tcb(), tcb);
     assert_eq!(vcek.hw_id.as_ref().unwrap().len(), 8);
 }
+
+#[test]
+fn saved_simulator_signs_verifiable_reports_after_reload() {
+    let sim = milan();
+    let dir = std::env::temp_dir().join(format!("ward-sim-test-{}", std::process::id()));
+    sim.save(&dir).unwrap();
+    let loaded = SnpSim::load(&dir).unwrap();
+    assert_eq!(loaded.ark_fingerprint(), sim.ark_fingerprint());
+    let (vcek, ask, ark) = certs(&loaded);
+    let r = roots(&loaded);
+    let report = AttestationReport::from_bytes(&loaded.report(&params()).unwrap()).unwrap();
+    verify_report(
+        &report,
+        ChainInput {
+            vek: &vcek,
+            ask: &ask,
+            ark: &ark,
+            extra_roots: &r,
+        },
+        NOW,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(dir.join("vcek-key.pk8"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o077,
+            0
+        );
+    }
+    std::fs::write(dir.join("sim.json"), b"{}").unwrap();
+    assert!(SnpSim::load(&dir).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
