@@ -238,6 +238,27 @@ pub fn report_from_json(v: &Value) -> Result<AttestationReport, EvidenceError> {
     Ok(AttestationReport::from_bytes(&sw.out)?)
 }
 
+/// One `{"cert_type": "...", "data": [bytes]}` entry, read in place.
+fn cert_entry(v: &Value) -> Result<CertTableEntry, EvidenceError> {
+    let cert_type = v
+        .get("cert_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("cert_chain", "entry without a cert_type string"))?
+        .to_string();
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("cert_chain", "entry without a data array"))?
+        .iter()
+        .map(|b| {
+            b.as_u64()
+                .and_then(|b| u8::try_from(b).ok())
+                .ok_or_else(|| err("cert_chain", "data is not bytes"))
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    Ok(CertTableEntry { cert_type, data })
+}
+
 /// Parse the whole `snp` evidence JSON.
 pub fn parse_evidence(v: &Value) -> Result<SnpEvidence, EvidenceError> {
     let ar = v

@@ -19,4 +19,7 @@ pub mod verify;
 
 pub use certs::{AmdCert, CertError, Product};
 pub use report::{AttestationReport, ReportError, SigningKey, TcbVersion};
-pub use verify::{verify_report, ChainInput, ExtraRoot, VerifiedReport, VerifyError};
+pub use verify::{
+    verify_chain, verify_report, verify_report_with_chain, ChainInput, ExtraRoot, VerifiedChain,
+    VerifiedReport, VerifyError,
+};

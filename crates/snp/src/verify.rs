@@ -125,9 +125,47 @@ fn validity(cert: &'static str, c: &AmdCert, now: i64) -> Result<(), VerifyError
     }
 }
 
-/// Verify the chain ARK → ASK/ASVK → VCEK/VLEK as of `now`; returns the
-/// product the ARK belongs to and whether it is a simulator root.
-pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<(Product, bool), VerifyError> {
+/// A verified chain ARK → ASK/ASVK → VCEK/VLEK: the report-signing key,
+/// parsed once, and the window in which every certificate is valid. Only
+/// [`verify_chain`] constructs it; it may be cached (keyed by the VCEK's
+/// digest) and reused for many reports while `now` stays in the window.
+#[derive(Clone)]
+pub struct VerifiedChain {
+    vek: AmdCert,
+    key: aws_lc_rs::signature::ParsedPublicKey,
+    product: Product,
+    simulated: bool,
+    valid_from: i64,
+    valid_until: i64,
+}
+
+impl std::fmt::Debug for VerifiedChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedChain")
+            .field("vek", &self.vek)
+            .field("product", &self.product)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedChain {
+    pub fn product(&self) -> Product {
+        self.product
+    }
+    pub fn simulated(&self) -> bool {
+        self.simulated
+    }
+    pub fn vek(&self) -> &AmdCert {
+        &self.vek
+    }
+    /// Whether every certificate of the chain is valid at `now`.
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.valid_from <= now && now <= self.valid_until
+    }
+}
+
+/// Verify the chain ARK → ASK/ASVK → VCEK/VLEK as of `now`.
+pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<VerifiedChain, VerifyError> {
     let (product, simulated) = match Product::from_ark_fingerprint(&chain.ark.fingerprint) {
         Some(p) => (p, false),
         None => chain
@@ -161,7 +199,19 @@ pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<(Product, bool), 
     validity("ARK", chain.ark, now)?;
     validity("ASK", chain.ask, now)?;
     validity("VCEK/VLEK", chain.vek, now)?;
-    Ok((product, simulated))
+    let key = chain.vek.report_key().ok_or(VerifyError::Chain {
+        cert: "VCEK/VLEK",
+        reason: "no P-384 public key",
+    })?;
+    let certs = [chain.ark, chain.ask, chain.vek];
+    Ok(VerifiedChain {
+        vek: chain.vek.clone(),
+        key,
+        product,
+        simulated,
+        valid_from: certs.iter().map(|c| c.not_before).max().unwrap_or(i64::MAX),
+        valid_until: certs.iter().map(|c| c.not_after).min().unwrap_or(i64::MIN),
+    })
 }
 
 fn tcb_eq(field: &'static str, report: u8, cert: Option<u8>) -> Result<(), VerifyError> {
@@ -211,7 +261,26 @@ pub fn verify_report(
     chain: ChainInput<'_>,
     now: i64,
 ) -> Result<VerifiedReport, VerifyError> {
-    let (product, simulated) = verify_chain(chain, now)?;
+    let verified = verify_chain(chain, now)?;
+    verify_report_with_chain(report, &verified, now)
+}
+
+/// Verify `report` with an already verified chain (for example from a
+/// cache): validity at `now`, product, key kind, signature, TCB and chip id.
+pub fn verify_report_with_chain(
+    report: &AttestationReport,
+    chain: &VerifiedChain,
+    now: i64,
+) -> Result<VerifiedReport, VerifyError> {
+    if !chain.valid_at(now) {
+        return Err(VerifyError::Validity {
+            cert: "chain",
+            now,
+            not_before: chain.valid_from,
+            not_after: chain.valid_until,
+        });
+    }
+    let product = chain.product;
     if let Some(p) = report.product_from_cpuid() {
         if p != product {
             return Err(VerifyError::Product {
@@ -232,11 +301,9 @@ pub fn verify_report(
             found: cn.chars().take(64).collect(),
         });
     }
-    let key = chain.vek.report_key().ok_or(VerifyError::Chain {
-        cert: "VCEK/VLEK",
-        reason: "no P-384 public key",
-    })?;
-    key.verify_sig(report.signed_bytes(), &report.signature_rs())
+    chain
+        .key
+        .verify_sig(report.signed_bytes(), &report.signature_rs())
         .map_err(|_| {
             VerifyError::Signature(if signing_key == SigningKey::Vcek {
                 "VCEK"
@@ -244,12 +311,11 @@ pub fn verify_report(
                 "VLEK"
             })
         })?;
-
-    check_binding(report, product, chain.vek)?;
+    check_binding(report, product, &chain.vek)?;
     Ok(VerifiedReport {
         report: report.clone(),
         product,
         signing_key,
-        simulated,
+        simulated: chain.simulated,
     })
 }

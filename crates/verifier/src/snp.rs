@@ -4,11 +4,16 @@
 //! The VCEK/VLEK comes from the evidence's certificate table.
 
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use ward_proto::kbs::TeeEvidence;
 use ward_snp::certs::AmdCert;
 use ward_snp::evidence::parse_evidence;
 use ward_snp::report::{AttestationReport, TcbParts};
-use ward_snp::verify::{verify_report, ChainInput, ExtraRoot, VerifiedReport};
+
+use ward_snp::verify::{
+    verify_chain, verify_report_with_chain, ChainInput, ExtraRoot, VerifiedChain, VerifiedReport,
+};
 use ward_snp::{Product, SigningKey};
 
 use crate::verify::{TeeClaims, Verifier, VerifyError};
@@ -20,7 +25,12 @@ pub struct SnpVerifier {
     chains: Vec<(AmdCert, AmdCert)>,
     /// Simulator roots the configuration explicitly trusts.
     simulated: Vec<ExtraRoot>,
+    /// Verified chains by SHA-256 of the VCEK/VLEK DER.
+    cache: Arc<Mutex<HashMap<[u8; 32], Arc<VerifiedChain>>>>,
 }
+
+/// Verified chains kept at most (one per chip and TCB in practice).
+const CHAIN_CACHE_MAX: usize = 4096;
 
 impl SnpVerifier {
     /// Build from KDS-shaped PEM bundles (intermediate, then ARK). Each ARK
@@ -72,7 +82,11 @@ impl SnpVerifier {
                 .map_err(|e| format!("{name}: intermediate: {e}"))?;
             chains.push((ask, ark));
         }
-        Ok(Self { chains, simulated })
+        Ok(Self {
+            chains,
+            simulated,
+            cache: Default::default(),
+        })
     }
 
     /// Verify a report with its VCEK/VLEK (DER or PEM) as of `now`.
@@ -82,6 +96,35 @@ impl SnpVerifier {
         vek: &[u8],
         now: i64,
     ) -> Result<VerifiedReport, VerifyError> {
+        let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, vek)
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .cloned();
+        let chain = match cached {
+            Some(c) if c.valid_at(now) => c,
+            _ => {
+                let c = Arc::new(self.verify_chain_of(vek, now)?);
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= CHAIN_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(digest, c.clone());
+                c
+            }
+        };
+        verify_report_with_chain(report, &chain, now).map_err(|e| VerifyError::Check {
+            check: check_name(&e),
+            detail: e.to_string(),
+        })
+    }
+
+    fn verify_chain_of(&self, vek: &[u8], now: i64) -> Result<VerifiedChain, VerifyError> {
         let vek = AmdCert::from_der_or_pem("VCEK/VLEK", vek)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let (ask, ark) = self.chains.iter().find(|(ask, _)| ask.subject == vek.issuer).ok_or_else(|| {
@@ -90,8 +133,7 @@ impl SnpVerifier {
                 issuer_cn(&vek)
             ))
         })?;
-        verify_report(
-            report,
+        verify_chain(
             ChainInput {
                 vek: &vek,
                 ask,
