@@ -267,9 +267,8 @@ pub fn parse_evidence(v: &Value) -> Result<SnpEvidence, EvidenceError> {
     let report = report_from_json(ar)?;
     let cert_chain = match v.get("cert_chain") {
         None | Some(Value::Null) => vec![],
-        Some(c) => {
-            serde_json::from_value(c.clone()).map_err(|e| err("cert_chain", e.to_string()))?
-        }
+        Some(Value::Array(entries)) => entries.iter().map(cert_entry).collect::<Result<_, _>>()?,
+        Some(_) => return Err(err("cert_chain", "not an array")),
     };
     Ok(SnpEvidence { report, cert_chain })
 }
