@@ -112,6 +112,9 @@ fn genoa_evidence_yields_claims_and_default_policy_warns_without_reference_value
     let mut debug = c.claims.clone();
     debug["policy"]["debug_allowed"] = json!(true);
     assert_eq!(appraise(json!({}), &debug)["configuration"], 96);
+    let mut vmpl = c.claims.clone();
+    vmpl["vmpl"] = json!(2);
+    assert_eq!(appraise(json!({}), &vmpl)["configuration"], 32);
 }
 
 #[test]

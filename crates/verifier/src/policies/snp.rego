@@ -26,11 +26,15 @@ hardware := 32 if {
 	tcb_below(component)
 }
 
-# Debug lets the host read guest memory; a migration agent may export it.
+# Debug lets the host read guest memory; a migration agent may export it;
+# a report requested from VMPL > 0 does not speak for the most privileged
+# guest software.
 default configuration := 2
 
 configuration := 96 if {
 	input.snp.policy.debug_allowed
 } else := 32 if {
 	input.snp.policy.migrate_ma_allowed
+} else := 32 if {
+	input.snp.vmpl > 0
 }
