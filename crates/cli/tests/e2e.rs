@@ -336,23 +336,7 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
 }
 
 fn fixtures() -> Option<std::path::PathBuf> {
-    let p = std::env::var_os("WARD_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures"
-            ))
-        });
-    if p.join("snp-virtee-sev-milan").is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: fixtures not found at {} (set WARD_FIXTURES)",
-            p.display()
-        );
-        None
-    }
+    ward_proto::testing::fixtures("snp-virtee-sev-milan")
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod jwk;
 pub mod jwt;
 pub mod kbs;
 pub mod resource;
+pub mod testing;
 
 pub use hash::HashAlgorithm;
 pub use jwk::{Jwk, TeeKeyPair};

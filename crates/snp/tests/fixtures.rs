@@ -12,23 +12,7 @@ use ward_snp::{Product, SigningKey};
 const AS_OF: i64 = 1_735_689_600;
 
 fn fixtures() -> Option<PathBuf> {
-    let p = std::env::var_os("WARD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures"
-            ))
-        });
-    if p.join("snp-virtee-sev-milan").is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: SNP fixtures not found at {} (set WARD_FIXTURES)",
-            p.display()
-        );
-        None
-    }
+    ward_proto::testing::fixtures("snp-virtee-sev-milan")
 }
 
 fn read(dir: &Path, rel: &str) -> Vec<u8> {

@@ -18,23 +18,7 @@ use ward_verifier::{
 const AS_OF: i64 = 1_751_328_000;
 
 fn fixtures() -> Option<PathBuf> {
-    let p = std::env::var_os("WARD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures"
-            ))
-        });
-    if p.join("trustee/snp/genoa-evidence.json").is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: SNP fixtures not found at {} (set WARD_FIXTURES)",
-            p.display()
-        );
-        None
-    }
+    ward_proto::testing::fixtures("trustee/snp/genoa-evidence.json")
 }
 
 fn registry(dir: &std::path::Path, bundles: &[&str]) -> VerifierRegistry {
