@@ -31,8 +31,9 @@ struct ResourcePolicies {
 }
 
 /// Compiled attestation policies by TEE, with the (policies,
-/// reference-values) generations they were built at.
-type AttestationPolicies = HashMap<String, ((i64, i64), Arc<Policy>)>;
+/// reference-values) generations they were built at and the time the
+/// first loaded reference value expires.
+type AttestationPolicies = HashMap<String, ((i64, i64), i64, Arc<Policy>)>;
 
 pub struct PolicyCache {
     dev: bool,
@@ -131,13 +132,13 @@ impl PolicyCache {
         now: i64,
     ) -> Result<Arc<Policy>, ApiError> {
         let key = (gen.policies, gen.reference_values);
-        if let Some((k, p)) = self
+        if let Some((k, until, p)) = self
             .attestation
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(tee)
         {
-            if *k == key {
+            if *k == key && now < *until {
                 return Ok(p.clone());
             }
         }
@@ -157,8 +158,10 @@ impl PolicyCache {
             }
         };
         let mut values = std::collections::BTreeMap::new();
+        let mut until = i64::MAX;
         for rv in store.list_reference_values()? {
             if rv.expires_at.is_none_or(|e| e > now) {
+                until = until.min(rv.expires_at.unwrap_or(i64::MAX));
                 values.insert(rv.name, rv.values);
             }
         }
@@ -169,7 +172,7 @@ impl PolicyCache {
         self.attestation
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tee.to_string(), (key, policy.clone()));
+            .insert(tee.to_string(), (key, until, policy.clone()));
         Ok(policy)
     }
 }

@@ -942,3 +942,32 @@ async fn health_readiness_and_metrics() {
     let r = call(&app, Method::GET, "/nope", &[], "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn expired_reference_values_stop_counting_without_any_other_change() {
+    let env = Env::new();
+    let (app, _) = env.replica(false);
+    let a = format!("Bearer {}", env.admin_token("admin"));
+    let h = [("authorization", a.as_str())];
+    for (name, value) in [("sample_svn", "1"), ("sample_launch_digest", "abcde")] {
+        let rv = json!({"name": name, "values": [value], "expires_at": T0 + 100}).to_string();
+        assert_eq!(
+            call(&app, Method::POST, "/kbs/v0/reference-value", &h, rv)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let status = |token: &str| {
+        ward_proto::jwt::UnverifiedJwt::parse(token).unwrap().claims["submods"]["cpu0"]
+            ["ear.status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (_, token, _) = attested(&app).await;
+    assert_eq!(status(&token), "affirming");
+    env.clock.advance(101);
+    let (_, token, _) = attested(&app).await;
+    assert_eq!(status(&token), "contraindicated");
+}
