@@ -30,7 +30,8 @@ pub struct VerifyArgs {
     /// Verify as of this time (RFC 3339); default now.
     #[arg(long)]
     as_of: Option<String>,
-    /// SNP: an AMD KDS cert_chain bundle (ASK or ASVK, then ARK); repeatable.
+    /// SNP and az-snp-vtpm: an AMD KDS cert_chain bundle (ASK or ASVK, then
+    /// ARK); repeatable.
     #[arg(long)]
     cert_chain: Vec<PathBuf>,
     /// SNP: the VCEK or VLEK (DER or PEM) for a raw report.
@@ -48,7 +49,11 @@ fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
 
 fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
     let mut r = ward_kbs::serve::default_verifiers();
-    r.register(std::sync::Arc::new(snp_verifier(a)?));
+    let snp = snp_verifier(a)?;
+    r.register(std::sync::Arc::new(
+        ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier::new(snp.clone()),
+    ));
+    r.register(std::sync::Arc::new(snp));
     Ok(r)
 }
 
@@ -121,7 +126,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
                         json!({
                             "claims": c.claims,
                             "report_data": hex::encode(&c.report_data),
-                            "init_data_field": c.init_data_field.map(hex::encode),
+                            "init_data_binding": c.init_data.map(|b| b.to_hex()),
                         }),
                         expected_rd.as_deref(),
                     )

@@ -428,6 +428,45 @@ fn verify_snp_raw_reports_and_coco_json_from_files() {
         (Some(0), Some("Genoa")),
         "{v}"
     );
+    // Azure SNP CVM evidence (HCL report + vTPM quote + VCEK).
+    let (code, v) = run(&[
+        s("verify"),
+        s("--tee"),
+        s("az-snp-vtpm"),
+        s("--evidence"),
+        p("trustee/az-snp-vtpm/evidence-v2.json"),
+        s("--cert-chain"),
+        p("amd-roots/ask_ark_milan.pem"),
+        s("--as-of"),
+        s("2025-07-01T00:00:00Z"),
+        s("--report-data"),
+        s("982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef"),
+    ]);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
+    assert!(v["claims"]["tpm"]["pcr00"]
+        .as_str()
+        .unwrap()
+        .starts_with("84275b2f"));
+    assert_eq!(v["init_data_binding"], v["claims"]["tpm"]["pcr08"]);
+    let (code, v) = run(&[
+        s("verify"),
+        s("--tee"),
+        s("az-snp-vtpm"),
+        s("--evidence"),
+        p("trustee/az-snp-vtpm/evidence-v1.json"),
+        s("--cert-chain"),
+        p("amd-roots/ask_ark_milan.pem"),
+        s("--as-of"),
+        s("2025-07-01T00:00:00Z"),
+        s("--report-data"),
+        s("00"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(v["error"].as_str().unwrap().contains("report_data"), "{v}");
 }
 
 #[test]

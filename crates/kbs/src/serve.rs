@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
 use ward_verifier::sample::SampleVerifier;
 use ward_verifier::snp::SnpVerifier;
 use ward_verifier::{TokenSettings, VerifierRegistry};
@@ -27,6 +28,7 @@ pub fn default_verifiers() -> VerifierRegistry {
     let mut r = VerifierRegistry::new();
     r.register(Arc::new(SampleVerifier));
     r.register(Arc::new(SnpVerifier::default()));
+    r.register(Arc::new(AzSnpVtpmVerifier::default()));
     r
 }
 
@@ -55,9 +57,9 @@ pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
             "trusting simulated SNP roots: evidence from them proves nothing about hardware"
         );
     }
-    r.register(Arc::new(SnpVerifier::with_simulated_roots(
-        &bundles, &simulated,
-    )?));
+    let snp = SnpVerifier::with_simulated_roots(&bundles, &simulated)?;
+    r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
+    r.register(Arc::new(snp));
     Ok(r)
 }
 

@@ -12,7 +12,7 @@ use ward_snp::report::{offset, AttestationReport, TcbParts};
 use ward_snp::verify::{verify_report, ChainInput, ExtraRoot, VerifyError};
 use ward_snp::Product;
 use ward_verifier::snp::SnpVerifier;
-use ward_verifier::{VerifierRegistry, VerifyError as RegistryError};
+use ward_verifier::{InitDataBinding, VerifierRegistry, VerifyError as RegistryError};
 
 const NOW: i64 = 1_795_400_000;
 const TCB: TcbParts = TcbParts {
@@ -149,7 +149,7 @@ fn coco_evidence_json_from_the_simulator_goes_through_the_registry() {
     let c = reg.verify_evidence(&Tee::new("snp"), &ev, NOW).unwrap();
     assert_eq!(c.claims["simulated"], true);
     assert_eq!(c.claims["policy"]["debug_allowed"], true);
-    assert_eq!(c.init_data_field.unwrap(), vec![9u8; 32]);
+    assert_eq!(c.init_data.unwrap(), InitDataBinding::Field(vec![9u8; 32]));
     // The JSON's signature must cover what it says.
     let mut tampered = ev.clone();
     tampered.primary_evidence["attestation_report"]["host_data"][0] = serde_json::json!(1);

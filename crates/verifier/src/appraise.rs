@@ -31,6 +31,7 @@ pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
     match tee {
         "sample" => Some(include_str!("policies/sample.rego")),
         "snp" => Some(include_str!("policies/snp.rego")),
+        "az-snp-vtpm" => Some(include_str!("policies/az_snp_vtpm.rego")),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! This crate knows nothing about HTTP or storage.
 
 pub mod appraise;
+pub mod az_snp_vtpm;
 pub mod sample;
 pub mod snp;
 mod verify;
@@ -16,4 +17,6 @@ pub use appraise::{
     appraise, default_attestation_policy, issue_token, reference_data, TokenSettings,
     ATTESTATION_PACKAGE, TRUST_RULES,
 };
-pub use verify::{TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError};
+pub use verify::{
+    InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError,
+};

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use ward_proto::b64;
 use ward_proto::kbs::TeeEvidence;
 
-use crate::verify::{TeeClaims, Verifier, VerifyError};
+use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 
 /// Verifier of the sample TEE.
 #[derive(Debug, Default, Clone, Copy)]
@@ -46,11 +46,11 @@ impl Verifier for SampleVerifier {
                 "sample report_data is longer than 64 bytes".into(),
             ));
         }
-        let init_data_field = match &ev.init_data {
-            Some(s) => Some(
+        let init_data = match &ev.init_data {
+            Some(s) => Some(InitDataBinding::Field(
                 b64::std_decode("init_data", s)
                     .map_err(|e| VerifyError::Malformed(e.to_string()))?,
-            ),
+            )),
             None => None,
         };
         let claims = json!({
@@ -63,7 +63,7 @@ impl Verifier for SampleVerifier {
             claims,
             report_data,
             report_data_claim: Value::String(ev.report_data),
-            init_data_field,
+            init_data,
         })
     }
 }

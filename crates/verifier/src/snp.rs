@@ -16,7 +16,7 @@ use ward_snp::verify::{
 };
 use ward_snp::{Product, SigningKey};
 
-use crate::verify::{TeeClaims, Verifier, VerifyError};
+use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 
 /// Verifier of the `snp` TEE.
 #[derive(Debug, Clone, Default)]
@@ -254,7 +254,7 @@ impl Verifier for SnpVerifier {
             claims: claims(&verified),
             report_data: ev.report.report_data().to_vec(),
             report_data_claim: Value::String(hex::encode(ev.report.report_data())),
-            init_data_field: Some(ev.report.host_data().to_vec()),
+            init_data: Some(InitDataBinding::Field(ev.report.host_data().to_vec())),
         })
     }
 }

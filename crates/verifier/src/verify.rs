@@ -52,9 +52,42 @@ pub struct TeeClaims {
     pub report_data: Vec<u8>,
     /// How report_data appears in the annotated evidence.
     pub report_data_claim: Value,
-    /// The hardware field that binds init-data (HOST_DATA, MRCONFIGID, …),
-    /// if this TEE has one.
-    pub init_data_field: Option<Vec<u8>>,
+    /// How this evidence binds init-data, if this TEE can.
+    pub init_data: Option<InitDataBinding>,
+}
+
+/// Where a TEE binds the init-data digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitDataBinding {
+    /// A hardware field (HOST_DATA, MRCONFIGID, CONFIGID) holding the digest
+    /// truncated or zero-padded to the field's size.
+    Field(Vec<u8>),
+    /// A SHA-256 PCR (PCR8 on vTPM platforms) extended once from zero with
+    /// the digest: `SHA-256(32 zero bytes ‖ digest)`.
+    TpmPcr { index: u8, value: [u8; 32] },
+}
+
+impl InitDataBinding {
+    /// The bound value as hex, for claims and `ward verify`.
+    pub fn to_hex(&self) -> String {
+        match self {
+            InitDataBinding::Field(f) => hex::encode(f),
+            InitDataBinding::TpmPcr { value, .. } => hex::encode(value),
+        }
+    }
+
+    /// Does the binding hold for `digest`?
+    pub fn matches(&self, digest: &[u8], digest_for_field: impl Fn(usize) -> Vec<u8>) -> bool {
+        match self {
+            InitDataBinding::Field(f) => constant_time_eq(f, &digest_for_field(f.len())),
+            InitDataBinding::TpmPcr { value, .. } => {
+                let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                ctx.update(&[0u8; 32]);
+                ctx.update(digest);
+                constant_time_eq(value, ctx.finish().as_ref())
+            }
+        }
+    }
 }
 
 /// One evidence family.
@@ -162,12 +195,12 @@ impl VerifierRegistry {
 
         if let Some(msg) = &attestation.init_data {
             let init = InitData::parse(&msg.format, &msg.body)?;
-            let field = tee_claims.init_data_field.as_ref().ok_or_else(|| {
+            let binding = tee_claims.init_data.as_ref().ok_or_else(|| {
                 VerifyError::InitData(format!(
                     "TEE {tee} does not bind init-data, but init-data was sent"
                 ))
             })?;
-            if !constant_time_eq(field, &init.digest_for_field(field.len())) {
+            if !binding.matches(&init.digest, |n| init.digest_for_field(n)) {
                 return Err(VerifyError::InitData(
                     "the init-data digest does not match the value bound in the evidence".into(),
                 ));
@@ -203,4 +236,33 @@ fn check_binding(
 /// Comparison whose time does not depend on where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_data_bindings() {
+        let digest = [5u8; 32];
+        let field = InitDataBinding::Field(vec![5u8; 32]);
+        assert!(field.matches(&digest, |n| digest[..n].to_vec()));
+        assert!(!field.matches(&[6u8; 32], |n| vec![6u8; n]));
+
+        // PCR8 extended once from zero with the digest.
+        let mut pre = vec![0u8; 32];
+        pre.extend_from_slice(&digest);
+        let value: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pre)
+            .as_ref()
+            .try_into()
+            .unwrap();
+        let pcr = InitDataBinding::TpmPcr { index: 8, value };
+        assert!(pcr.matches(&digest, |_| unreachable!()));
+        assert!(!pcr.matches(&[6u8; 32], |_| unreachable!()));
+        assert!(!InitDataBinding::TpmPcr {
+            index: 8,
+            value: [0; 32]
+        }
+        .matches(&digest, |_| vec![]));
+    }
 }
