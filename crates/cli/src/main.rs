@@ -154,10 +154,9 @@ fn serve_config(a: &ServeArgs) -> Result<ward_kbs::Config> {
 }
 
 async fn serve(cfg: ward_kbs::Config) -> Result<()> {
-    let (state, info) = ward_kbs::serve::build_state(
-        &cfg,
-        ward_kbs::serve::configured_verifiers(&cfg).map_err(|e| anyhow::anyhow!(e))?,
-    )
+    let (state, info) = ward_kbs::serve::build_state(&cfg, |store| {
+        ward_kbs::serve::configured_verifiers_with(&cfg, Some(store))
+    })
     .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(p) = &info.created_kek {
         tracing::warn!(path = %p.display(), "created a new key-encryption key: back it up; without it stored secrets cannot be read");

@@ -37,14 +37,21 @@ pub struct VerifyArgs {
     /// SNP: the VCEK or VLEK (DER or PEM) for a raw report.
     #[arg(long)]
     vcek: Option<PathBuf>,
+    /// SNP: a directory of KDS-shaped collateral (VCEKs, cert_chain
+    /// bundles), consulted when the evidence carries no VCEK.
+    #[arg(long)]
+    collateral_dir: Option<PathBuf>,
+    /// SNP: fetch a missing VCEK from AMD KDS (off by default: offline).
+    #[arg(long)]
+    kds_fetch: bool,
 }
 
 fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
-    let mut bundles = Vec::new();
-    for p in &a.cert_chain {
-        bundles.push((p.display().to_string(), crate::read_input(p)?));
-    }
-    ward_verifier::snp::SnpVerifier::from_bundles(&bundles).map_err(|e| anyhow::anyhow!(e))
+    let mut cfg = ward_kbs::Config::default();
+    cfg.snp.cert_chains = a.cert_chain.clone();
+    cfg.snp.collateral_dir = a.collateral_dir.clone();
+    cfg.snp.kds_fetch = a.kds_fetch;
+    ward_kbs::serve::snp_verifier(&cfg, None).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
@@ -69,15 +76,17 @@ fn raw_snp_report(raw: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<Value, String> {
-    let vcek_path = a
-        .vcek
-        .as_ref()
-        .ok_or("a raw SNP report needs --vcek (the VCEK or VLEK certificate)")?;
-    let vcek = std::fs::read(vcek_path).map_err(|e| format!("{}: {e}", vcek_path.display()))?;
+    let given = match &a.vcek {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
     let report =
         ward_snp::report::AttestationReport::from_bytes(bytes).map_err(|e| e.to_string())?;
-    let v = snp_verifier(a)
-        .map_err(|e| e.to_string())?
+    let verifier = snp_verifier(a).map_err(|e| e.to_string())?;
+    let vcek = verifier
+        .vek_for(&report, given.as_deref())
+        .map_err(|e| e.to_string())?;
+    let v = verifier
         .verify_report_with(&report, &vcek, now)
         .map_err(|e| e.to_string())?;
     Ok(

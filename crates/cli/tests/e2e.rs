@@ -371,6 +371,47 @@ fn verify_snp_raw_reports_and_coco_json_from_files() {
         "{v}"
     );
     assert_eq!(v["claims"]["reported_tcb"]["microcode"], 115);
+    // Without --vcek: offline miss names the chip and TCB; a collateral
+    // directory holding the VCEK and the chain (no flags besides) verifies.
+    let no_vcek = |extra: &[String]| {
+        let mut args = vec![
+            s("verify"),
+            s("--tee"),
+            s("snp"),
+            s("--evidence"),
+            p("snp-virtee-sev-milan/report_milan.hex"),
+            s("--as-of"),
+            s("2025-01-01T00:00:00Z"),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, v) = no_vcek(&[]);
+    assert_eq!(code, Some(1));
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("snp.collateral")
+            && err.contains("bl=3 tee=0 snp=8 ucode=115")
+            && err.contains("offline"),
+        "{v}"
+    );
+    let coll = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        p("snp-virtee-sev-milan/vcek_milan.der"),
+        coll.path().join("vcek.der"),
+    )
+    .unwrap();
+    std::fs::copy(
+        p("amd-roots/ask_ark_milan.pem"),
+        coll.path().join("cert_chain"),
+    )
+    .unwrap();
+    let (code, v) = no_vcek(&[s("--collateral-dir"), coll.path().display().to_string()]);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
     // Binary report; wrong VCEK (another chip) is invalid, naming the check.
     let base = [
         s("verify"),

@@ -46,6 +46,15 @@ pub struct SnpConfig {
     /// tests and demos (`ward sim snp`). Claims of their reports say
     /// `"simulated": true`. Never set in production.
     pub simulated_roots: Vec<String>,
+    /// A directory of KDS-shaped files for air-gapped sites: VCEKs (DER or
+    /// PEM, any name and depth) and `cert_chain` bundles. Consulted when
+    /// the evidence carries no VCEK.
+    pub collateral_dir: Option<PathBuf>,
+    /// Fetch missing VCEKs from AMD KDS (cached in the store). Off by
+    /// default: a miss is then an error naming the chip and TCB.
+    pub kds_fetch: bool,
+    /// KDS base URL (default https://kdsintf.amd.com).
+    pub kds_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

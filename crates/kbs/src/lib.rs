@@ -12,6 +12,7 @@ pub mod admin;
 pub mod admin_auth;
 pub mod bootstrap;
 pub mod clock;
+pub mod collateral;
 pub mod config;
 pub mod error;
 pub mod http;

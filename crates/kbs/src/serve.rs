@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use ward_store::Store;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
 use ward_verifier::sample::SampleVerifier;
 use ward_verifier::snp::SnpVerifier;
@@ -19,6 +20,7 @@ use ward_verifier::{TokenSettings, VerifierRegistry};
 use crate::admin_auth::AdminAuth;
 use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
 use crate::clock::{Clock, SystemClock};
+use crate::collateral::{SnpCollateral, AMD_KDS};
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
@@ -32,10 +34,40 @@ pub fn default_verifiers() -> VerifierRegistry {
     r
 }
 
-/// The verifiers with the trust anchors the configuration names.
+/// The verifiers with the trust anchors the configuration names (without
+/// the store's collateral cache).
 pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
+    configured_verifiers_with(cfg, None)
+}
+
+/// The verifiers with the trust anchors the configuration names, caching
+/// fetched collateral in `store`.
+pub fn configured_verifiers_with(
+    cfg: &Config,
+    store: Option<Arc<dyn Store>>,
+) -> Result<VerifierRegistry, String> {
     let mut r = default_verifiers();
-    let mut bundles = Vec::new();
+    let snp = snp_verifier(cfg, store)?;
+    r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
+    r.register(Arc::new(snp));
+    Ok(r)
+}
+
+/// The SNP verifier of the `[snp]` configuration: chains from
+/// `cert_chains` and the collateral directory, simulator roots, and the
+/// VCEK sources (directory, `store`, KDS when enabled).
+pub fn snp_verifier(cfg: &Config, store: Option<Arc<dyn Store>>) -> Result<SnpVerifier, String> {
+    let collateral = SnpCollateral::new(
+        cfg.snp.collateral_dir.clone(),
+        store,
+        cfg.snp.kds_fetch.then(|| {
+            cfg.snp
+                .kds_url
+                .clone()
+                .unwrap_or_else(|| AMD_KDS.to_string())
+        }),
+    );
+    let mut bundles = collateral.chain_bundles();
     for p in &cfg.snp.cert_chains {
         bundles.push((
             p.display().to_string(),
@@ -57,20 +89,21 @@ pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
             "trusting simulated SNP roots: evidence from them proves nothing about hardware"
         );
     }
-    let snp = SnpVerifier::with_simulated_roots(&bundles, &simulated)?;
-    r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
-    r.register(Arc::new(snp));
-    Ok(r)
+    Ok(SnpVerifier::with_simulated_roots(&bundles, &simulated)?
+        .with_vcek_source(Arc::new(collateral)))
 }
 
 /// Open the store, bootstrap credentials and build the state.
+/// `verifiers` builds the registry once the store is open (see
+/// [`configured_verifiers_with`]).
 pub fn build_state(
     cfg: &Config,
-    verifiers: VerifierRegistry,
+    verifiers: impl FnOnce(Arc<dyn Store>) -> Result<VerifierRegistry, String>,
 ) -> Result<(AppState, Bootstrapped), String> {
     cfg.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, created_kek) = open_store(cfg)?;
+    let verifiers = verifiers(store.clone())?;
     let mut info = Bootstrapped {
         created_kek,
         ..Default::default()

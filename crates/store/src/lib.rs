@@ -168,4 +168,20 @@ pub trait Store: Send + Sync {
     }
     /// All change counters in one read.
     fn generations(&self) -> Result<Generations>;
+
+    /// Cache a public verification document (an AMD VCEK, Intel TCB info,
+    /// a CRL) under `kind` and `key` (its source URL path, FMSPC, …).
+    /// Not encrypted: collateral is public and signed by its issuer, and is
+    /// verified every time it is used.
+    fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()>;
+    fn get_collateral(&self, kind: &str, key: &str) -> Result<Option<Collateral>>;
+    /// Keys and fetch times of one kind.
+    fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>>;
+}
+
+/// A cached collateral document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collateral {
+    pub body: Vec<u8>,
+    pub fetched_at: i64,
 }

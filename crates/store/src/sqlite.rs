@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta, Result, Store,
-    StoreError, StoredPolicy,
+    Collateral, Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta,
+    Result, Store, StoreError, StoredPolicy,
 };
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
@@ -25,6 +25,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE reference_values (name TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at INTEGER,
                                     version INTEGER NOT NULL, updated_at INTEGER NOT NULL);
      CREATE TABLE meta (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);",
+    // 2: cached verification collateral (public documents: AMD VCEKs, Intel
+    // TCB info, CRLs), keyed by kind and the key of its source.
+    "CREATE TABLE collateral (kind TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,
+                             fetched_at INTEGER NOT NULL, PRIMARY KEY (kind, key));",
 ];
 
 /// Number of pooled connections (readers run concurrently in WAL mode).
@@ -453,6 +457,44 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 == 1)
         })
+    }
+
+    fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()> {
+        self.with_write(|tx| {
+            tx.execute(
+                "INSERT INTO collateral (kind, key, body, fetched_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body, fetched_at = excluded.fetched_at",
+                params![kind, key, body, now],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn get_collateral(&self, kind: &str, key: &str) -> Result<Option<Collateral>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT body, fetched_at FROM collateral WHERE kind = ?1 AND key = ?2")
+            .map_err(db)?;
+        stmt.query_row(params![kind, key], |r| {
+            Ok(Collateral {
+                body: r.get(0)?,
+                fetched_at: r.get(1)?,
+            })
+        })
+        .optional()
+        .map_err(db)
+    }
+
+    fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT key, fetched_at FROM collateral WHERE kind = ?1 ORDER BY key")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     fn list_reference_values(&self) -> Result<Vec<ReferenceValue>> {

@@ -143,3 +143,24 @@ fn failed_write_leaves_data_intact() {
     assert_eq!(r.data, b"v1");
     assert_eq!(r.meta, before, "version and metadata unchanged");
 }
+
+#[test]
+fn collateral_cache_overwrites_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    {
+        let s = SqliteStore::open(&db, kek(7)).unwrap();
+        assert_eq!(s.get_collateral("snp.vcek", "a").unwrap(), None);
+        s.put_collateral("snp.vcek", "a", b"one", 10).unwrap();
+        s.put_collateral("snp.vcek", "a", b"two", 20).unwrap();
+        s.put_collateral("snp.vcek", "b", b"three", 30).unwrap();
+        s.put_collateral("other", "a", b"x", 40).unwrap();
+    }
+    let s = SqliteStore::open(&db, kek(7)).unwrap();
+    let c = s.get_collateral("snp.vcek", "a").unwrap().unwrap();
+    assert_eq!((c.body.as_slice(), c.fetched_at), (&b"two"[..], 20));
+    assert_eq!(
+        s.list_collateral("snp.vcek").unwrap(),
+        vec![("a".to_string(), 20), ("b".to_string(), 30)]
+    );
+}

@@ -18,9 +18,94 @@ use ward_snp::{Product, SigningKey};
 
 use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 
+/// Where a VCEK comes from when the evidence carries none: a collateral
+/// directory, the store's cache, AMD KDS. Implementations do I/O; this
+/// crate only asks.
+pub trait VcekSource: Send + Sync + std::fmt::Debug {
+    /// The VCEK (DER or PEM) for the chip and TCB of `req`, or an error
+    /// naming the chip and TCB and where it looked.
+    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, String>;
+}
+
+/// What identifies a VCEK: chip and reported TCB (AMD KDS keys on both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcekRequest {
+    /// Products the report may come from (one when the report carries
+    /// CPUID, v3+; otherwise the candidates).
+    pub products: Vec<Product>,
+    /// CHIP_ID from the report (64 bytes; Turin uses the first 8).
+    pub chip_id: Vec<u8>,
+    pub reported_tcb: ward_snp::report::TcbVersion,
+}
+
+impl VcekRequest {
+    pub fn for_report(report: &AttestationReport) -> Self {
+        let products = match report.product_from_cpuid() {
+            Some(p) => vec![p],
+            None => vec![Product::Milan, Product::Genoa],
+        };
+        Self {
+            products,
+            chip_id: report.chip_id().to_vec(),
+            reported_tcb: report.reported_tcb(),
+        }
+    }
+
+    /// The hwID as KDS spells it for `product` (Turin: 8 bytes).
+    pub fn hw_id(&self, product: Product) -> &[u8] {
+        match product {
+            Product::Turin => &self.chip_id[..8.min(self.chip_id.len())],
+            _ => &self.chip_id,
+        }
+    }
+
+    /// The AMD KDS path of this VCEK for `product`:
+    /// `/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`
+    /// (Turin adds `fmcSPL`), per AMD's VCEK certificate and KDS
+    /// interface specification (#57230).
+    pub fn kds_path(&self, product: Product) -> String {
+        let t = self.reported_tcb.parts(product);
+        let mut path = format!(
+            "/vcek/v1/{}/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            product.name(),
+            hex::encode(self.hw_id(product)),
+            t.bootloader,
+            t.tee,
+            t.snp,
+            t.microcode
+        );
+        if product == Product::Turin {
+            path.push_str(&format!("&fmcSPL={}", t.fmc.unwrap_or(0)));
+        }
+        path
+    }
+
+    /// "chip 1a2b…(64 bytes) at TCB bl=3 tee=0 snp=8 ucode=115".
+    pub fn describe(&self) -> String {
+        let p = self.products.first().copied().unwrap_or(Product::Milan);
+        let t = self.reported_tcb.parts(p);
+        let fmc = t.fmc.map(|f| format!(" fmc={f}")).unwrap_or_default();
+        format!(
+            "chip {} at TCB{fmc} bl={} tee={} snp={} ucode={} ({})",
+            hex::encode(self.hw_id(p)),
+            t.bootloader,
+            t.tee,
+            t.snp,
+            t.microcode,
+            self.products
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
+}
+
 /// Verifier of the `snp` TEE.
 #[derive(Debug, Clone, Default)]
 pub struct SnpVerifier {
+    /// Where VCEKs come from when the evidence has none.
+    vcek_source: Option<Arc<dyn VcekSource>>,
     /// (intermediate, ARK) pairs, each verified at construction.
     chains: Vec<(AmdCert, AmdCert)>,
     /// Simulator roots the configuration explicitly trusts.
@@ -86,7 +171,44 @@ impl SnpVerifier {
             chains,
             simulated,
             cache: Default::default(),
+            vcek_source: None,
         })
+    }
+
+    /// Look VCEKs up in `source` when the evidence carries none.
+    pub fn with_vcek_source(mut self, source: Arc<dyn VcekSource>) -> Self {
+        self.vcek_source = Some(source);
+        self
+    }
+
+    /// The VCEK/VLEK for `report`: from the evidence's certificate table if
+    /// given, else (VCEK only) from the configured source.
+    pub fn vek_for(
+        &self,
+        report: &AttestationReport,
+        from_evidence: Option<&[u8]>,
+    ) -> Result<Vec<u8>, VerifyError> {
+        if let Some(v) = from_evidence {
+            return Ok(v.to_vec());
+        }
+        let req = VcekRequest::for_report(report);
+        match (report.signing_key(), &self.vcek_source) {
+            (SigningKey::Vlek, _) => Err(VerifyError::Check {
+                check: "snp.collateral",
+                detail: "the evidence carries no VLEK certificate (VLEKs are not published on KDS; the attester must send it)".into(),
+            }),
+            (SigningKey::Vcek, None) => Err(VerifyError::Check {
+                check: "snp.collateral",
+                detail: format!(
+                    "the evidence carries no VCEK for {} and no collateral source is configured",
+                    req.describe()
+                ),
+            }),
+            (SigningKey::Vcek, Some(src)) => src.vcek(&req).map_err(|detail| VerifyError::Check {
+                check: "snp.collateral",
+                detail,
+            }),
+        }
     }
 
     /// Verify a report with its VCEK/VLEK (DER or PEM) as of `now`.
@@ -243,13 +365,8 @@ impl Verifier for SnpVerifier {
             SigningKey::Vcek => "VCEK",
             SigningKey::Vlek => "VLEK",
         };
-        let vek = ev.cert(kind).ok_or_else(|| VerifyError::Check {
-            check: "snp.certificate_chain",
-            detail: format!(
-                "the evidence carries no {kind} certificate (KDS fetching is not configured)"
-            ),
-        })?;
-        let verified = self.verify_report_with(&ev.report, vek, now)?;
+        let vek = self.vek_for(&ev.report, ev.cert(kind))?;
+        let verified = self.verify_report_with(&ev.report, &vek, now)?;
         Ok(TeeClaims {
             claims: claims(&verified),
             report_data: ev.report.report_data().to_vec(),

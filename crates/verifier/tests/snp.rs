@@ -136,7 +136,7 @@ fn refuses_without_the_products_chain_and_names_the_check() {
         matches!(
             err,
             VerifyError::Check {
-                check: "snp.certificate_chain",
+                check: "snp.collateral",
                 ..
             }
         ),

@@ -1,0 +1,254 @@
+//! SEV-SNP collateral for evidence that carries no VCEK: a directory of
+//! KDS-shaped files for air-gapped sites, the store's collateral cache, and
+//! — only when enabled — AMD KDS over HTTPS, in that order.
+//!
+//! The directory may hold VCEKs as KDS serves them (DER, any file name, any
+//! depth; PEM works too) and `cert_chain` bundles (ASK/ASVK then ARK, PEM).
+//! Everything found is verified as usual when used: a VCEK from here is
+//! trusted exactly as much as one sent in the evidence.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_snp::certs::AmdCert;
+use ward_snp::Product;
+use ward_store::Store;
+use ward_verifier::snp::{VcekRequest, VcekSource};
+
+/// Store `kind` under which fetched VCEKs are cached (key: the KDS path).
+pub const VCEK_KIND: &str = "snp.vcek";
+/// AMD's Key Distribution Service.
+pub const AMD_KDS: &str = "https://kdsintf.amd.com";
+
+const MAX_FILE: u64 = 256 * 1024;
+const MAX_DEPTH: usize = 6;
+const KDS_ATTEMPTS: u32 = 4;
+
+/// The collateral sources of the `snp` and `az-snp-vtpm` verifiers.
+#[derive(Clone, Default)]
+pub struct SnpCollateral {
+    dir: Option<PathBuf>,
+    store: Option<Arc<dyn Store>>,
+    /// Base URL of KDS when fetching is enabled.
+    kds: Option<String>,
+}
+
+impl std::fmt::Debug for SnpCollateral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnpCollateral")
+            .field("dir", &self.dir)
+            .field("store", &self.store.is_some())
+            .field("kds", &self.kds)
+            .finish()
+    }
+}
+
+/// Every regular file under `dir` (bounded depth and size), sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() && depth < MAX_DEPTH {
+                stack.push((e.path(), depth + 1));
+            } else if meta.is_file() && meta.len() <= MAX_FILE {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn certs_in(bytes: &[u8]) -> Vec<AmdCert> {
+    if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        AmdCert::from_pem_bundle("collateral", bytes).unwrap_or_default()
+    } else {
+        AmdCert::from_der("collateral", bytes)
+            .map(|c| vec![c])
+            .unwrap_or_default()
+    }
+}
+
+/// Does `cert` (a VCEK) belong to the chip and TCB of `req` for `product`?
+fn matches(cert: &AmdCert, req: &VcekRequest, product: Product) -> bool {
+    let Some(hw) = &cert.hw_id else { return false };
+    let t = req.reported_tcb.parts(product);
+    hw.as_slice() == req.hw_id(product)
+        && cert.tcb.bootloader == Some(t.bootloader)
+        && cert.tcb.tee == Some(t.tee)
+        && cert.tcb.snp == Some(t.snp)
+        && cert.tcb.microcode == Some(t.microcode)
+        && (product != Product::Turin || cert.tcb.fmc == t.fmc)
+}
+
+impl SnpCollateral {
+    pub fn new(dir: Option<PathBuf>, store: Option<Arc<dyn Store>>, kds: Option<String>) -> Self {
+        Self {
+            dir,
+            store,
+            kds: kds.map(|u| u.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// The `cert_chain` bundles (intermediate then self-signed ARK) found in
+    /// the directory, for [`ward_verifier::snp::SnpVerifier::from_bundles`].
+    pub fn chain_bundles(&self) -> Vec<(String, Vec<u8>)> {
+        let Some(dir) = &self.dir else { return vec![] };
+        files(dir)
+            .into_iter()
+            .filter_map(|p| {
+                let bytes = std::fs::read(&p).ok()?;
+                let certs = certs_in(&bytes);
+                let is_chain = certs.len() == 2 && certs[1].subject == certs[1].issuer;
+                is_chain.then(|| (p.display().to_string(), bytes))
+            })
+            .collect()
+    }
+
+    fn lookup_dir(&self, req: &VcekRequest) -> Option<Vec<u8>> {
+        let dir = self.dir.as_ref()?;
+        for p in files(dir) {
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            for c in certs_in(&bytes) {
+                if req.products.iter().any(|prod| matches(&c, req, *prod)) {
+                    return Some(c.der);
+                }
+            }
+        }
+        None
+    }
+
+    fn lookup_store(&self, req: &VcekRequest) -> Option<Vec<u8>> {
+        let store = self.store.as_ref()?;
+        req.products.iter().find_map(|p| {
+            store
+                .get_collateral(VCEK_KIND, &req.kds_path(*p))
+                .ok()
+                .flatten()
+                .map(|c| c.body)
+        })
+    }
+
+    /// GET `url`, retrying rate limits and server errors with backoff
+    /// (honouring `Retry-After`, capped). `Ok(None)` on 404.
+    fn kds_get(url: &str) -> Result<Option<Vec<u8>>, String> {
+        // reqwest's blocking client must not run on an async runtime
+        // thread; a scoped thread keeps this callable from handlers.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .map_err(|e| format!("HTTP client: {e}"))?;
+                let mut last = String::new();
+                for attempt in 0..KDS_ATTEMPTS {
+                    if attempt > 0 {
+                        std::thread::sleep(Duration::from_millis(500 << attempt));
+                    }
+                    match client.get(url).send() {
+                        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
+                        Ok(r) if r.status().is_success() => {
+                            return r
+                                .bytes()
+                                .map(|b| Some(b.to_vec()))
+                                .map_err(|e| format!("{url}: {e}"))
+                        }
+                        Ok(r) => {
+                            let st = r.status();
+                            last = format!("{url}: HTTP {st}");
+                            if st == reqwest::StatusCode::TOO_MANY_REQUESTS || st.is_server_error()
+                            {
+                                let wait = r
+                                    .headers()
+                                    .get(reqwest::header::RETRY_AFTER)
+                                    .and_then(|v| v.to_str().ok())
+                                    .and_then(|v| v.parse::<u64>().ok())
+                                    .unwrap_or(0)
+                                    .min(10);
+                                std::thread::sleep(Duration::from_secs(wait));
+                                continue;
+                            }
+                            return Err(last);
+                        }
+                        Err(e) => last = format!("{url}: {e}"),
+                    }
+                }
+                Err(last)
+            })
+            .join()
+            .map_err(|_| "KDS fetch thread failed".to_string())?
+        })
+    }
+
+    fn fetch_kds(&self, base: &str, req: &VcekRequest) -> Result<Option<Vec<u8>>, String> {
+        for p in &req.products {
+            let path = req.kds_path(*p);
+            let Some(body) = Self::kds_get(&format!("{base}{path}"))? else {
+                continue;
+            };
+            let cert = AmdCert::from_der("VCEK from KDS", &body)
+                .map_err(|e| format!("{base}{path}: {e}"))?;
+            if !matches(&cert, req, *p) {
+                return Err(format!(
+                    "{base}{path}: the certificate is not for {}",
+                    req.describe()
+                ));
+            }
+            if let Some(store) = &self.store {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                if let Err(e) = store.put_collateral(VCEK_KIND, &path, &body, now) {
+                    tracing::warn!(error = %e, "could not cache a fetched VCEK");
+                }
+            }
+            tracing::info!(%path, "fetched a VCEK from KDS");
+            return Ok(Some(body));
+        }
+        Ok(None)
+    }
+}
+
+impl VcekSource for SnpCollateral {
+    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, String> {
+        if let Some(v) = self.lookup_dir(req).or_else(|| self.lookup_store(req)) {
+            return Ok(v);
+        }
+        let mut looked = vec!["the evidence".to_string()];
+        if let Some(d) = &self.dir {
+            looked.push(format!("the collateral directory {}", d.display()));
+        }
+        if self.store.is_some() {
+            looked.push("the store's cache".into());
+        }
+        let path = req.kds_path(req.products.first().copied().unwrap_or(Product::Milan));
+        match &self.kds {
+            Some(base) => {
+                if let Some(v) = self.fetch_kds(base, req)? {
+                    return Ok(v);
+                }
+                looked.push(format!("{base} (not found)"));
+                Err(format!(
+                    "no VCEK for {}: looked in {}",
+                    req.describe(),
+                    looked.join(", ")
+                ))
+            }
+            None => Err(format!(
+                "no VCEK for {}: looked in {}; AMD KDS fetching is disabled (offline). \
+                 Fetch {AMD_KDS}{path} and place it in the collateral directory, or enable [snp] kds_fetch",
+                req.describe(),
+                looked.join(", ")
+            )),
+        }
+    }
+}
