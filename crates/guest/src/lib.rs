@@ -7,6 +7,7 @@
 
 pub mod attester;
 pub mod client;
+pub mod tsm;
 
 pub use attester::{Attester, SampleAttester};
 pub use client::{ClientOptions, GuestError, KbsClient};

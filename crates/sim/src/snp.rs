@@ -423,29 +423,13 @@ impl SnpSim {
         let bytes = self.report(p)?;
         let r = ward_snp::AttestationReport::from_bytes(&bytes)
             .map_err(|e| SnpSimError::State(e.to_string()))?;
-        let tcb = |t: ward_snp::TcbVersion| {
-            let x = t.parts(self.product);
-            json!({"fmc": x.fmc, "bootloader": x.bootloader, "tee": x.tee, "snp": x.snp, "microcode": x.microcode})
-        };
-        let sig_r: Vec<u8> = bytes[offset::SIGNATURE..offset::SIGNATURE + 72].to_vec();
-        let sig_s: Vec<u8> = bytes[offset::SIGNATURE + 72..offset::SIGNATURE + 144].to_vec();
-        let (fam, model, step) = r.cpuid().unwrap_or((0, 0, 0));
-        let fw = |v: ward_snp::report::FirmwareVersion| json!({"major": v.major, "minor": v.minor, "build": v.build});
-        Ok(json!({
-            "attestation_report": {
-                "version": r.version(), "guest_svn": r.guest_svn(), "policy": r.policy().0,
-                "family_id": r.family_id(), "image_id": r.image_id(), "vmpl": r.vmpl(), "sig_algo": 1,
-                "current_tcb": tcb(r.current_tcb()), "plat_info": r.platform_info().0, "key_info": 0,
-                "report_data": r.report_data(), "measurement": r.measurement(), "host_data": r.host_data(),
-                "id_key_digest": r.id_key_digest(), "author_key_digest": r.author_key_digest(),
-                "report_id": r.report_id(), "report_id_ma": r.report_id_ma(),
-                "reported_tcb": tcb(r.reported_tcb()), "cpuid_fam_id": fam, "cpuid_mod_id": model, "cpuid_step": step,
-                "chip_id": r.chip_id(), "committed_tcb": tcb(r.committed_tcb()),
-                "current": fw(r.current_version()), "committed": fw(r.committed_version()),
-                "launch_tcb": tcb(r.launch_tcb()),
-                "signature": {"r": sig_r, "s": sig_s},
-            },
-            "cert_chain": [{"cert_type": "VCEK", "data": self.vcek_der}],
-        }))
+        Ok(ward_snp::evidence::to_evidence_json(
+            &r,
+            self.product,
+            &[ward_snp::evidence::CertTableEntry {
+                cert_type: "VCEK".into(),
+                data: self.vcek_der.clone(),
+            }],
+        ))
     }
 }

@@ -9,7 +9,7 @@
 //! dropped by the JSON form, the signature fails: this fails closed.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::certs::Product;
 use crate::report::{offset, AttestationReport, ReportError, REPORT_LEN};
@@ -271,4 +271,182 @@ pub fn parse_evidence(v: &Value) -> Result<SnpEvidence, EvidenceError> {
         Some(_) => return Err(err("cert_chain", "not an array")),
     };
     Ok(SnpEvidence { report, cert_chain })
+}
+
+/// Encode report bytes (and certificate table entries) as CoCo `snp`
+/// evidence JSON — the inverse of [`parse_evidence`], as the reference
+/// attester produces it. `product` picks the TCB layout.
+pub fn to_evidence_json(
+    report: &AttestationReport,
+    product: Product,
+    certs: &[CertTableEntry],
+) -> Value {
+    let r = report;
+    let bytes = r.as_bytes();
+    let tcb = |t: crate::report::TcbVersion| {
+        let x = t.parts(product);
+        json!({"fmc": x.fmc, "bootloader": x.bootloader, "tee": x.tee, "snp": x.snp, "microcode": x.microcode})
+    };
+    let sig_r = &bytes[offset::SIGNATURE..offset::SIGNATURE + 72];
+    let sig_s = &bytes[offset::SIGNATURE + 72..offset::SIGNATURE + 144];
+    let (fam, model, step) = r.cpuid().unwrap_or((0, 0, 0));
+    let fw = |v: crate::report::FirmwareVersion| json!({"major": v.major, "minor": v.minor, "build": v.build});
+    let key_info = u32::from_le_bytes([bytes[0x48], bytes[0x49], bytes[0x4a], bytes[0x4b]]);
+    let sig_algo = u32::from_le_bytes([bytes[0x34], bytes[0x35], bytes[0x36], bytes[0x37]]);
+    let certs: Vec<Value> = certs
+        .iter()
+        .map(|c| json!({"cert_type": c.cert_type, "data": c.data}))
+        .collect();
+    json!({
+        "attestation_report": {
+            "version": r.version(), "guest_svn": r.guest_svn(), "policy": r.policy().0,
+            "family_id": r.family_id(), "image_id": r.image_id(), "vmpl": r.vmpl(), "sig_algo": sig_algo,
+            "current_tcb": tcb(r.current_tcb()), "plat_info": r.platform_info().0, "key_info": key_info,
+            "report_data": r.report_data(), "measurement": r.measurement(), "host_data": r.host_data(),
+            "id_key_digest": r.id_key_digest(), "author_key_digest": r.author_key_digest(),
+            "report_id": r.report_id(), "report_id_ma": r.report_id_ma(),
+            "reported_tcb": tcb(r.reported_tcb()), "cpuid_fam_id": fam, "cpuid_mod_id": model, "cpuid_step": step,
+            "chip_id": r.chip_id(), "committed_tcb": tcb(r.committed_tcb()),
+            "current": fw(r.current_version()), "committed": fw(r.committed_version()),
+            "launch_tcb": tcb(r.launch_tcb()),
+            "signature": {"r": sig_r, "s": sig_s},
+        },
+        "cert_chain": if certs.is_empty() { Value::Null } else { Value::Array(certs) },
+    })
+}
+
+/// GUIDs of the SNP extended-report certificate table (GHCB spec 2.0,
+/// §4.1.8.1; the kernel's `auxblob` / SNP_GET_EXT_REPORT certs buffer),
+/// in their on-the-wire (little-endian mixed) byte order.
+const CERT_GUIDS: [(&str, [u8; 16]); 4] = [
+    // c0b406a4-a803-4952-9743-3fb6014cd0ae
+    (
+        "ARK",
+        [
+            0xa4, 0x06, 0xb4, 0xc0, 0x03, 0xa8, 0x52, 0x49, 0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c,
+            0xd0, 0xae,
+        ],
+    ),
+    // 4ab7b379-bbac-4fe4-a02f-05aef327c782
+    (
+        "ASK",
+        [
+            0x79, 0xb3, 0xb7, 0x4a, 0xac, 0xbb, 0xe4, 0x4f, 0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27,
+            0xc7, 0x82,
+        ],
+    ),
+    // 63da758d-e664-4564-adc5-f4b93be8accd
+    (
+        "VCEK",
+        [
+            0x8d, 0x75, 0xda, 0x63, 0x64, 0xe6, 0x64, 0x45, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8,
+            0xac, 0xcd,
+        ],
+    ),
+    // a8074bc2-a25a-483e-aae6-39c045a0b8a1
+    (
+        "VLEK",
+        [
+            0xc2, 0x4b, 0x07, 0xa8, 0x5a, 0xa2, 0x3e, 0x48, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0,
+            0xb8, 0xa1,
+        ],
+    ),
+];
+
+/// Parse the certificate table: entries of (GUID 16, offset u32, length
+/// u32) ending with an all-zero entry; offsets are from the table start.
+/// Unknown GUIDs are skipped. An empty buffer is an empty table.
+pub fn parse_cert_table(buf: &[u8]) -> Result<Vec<CertTableEntry>, EvidenceError> {
+    let mut out = Vec::new();
+    if buf.is_empty() {
+        return Ok(out);
+    }
+    let mut at = 0usize;
+    loop {
+        let Some(e) = buf.get(at..at + 24) else {
+            return Err(err("cert table", "missing the terminating zero entry"));
+        };
+        if e.iter().all(|b| *b == 0) {
+            return Ok(out);
+        }
+        let off = u32::from_le_bytes([e[16], e[17], e[18], e[19]]) as usize;
+        let len = u32::from_le_bytes([e[20], e[21], e[22], e[23]]) as usize;
+        let data = off
+            .checked_add(len)
+            .and_then(|end| buf.get(off..end))
+            .ok_or_else(|| {
+                err(
+                    "cert table",
+                    format!("entry at {at} points outside the table"),
+                )
+            })?;
+        if let Some((name, _)) = CERT_GUIDS.iter().find(|(_, g)| g[..] == e[..16]) {
+            out.push(CertTableEntry {
+                cert_type: name.to_string(),
+                data: data.to_vec(),
+            });
+        }
+        at += 24;
+        if out.len() > 64 {
+            return Err(err("cert table", "more than 64 entries"));
+        }
+    }
+}
+
+/// Build a certificate table (the inverse of [`parse_cert_table`]), as a
+/// host would provide it; for simulators and tests.
+pub fn build_cert_table(entries: &[CertTableEntry]) -> Vec<u8> {
+    let header = (entries.len() + 1) * 24;
+    let mut table = Vec::new();
+    let mut data = Vec::new();
+    for e in entries {
+        let guid = CERT_GUIDS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&e.cert_type))
+            .map(|(_, g)| *g)
+            .unwrap_or([0xff; 16]);
+        table.extend_from_slice(&guid);
+        table.extend_from_slice(&((header + data.len()) as u32).to_le_bytes());
+        table.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        data.extend_from_slice(&e.data);
+    }
+    table.extend_from_slice(&[0u8; 24]);
+    table.extend_from_slice(&data);
+    table
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn cert_table_round_trip_and_errors() {
+        let entries = vec![
+            CertTableEntry {
+                cert_type: "VCEK".into(),
+                data: vec![1, 2, 3],
+            },
+            CertTableEntry {
+                cert_type: "ASK".into(),
+                data: vec![4],
+            },
+        ];
+        let t = build_cert_table(&entries);
+        assert_eq!(parse_cert_table(&t).unwrap(), entries);
+        assert_eq!(parse_cert_table(&[]).unwrap(), vec![]);
+        assert!(parse_cert_table(&t[..30])
+            .unwrap_err()
+            .to_string()
+            .contains("outside the table"));
+        assert!(parse_cert_table(&[1u8; 20])
+            .unwrap_err()
+            .to_string()
+            .contains("terminating"));
+        let mut bad = t.clone();
+        bad[16] = 0xff;
+        assert!(parse_cert_table(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
+    }
 }
