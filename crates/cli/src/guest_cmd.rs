@@ -13,9 +13,20 @@ pub struct GuestArgs {
     /// KBS base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// TEE to attest as.
-    #[arg(long, default_value = "sample", value_parser = ["sample"])]
+    /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX),
+    /// `tsm` (configfs-tsm, required), `sample` (no hardware, trials only),
+    /// `sim-snp` (the simulator in --sim-dir).
+    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sample", "sim-snp"])]
     pub tee: String,
+    /// configfs-tsm report directory.
+    #[arg(long, default_value = ward_guest::tsm::DEFAULT_ROOT)]
+    pub tsm_root: PathBuf,
+    /// Simulator directory for `--tee sim-snp` (from `ward sim snp init`).
+    #[arg(long)]
+    pub sim_dir: Option<PathBuf>,
+    /// Launch measurement (hex, 48 bytes) the simulated SNP guest reports.
+    #[arg(long)]
+    pub sim_measurement: Option<String>,
     /// Extra CA certificate (PEM) to trust for the KBS.
     #[arg(long)]
     pub cacert: Option<PathBuf>,
@@ -44,9 +55,67 @@ pub struct GetResourceArgs {
     pub output: Option<PathBuf>,
 }
 
-fn attester(tee: &str) -> Result<Arc<dyn Attester>> {
-    match tee {
+/// The simulated SNP platform as an attester: reports signed by the
+/// simulator's VCEK, carrying it in `cert_chain`. Only a trust service that
+/// names the simulator root accepts them.
+struct SimSnpAttester(ward_sim::snp::SnpSim, [u8; 48]);
+
+impl Attester for SimSnpAttester {
+    fn tee(&self) -> ward_proto::Tee {
+        ward_proto::Tee::new("snp")
+    }
+
+    fn evidence(
+        &self,
+        report_data: &[u8],
+    ) -> Result<serde_json::Value, ward_guest::attester::AttesterError> {
+        let err = |reason: String| ward_guest::attester::AttesterError {
+            tee: "sim-snp".into(),
+            reason,
+        };
+        if report_data.len() > 64 {
+            return Err(err("report data longer than 64 bytes".into()));
+        }
+        let mut p = ward_sim::snp::SnpReportParams {
+            measurement: self.1,
+            ..Default::default()
+        };
+        p.report_data[..report_data.len()].copy_from_slice(report_data);
+        self.0.evidence_json(&p).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Pick the attester: explicit choice, or detection in this order:
+/// configfs-tsm (SNP or TDX), then nothing (an error naming what was tried).
+fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
+    match a.tee.as_str() {
         "sample" => Ok(Arc::new(SampleAttester)),
+        "sim-snp" => {
+            let dir = a
+                .sim_dir
+                .as_ref()
+                .context("--tee sim-snp needs --sim-dir (see `ward sim snp init`)")?;
+            let sim = ward_sim::snp::SnpSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
+            let mut measurement = [0u8; 48];
+            if let Some(m) = &a.sim_measurement {
+                let b = hex::decode(m.trim()).context("--sim-measurement is not hex")?;
+                if b.len() != 48 {
+                    bail!("--sim-measurement must be 48 bytes");
+                }
+                measurement.copy_from_slice(&b);
+            }
+            Ok(Arc::new(SimSnpAttester(sim, measurement)))
+        }
+        "auto" | "tsm" => match ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
+            Some(t) => {
+                tracing::info!(tee = %t.tee(), root = %a.tsm_root.display(), "using configfs-tsm");
+                Ok(Arc::new(t))
+            }
+            None => bail!(
+                "no TEE interface found: {} does not exist (configfs-tsm needs Linux 6.7+ in an SNP or TDX guest); use --tee sample for trials",
+                a.tsm_root.display()
+            ),
+        },
         other => bail!("TEE {other:?} is not supported by this build"),
     }
 }
@@ -62,7 +131,7 @@ pub fn client(a: &GuestArgs) -> Result<KbsClient> {
         rsa_key: a.rsa,
         ..Default::default()
     };
-    Ok(KbsClient::new(&a.url, attester(&a.tee)?, opts)?)
+    Ok(KbsClient::new(&a.url, attester(a)?, opts)?)
 }
 
 pub async fn attest(a: AttestArgs) -> Result<()> {
@@ -86,4 +155,38 @@ pub async fn get_resource(a: GetResourceArgs) -> Result<()> {
         None => std::io::stdout().write_all(&data)?,
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct GuestServeArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Local API address; must be loopback.
+    #[arg(long, default_value = "127.0.0.1:8006")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(clap::Subcommand)]
+pub enum GuestCmd {
+    /// Serve the local API for containers: /aa/token, /aa/evidence,
+    /// /cdh/resource/<repo>/<type>/<tag>, /healthz.
+    Serve(GuestServeArgs),
+}
+
+pub async fn run(cmd: GuestCmd) -> Result<()> {
+    let GuestCmd::Serve(a) = cmd;
+    let client = client(&a.guest)?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, kbs = %a.guest.url, tee = %a.guest.tee, "ward guest API listening");
+    println!("listening on {addr}");
+    ward_guest::api::serve(
+        listener,
+        ward_guest::api::GuestApi::new(client),
+        ward_kbs::serve::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }

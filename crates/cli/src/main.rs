@@ -45,6 +45,9 @@ enum Cmd {
     Attest(guest_cmd::AttestArgs),
     /// Attest to a KBS, fetch a resource and write its plaintext.
     GetResource(guest_cmd::GetResourceArgs),
+    /// The guest side inside the TEE: the local API for containers.
+    #[command(subcommand)]
+    Guest(guest_cmd::GuestCmd),
     /// Load generator for any KBS-protocol server.
     Bench(bench::BenchArgs),
     /// Simulated TEE hardware for tests and demos (never trusted by default).
@@ -119,6 +122,7 @@ fn main() -> Result<()> {
         Cmd::Attest(a) => rt.block_on(guest_cmd::attest(a)),
         Cmd::GetResource(a) => rt.block_on(guest_cmd::get_resource(a)),
         Cmd::Bench(a) => rt.block_on(bench::run(a)),
+        Cmd::Guest(c) => rt.block_on(guest_cmd::run(c)),
     }
 }
 

@@ -26,21 +26,25 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(WARD)
-        .args([
-            "serve",
-            "--insecure-http",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+    serve_on(data, "127.0.0.1:0", extra)
+}
+
+fn serve_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(WARD);
+    cmd.args(["serve", "--insecure-http", "--listen", listen, "--data-dir"])
         .arg(data)
-        .args(extra)
+        .args(extra);
+    spawn_listening(cmd, Stdio::null())
+}
+
+/// Start a `ward` process that prints `listening on <addr>` first.
+fn spawn_listening(mut cmd: Command, stderr: Stdio) -> Server {
+    let mut child = cmd
         .env("WARD_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
-        .expect("spawn ward serve");
+        .expect("spawn ward");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -623,6 +627,32 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
     .status
     .success());
 
+    // ward's own guest, attesting with the simulator.
+    let get = |m: &str| {
+        ward(&[
+            "get-resource",
+            "--url",
+            &s.url,
+            "--tee",
+            "sim-snp",
+            "--sim-dir",
+            sim_dir.to_str().unwrap(),
+            "--sim-measurement",
+            m,
+            "kbs:///default/key/1",
+        ])
+    };
+    let out = get(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"snp-secret");
+    let out = get(&"22".repeat(48));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
+
     let sim = ward_sim::snp::SnpSim::load(&sim_dir).unwrap();
     let http = reqwest::blocking::Client::new();
     let fetch = |measurement: [u8; 48], policy: u64| {
@@ -676,4 +706,126 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
         Err(403)
     );
     assert_eq!(fetch([0x22; 48], 0x30000), Err(403));
+}
+
+/// `ward guest serve` against `ward serve`: a container-side HTTP call gets
+/// the secret; a restarted trust service (new keys) is survived by
+/// attesting again; a denying policy is a clear 403; no secret in the
+/// guest's logs.
+#[test]
+fn guest_api_serves_secrets_survives_restarts_and_reports_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"guest-api-secret-7f3a";
+    let secret_file = dir.path().join("secret.bin");
+    std::fs::write(&secret_file, secret).unwrap();
+    let put = |url: &str, data: &Path, content: &[u8]| {
+        std::fs::write(&secret_file, content).unwrap();
+        let out = ward(&[
+            "admin",
+            "--url",
+            url,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "resource",
+            "put",
+            "kbs:///default/app/key",
+            secret_file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    let d1 = dir.path().join("kbs1");
+    let kbs = serve(&d1, &["--dev"]);
+    let kbs_addr = kbs.url.trim_start_matches("http://").to_string();
+    put(&kbs.url, &d1, secret);
+
+    let log = dir.path().join("guest.log");
+    let mut cmd = Command::new(WARD);
+    cmd.args([
+        "--log-format",
+        "json",
+        "guest",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tee",
+        "sample",
+        "--url",
+        &kbs.url,
+    ]);
+    let guest = spawn_listening(cmd, Stdio::from(std::fs::File::create(&log).unwrap()));
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let r = http.get(format!("{}{path}", guest.url)).send().unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    };
+
+    let (status, body) = get("/cdh/resource/default/app/key");
+    assert_eq!((status, body.as_slice()), (200, &secret[..]));
+    let (status, body) = get("/aa/token?token_type=kbs");
+    assert_eq!(status, 200);
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(token["token"].as_str().unwrap().split('.').count(), 3);
+    assert!(
+        token.get("tee_keypair").is_none(),
+        "the TEE key never leaves"
+    );
+    let (status, body) = get("/aa/evidence?runtime_data=hello");
+    assert_eq!(status, 200);
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["report_data"], b64::std_encode(b"hello"));
+    let (status, body) = get(&format!("/aa/evidence?runtime_data={}", "x".repeat(65)));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = get("/cdh/resource/default/app/missing");
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"],
+        "ResourceNotFound"
+    );
+    assert_eq!(get("/healthz").0, 200);
+
+    // The trust service restarts on the same address with other keys: the
+    // guest's session and token are refused, it attests again.
+    drop(kbs);
+    let d2 = dir.path().join("kbs2");
+    let kbs = serve_on(&d2, &kbs_addr, &["--dev"]);
+    put(&kbs.url, &d2, b"guest-api-secret-rotated");
+    let (status, body) = get("/cdh/resource/default/app/key");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"guest-api-secret-rotated"[..])
+    );
+
+    // A service whose policy denies the sample TEE: a clear 403.
+    drop(kbs);
+    let d3 = dir.path().join("kbs3");
+    let kbs = serve_on(&d3, &kbs_addr, &[]);
+    put(&kbs.url, &d3, secret);
+    let (status, body) = get("/cdh/resource/default/app/key");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let err: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err["error"], "PolicyDenied");
+    assert!(err["detail"].as_str().unwrap().contains("denied"), "{err}");
+    drop(kbs);
+
+    // The KBS is gone: unreachable, 502.
+    let (status, body) = get("/cdh/resource/default/app/other");
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    drop(guest);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logs.contains("guest-api-secret"),
+        "a secret reached the logs"
+    );
+}
+
+#[test]
+fn guest_api_refuses_a_non_loopback_address() {
+    let out = ward(&["guest", "serve", "--listen", "0.0.0.0:0", "--tee", "sample"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }

@@ -57,6 +57,9 @@ pub struct ClientOptions {
     /// Use an RSA-OAEP-256 TEE key instead of P-256 ECDH-ES+A256KW.
     pub rsa_key: bool,
     pub timeout: Duration,
+    /// Attempts per request on transient failures (network errors, 429,
+    /// 5xx), with exponential backoff from 200 ms.
+    pub attempts: u32,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +68,7 @@ impl Default for ClientOptions {
             ca_cert_pem: None,
             rsa_key: false,
             timeout: Duration::from_secs(30),
+            attempts: 3,
         }
     }
 }
@@ -78,6 +82,30 @@ pub struct KbsClient {
     key: TeeKeyPair,
     cookie: Option<String>,
     token: Option<String>,
+    /// Expiry (unix seconds) of `token`, from its `exp` claim.
+    token_exp: i64,
+    attempts: u32,
+}
+
+/// Re-attest this long before the token expires.
+const EXPIRY_MARGIN_SECS: i64 = 10;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl GuestError {
+    /// Worth retrying: the network, rate limiting or a server error.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GuestError::Network(_) => true,
+            GuestError::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 fn error_of(status: StatusCode, body: &[u8]) -> (String, String) {
@@ -110,7 +138,9 @@ impl KbsClient {
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| GuestError::Setup(e.to_string()))?;
-        Self::with_http(http, url, attester, opts.rsa_key)
+        let mut c = Self::with_http(http, url, attester, opts.rsa_key)?;
+        c.attempts = opts.attempts.max(1);
+        Ok(c)
     }
 
     /// Share one HTTP client (connection pool) between many KBS clients.
@@ -133,11 +163,43 @@ impl KbsClient {
             key,
             cookie: None,
             token: None,
+            token_exp: 0,
+            attempts: 3,
         })
     }
 
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// A token valid for a while yet, attesting when there is none or it
+    /// is about to expire.
+    pub async fn valid_token(&mut self) -> Result<String, GuestError> {
+        match &self.token {
+            Some(t) if unix_now() + EXPIRY_MARGIN_SECS < self.token_exp => Ok(t.clone()),
+            _ => self.attest().await,
+        }
+    }
+
+    /// Run `op` up to `attempts` times while it fails transiently.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, GuestError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GuestError>>,
+    {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.is_transient() && attempt < self.attempts => {
+                    tracing::warn!(%what, attempt, error = %e, "transient KBS failure; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn read(
@@ -174,8 +236,21 @@ impl KbsClient {
         Ok((status, cookie, body))
     }
 
-    /// Run `/auth` and `/attest`; keeps the session cookie and the token.
+    /// Run `/auth` and `/attest` (retrying transient failures); keeps the
+    /// session cookie and the token.
     pub async fn attest(&mut self) -> Result<String, GuestError> {
+        let (cookie, token) = self.retrying("attest", || self.handshake()).await?;
+        let exp = ward_proto::jwt::UnverifiedJwt::parse(&token)
+            .ok()
+            .and_then(|t| t.claims.get("exp").and_then(Value::as_i64))
+            .unwrap_or(i64::MAX);
+        self.cookie = Some(cookie);
+        self.token = Some(token.clone());
+        self.token_exp = exp;
+        Ok(token)
+    }
+
+    async fn handshake(&self) -> Result<(String, String), GuestError> {
         let req = Request::new(self.attester.tee());
         let resp = self
             .http
@@ -232,21 +307,22 @@ impl KbsClient {
         }
         let token: AttestationToken = serde_json::from_slice(&body)
             .map_err(|e| GuestError::Protocol(format!("attestation answer: {e}")))?;
-        self.cookie = Some(new_cookie.unwrap_or(cookie));
-        self.token = Some(token.token.clone());
-        Ok(token.token)
+        Ok((new_cookie.unwrap_or(cookie), token.token))
     }
 
     /// Fetch and decrypt a resource, attesting first if there is no session
     /// yet, and once more if the server no longer accepts the session.
     pub async fn get_resource(&mut self, path: &ResourcePath) -> Result<Vec<u8>, GuestError> {
-        if self.cookie.is_none() {
+        if self.cookie.is_none() || unix_now() + EXPIRY_MARGIN_SECS >= self.token_exp {
             self.attest().await?;
         }
-        match self.fetch(path, false).await {
+        let first = self.retrying("fetch", || self.fetch(path, false)).await;
+        match first {
+            // The server no longer accepts the session (restarted with other
+            // keys, token revoked or expired): attest again, once.
             Err(GuestError::Http { status: 401, .. }) => {
                 self.attest().await?;
-                self.fetch(path, false).await
+                self.retrying("fetch", || self.fetch(path, false)).await
             }
             other => other,
         }

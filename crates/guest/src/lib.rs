@@ -5,6 +5,7 @@
 //! This crate does not depend on the trust service; it talks to any
 //! KBS-protocol server (ward's or the reference Trustee).
 
+pub mod api;
 pub mod attester;
 pub mod client;
 pub mod tsm;
