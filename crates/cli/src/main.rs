@@ -5,6 +5,7 @@
 mod admin_cmd;
 mod bench;
 mod guest_cmd;
+mod seal_cmd;
 mod sim_cmd;
 mod verify_cmd;
 
@@ -48,6 +49,9 @@ enum Cmd {
     /// The guest side inside the TEE: the local API for containers.
     #[command(subcommand)]
     Guest(guest_cmd::GuestCmd),
+    /// Sealed secrets for Kubernetes manifests (the owner's side).
+    #[command(subcommand)]
+    Seal(seal_cmd::SealCmd),
     /// Load generator for any KBS-protocol server.
     Bench(bench::BenchArgs),
     /// Simulated TEE hardware for tests and demos (never trusted by default).
@@ -123,6 +127,7 @@ fn main() -> Result<()> {
         Cmd::GetResource(a) => rt.block_on(guest_cmd::get_resource(a)),
         Cmd::Bench(a) => rt.block_on(bench::run(a)),
         Cmd::Guest(c) => rt.block_on(guest_cmd::run(c)),
+        Cmd::Seal(c) => seal_cmd::run(c),
     }
 }
 

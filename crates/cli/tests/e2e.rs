@@ -37,6 +37,21 @@ fn serve_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
     spawn_listening(cmd, Stdio::null())
 }
 
+/// `ward guest serve` (sample TEE) against `kbs`, logging JSON to `stderr`.
+fn guest_serve(kbs: &str, stderr: Stdio) -> Server {
+    let mut cmd = Command::new(WARD);
+    cmd.args([
+        "--log-format",
+        "json",
+        "guest",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--tee", "sample", "--url", kbs]);
+    spawn_listening(cmd, stderr)
+}
+
 /// Start a `ward` process that prints `listening on <addr>` first.
 fn spawn_listening(mut cmd: Command, stderr: Stdio) -> Server {
     let mut child = cmd
@@ -744,20 +759,7 @@ fn guest_api_serves_secrets_survives_restarts_and_reports_denials() {
     put(&kbs.url, &d1, secret);
 
     let log = dir.path().join("guest.log");
-    let mut cmd = Command::new(WARD);
-    cmd.args([
-        "--log-format",
-        "json",
-        "guest",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--tee",
-        "sample",
-        "--url",
-        &kbs.url,
-    ]);
-    let guest = spawn_listening(cmd, Stdio::from(std::fs::File::create(&log).unwrap()));
+    let guest = guest_serve(&kbs.url, Stdio::from(std::fs::File::create(&log).unwrap()));
     let http = reqwest::blocking::Client::new();
     let get = |path: &str| {
         let r = http.get(format!("{}{path}", guest.url)).send().unwrap();
@@ -828,4 +830,110 @@ fn guest_api_refuses_a_non_loopback_address() {
     let out = ward(&["guest", "serve", "--listen", "0.0.0.0:0", "--tee", "sample"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+/// `ward seal` → `POST /cdh/unseal` → plaintext; a tampered seal is
+/// refused; a seal by another owner's key is refused.
+#[test]
+fn sealed_secrets_round_trip_through_the_guest_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let data = dir.path().join("kbs");
+    let kbs = serve(&data, &["--dev"]);
+    let put = |uri: &str, file: &str| {
+        let out = ward(&[
+            "admin",
+            "--url",
+            &kbs.url,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "resource",
+            "put",
+            uri,
+            file,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let seal = |args: &[&str]| {
+        let out = ward(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+
+    // The owner: a sealing key whose public half lives in the KBS, a KEK.
+    assert!(ward(&["seal", "keygen", "--dir", &p("owner")])
+        .status
+        .success());
+    put("kbs:///default/sealing/pub", &p("owner/seal-pub.jwk"));
+    std::fs::write(p("kek"), [42u8; 32]).unwrap();
+    put("kbs:///default/kek/1", &p("kek"));
+    std::fs::write(p("db-password"), b"hunter2-sealed").unwrap();
+    put("kbs:///default/app/db", &p("db-password"));
+    let sign = [
+        "--signing-key",
+        &p("owner/seal-key.pk8"),
+        "--kid",
+        "kbs:///default/sealing/pub",
+    ];
+    let (kek, db) = (p("kek"), p("db-password"));
+    let mut env_args = vec!["seal", "envelope"];
+    env_args.extend_from_slice(&sign);
+    env_args.extend_from_slice(&["--key-id", "kbs:///default/kek/1", "--kek", &kek, &db]);
+    let envelope = seal(&env_args);
+    let mut vault_args = vec!["seal", "vault"];
+    vault_args.extend_from_slice(&sign);
+    vault_args.push("kbs:///default/app/db");
+    let vault = seal(&vault_args);
+    assert!(envelope.starts_with("sealed.") && vault.starts_with("sealed."));
+    assert!(!envelope.contains("hunter2"));
+
+    let guest = guest_serve(&kbs.url, Stdio::null());
+    let http = reqwest::blocking::Client::new();
+    let unseal = |body: String| {
+        let r = http
+            .post(format!("{}/cdh/unseal", guest.url))
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    };
+    assert_eq!(unseal(envelope.clone()), (200, b"hunter2-sealed".to_vec()));
+    assert_eq!(
+        unseal(json!({"secret": vault}).to_string()),
+        (200, b"hunter2-sealed".to_vec())
+    );
+
+    // Tampered payload (another key_id): the signature no longer holds.
+    let mut parts: Vec<String> = envelope.split('.').map(String::from).collect();
+    let mut payload: Value =
+        serde_json::from_slice(&b64::url_decode("p", &parts[2]).unwrap()).unwrap();
+    payload["key_id"] = json!("kbs:///default/app/db");
+    parts[2] = b64::url_encode(serde_json::to_vec(&payload).unwrap());
+    let (status, body) = unseal(parts.join("."));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("SealSignature"));
+    // Sealed by someone else's key, naming the owner's kid.
+    assert!(ward(&["seal", "keygen", "--dir", &p("mallory")])
+        .status
+        .success());
+    let mut m = vec!["seal", "vault", "--signing-key"];
+    let mk = p("mallory/seal-key.pk8");
+    m.extend_from_slice(&[
+        &mk,
+        "--kid",
+        "kbs:///default/sealing/pub",
+        "kbs:///default/app/db",
+    ]);
+    let (status, _) = unseal(seal(&m));
+    assert_eq!(status, 403);
+    let (status, _) = unseal("not-sealed".into());
+    assert_eq!(status, 400);
 }

@@ -6,6 +6,9 @@
 //! * `GET /aa/evidence?runtime_data=<text>` → the TEE's evidence JSON whose
 //!   report_data is the runtime data's bytes (at most 64), zero-padded.
 //! * `GET /cdh/resource/<repo>/<type>/<tag>` → the plaintext resource.
+//! * `POST /cdh/unseal` with a sealed secret (`sealed.…`, as the body or as
+//!   `{"secret": "sealed.…"}`) → the plaintext, after checking the owner's
+//!   signature (see [`crate::sealed`]).
 //! * `GET /healthz`.
 //!
 //! Errors are `{"error": <kind>, "detail": <text>}` with a status telling a
@@ -71,6 +74,7 @@ impl GuestApi {
             .route("/aa/token", get(token))
             .route("/aa/evidence", get(evidence))
             .route("/cdh/resource/{repo}/{kind}/{tag}", get(resource))
+            .route("/cdh/unseal", axum::routing::post(unseal))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(self)
     }
@@ -127,6 +131,37 @@ async fn resource(
     let data = api.client.lock().await.get_resource(&path).await?;
     tracing::info!(resource = %path, bytes = data.len(), "resource delivered");
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+async fn unseal(State(api): State<GuestApi>, body: String) -> Result<Response, ApiError> {
+    let text = match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) => v["secret"].as_str().map(str::to_string).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "InvalidSealedSecret",
+                "JSON body without \"secret\"".into(),
+            )
+        })?,
+        Err(_) => body,
+    };
+    let mut client = api.client.lock().await;
+    match crate::sealed::unseal(&mut client, &text).await {
+        Ok(plain) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], plain).into_response())
+        }
+        Err(crate::sealed::SealError::Kbs(e)) => Err(e.into()),
+        Err(e) => {
+            let (status, kind) = match &e {
+                crate::sealed::SealError::Signature(_) => (StatusCode::FORBIDDEN, "SealSignature"),
+                crate::sealed::SealError::Decrypt(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "SealDecrypt")
+                }
+                _ => (StatusCode::BAD_REQUEST, "InvalidSealedSecret"),
+            };
+            tracing::warn!(kind, error = %e, "unseal failed");
+            Err(ApiError(status, kind, e.to_string()))
+        }
+    }
 }
 
 /// Serve the API on `listener` until `shutdown` completes. Refuses a

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod attester;
 pub mod client;
+pub mod sealed;
 pub mod tsm;
 
 pub use attester::{Attester, SampleAttester};

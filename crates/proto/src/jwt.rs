@@ -114,13 +114,17 @@ impl Es256Signer {
         self.key.public_key().as_ref().to_vec()
     }
 
-    /// Sign `claims` into a compact JWT.
-    pub fn sign(&self, claims: &impl Serialize) -> Result<String, JwtError> {
-        let payload = serde_json::to_vec(claims).map_err(|_| JwtError::Json("payload"))?;
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
-        out.push_str(&self.header_b64);
+    /// Sign `payload` under a caller-chosen protected header (compact JWS,
+    /// ES256); the header should say `"alg":"ES256"`.
+    pub fn sign_jws(&self, header: &Value, payload: &[u8]) -> Result<String, JwtError> {
+        let h = serde_json::to_vec(header).map_err(|_| JwtError::Json("header"))?;
+        self.finish(b64::url_encode(&h), payload)
+    }
+
+    /// `header_b64.payload_b64.signature_b64`.
+    fn finish(&self, mut out: String, payload: &[u8]) -> Result<String, JwtError> {
         out.push('.');
-        out.push_str(&b64::url_encode(&payload));
+        out.push_str(&b64::url_encode(payload));
         let sig = self
             .key
             .sign(&SystemRandom::new(), out.as_bytes())
@@ -128,6 +132,14 @@ impl Es256Signer {
         out.push('.');
         out.push_str(&b64::url_encode(sig.as_ref()));
         Ok(out)
+    }
+
+    /// Sign `claims` into a compact JWT.
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String, JwtError> {
+        let payload = serde_json::to_vec(claims).map_err(|_| JwtError::Json("payload"))?;
+        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
+        out.push_str(&self.header_b64);
+        self.finish(out, &payload)
     }
 }
 
