@@ -81,13 +81,20 @@ async fn one_op(
     session: Option<&KbsClient>,
     bearer: bool,
 ) -> Result<()> {
+    let fresh = || {
+        KbsClient::with_http(
+            http.clone(),
+            url,
+            Arc::new(SampleAttester::default()),
+            false,
+        )
+    };
     match mode {
         "attest" => {
-            let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
-            c.attest().await?;
+            fresh()?.attest().await?;
         }
         "flow" => {
-            let mut c = KbsClient::with_http(http.clone(), url, Arc::new(SampleAttester), false)?;
+            let mut c = fresh()?;
             c.attest().await?;
             c.fetch(path, false).await?;
         }
@@ -119,8 +126,12 @@ async fn phase(
         let (a, http, path, remaining) = (a.clone(), http.clone(), path.clone(), remaining.clone());
         tasks.push(tokio::spawn(async move {
             let session = if a.mode == "get" {
-                let mut c =
-                    KbsClient::with_http(http.clone(), &a.url, Arc::new(SampleAttester), false)?;
+                let mut c = KbsClient::with_http(
+                    http.clone(),
+                    &a.url,
+                    Arc::new(SampleAttester::default()),
+                    false,
+                )?;
                 c.attest().await?;
                 Some(c)
             } else {

@@ -27,6 +27,14 @@ pub struct GuestArgs {
     /// Launch measurement (hex, 48 bytes) the simulated SNP guest reports.
     #[arg(long)]
     pub sim_measurement: Option<String>,
+    /// Init-data to send (TOML, or the base64(gzip) annotation form); used
+    /// only if the TEE binds its digest (HOST_DATA, MRCONFIGID).
+    #[arg(long)]
+    pub init_data: Option<PathBuf>,
+    /// HOST_DATA (hex, 32 bytes) of the simulated or sample launch; default:
+    /// the init-data digest (a launch with that init-data).
+    #[arg(long)]
+    pub sim_host_data: Option<String>,
     /// Extra CA certificate (PEM) to trust for the KBS.
     #[arg(long)]
     pub cacert: Option<PathBuf>,
@@ -58,7 +66,7 @@ pub struct GetResourceArgs {
 /// The simulated SNP platform as an attester: reports signed by the
 /// simulator's VCEK, carrying it in `cert_chain`. Only a trust service that
 /// names the simulator root accepts them.
-struct SimSnpAttester(ward_sim::snp::SnpSim, [u8; 48]);
+struct SimSnpAttester(ward_sim::snp::SnpSim, [u8; 48], [u8; 32]);
 
 impl Attester for SimSnpAttester {
     fn tee(&self) -> ward_proto::Tee {
@@ -78,18 +86,52 @@ impl Attester for SimSnpAttester {
         }
         let mut p = ward_sim::snp::SnpReportParams {
             measurement: self.1,
+            host_data: self.2,
             ..Default::default()
         };
         p.report_data[..report_data.len()].copy_from_slice(report_data);
         self.0.evidence_json(&p).map_err(|e| err(e.to_string()))
     }
+
+    fn init_data_field(&self) -> Result<Option<Vec<u8>>, ward_guest::attester::AttesterError> {
+        Ok(Some(self.2.to_vec()))
+    }
+}
+
+/// The init-data TOML of `--init-data`, if given.
+fn init_data(a: &GuestArgs) -> Result<Option<String>> {
+    let Some(p) = &a.init_data else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(Some(ward_proto::initdata::read_toml_or_annotation(&text)?))
+}
+
+/// The launch-time binding a simulated or sample TEE reports: explicit, or
+/// the init-data digest fitted to `len` bytes, or zero.
+fn launch_binding(a: &GuestArgs, len: usize) -> Result<Vec<u8>> {
+    if let Some(h) = &a.sim_host_data {
+        let b = hex::decode(h.trim()).context("--sim-host-data is not hex")?;
+        if b.len() != len {
+            bail!("--sim-host-data must be {len} bytes");
+        }
+        return Ok(b);
+    }
+    Ok(match init_data(a)? {
+        Some(t) => ward_proto::initdata::InitData::parse("toml", &t)?.digest_for_field(len),
+        None => vec![0; len],
+    })
 }
 
 /// Pick the attester: explicit choice, or detection in this order:
 /// configfs-tsm (SNP or TDX), then nothing (an error naming what was tried).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
     match a.tee.as_str() {
-        "sample" => Ok(Arc::new(SampleAttester)),
+        "sample" => Ok(Arc::new(SampleAttester {
+            init_data: (a.init_data.is_some() || a.sim_host_data.is_some())
+                .then(|| launch_binding(a, 32))
+                .transpose()?,
+        })),
         "sim-snp" => {
             let dir = a
                 .sim_dir
@@ -104,7 +146,9 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                 }
                 measurement.copy_from_slice(&b);
             }
-            Ok(Arc::new(SimSnpAttester(sim, measurement)))
+            let mut host_data = [0u8; 32];
+            host_data.copy_from_slice(&launch_binding(a, 32)?);
+            Ok(Arc::new(SimSnpAttester(sim, measurement, host_data)))
         }
         "auto" | "tsm" => match ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
             Some(t) => {
@@ -129,6 +173,7 @@ pub fn client(a: &GuestArgs) -> Result<KbsClient> {
     let opts = ClientOptions {
         ca_cert_pem: ca,
         rsa_key: a.rsa,
+        init_data: init_data(a)?,
         ..Default::default()
     };
     Ok(KbsClient::new(&a.url, attester(a)?, opts)?)
@@ -189,4 +234,48 @@ pub async fn run(cmd: GuestCmd) -> Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!(e))
+}
+
+#[derive(clap::Subcommand)]
+pub enum InitDataCmd {
+    /// Print the digest of an init-data document (its own algorithm), and
+    /// the values SNP HOST_DATA / TDX MRCONFIGID / vTPM PCR8 must hold.
+    Digest { file: PathBuf },
+    /// TOML → the Kata annotation form (base64 of gzip).
+    Encode { file: PathBuf },
+    /// The annotation form (or TOML) → TOML.
+    Decode { file: PathBuf },
+}
+
+pub fn initdata(cmd: InitDataCmd) -> Result<()> {
+    use ward_proto::initdata::{encode_annotation, read_toml_or_annotation, InitData};
+    match cmd {
+        InitDataCmd::Digest { file } => {
+            let text = read_toml_or_annotation(&String::from_utf8(crate::read_input(&file)?)?)?;
+            let d = InitData::parse("toml", &text)?;
+            let mut pcr = vec![0u8; 32];
+            pcr.extend_from_slice(&d.digest);
+            let pcr8 = ward_proto::hash::sha256(&pcr);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "algorithm": d.algorithm.name(),
+                    "digest": hex::encode(&d.digest),
+                    "snp_host_data": hex::encode(d.digest_for_field(32)),
+                    "tdx_mrconfigid": hex::encode(d.digest_for_field(48)),
+                    "vtpm_pcr8": hex::encode(pcr8),
+                }))?
+            );
+        }
+        InitDataCmd::Encode { file } => {
+            let text = String::from_utf8(crate::read_input(&file)?)?;
+            InitData::parse("toml", &text)?;
+            println!("{}", encode_annotation(&text)?);
+        }
+        InitDataCmd::Decode { file } => {
+            let text = read_toml_or_annotation(&String::from_utf8(crate::read_input(&file)?)?)?;
+            print!("{text}");
+        }
+    }
+    Ok(())
 }

@@ -49,6 +49,9 @@ enum Cmd {
     /// The guest side inside the TEE: the local API for containers.
     #[command(subcommand)]
     Guest(guest_cmd::GuestCmd),
+    /// Init-data helpers: digest, annotation encode/decode.
+    #[command(subcommand)]
+    Initdata(guest_cmd::InitDataCmd),
     /// Sealed secrets for Kubernetes manifests (the owner's side).
     #[command(subcommand)]
     Seal(seal_cmd::SealCmd),
@@ -128,6 +131,7 @@ fn main() -> Result<()> {
         Cmd::Bench(a) => rt.block_on(bench::run(a)),
         Cmd::Guest(c) => rt.block_on(guest_cmd::run(c)),
         Cmd::Seal(c) => seal_cmd::run(c),
+        Cmd::Initdata(c) => guest_cmd::initdata(c),
     }
 }
 

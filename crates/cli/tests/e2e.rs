@@ -668,6 +668,65 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
 
+    // Init-data: sent and bound through HOST_DATA (TOML or annotation form);
+    // a launch whose HOST_DATA does not match is refused by the guest itself.
+    let init = dir.path().join("init.toml");
+    std::fs::write(
+        &init,
+        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n",
+    )
+    .unwrap();
+    let digest: Value =
+        serde_json::from_slice(&ward(&["initdata", "digest", init.to_str().unwrap()]).stdout)
+            .unwrap();
+    let annotation = ward(&["initdata", "encode", init.to_str().unwrap()]).stdout;
+    let ann = dir.path().join("init.annotation");
+    std::fs::write(&ann, &annotation).unwrap();
+    let decoded = ward(&["initdata", "decode", ann.to_str().unwrap()]).stdout;
+    assert_eq!(decoded, std::fs::read(&init).unwrap());
+    let with_init = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "attest",
+            "--claims",
+            "--url",
+            &s.url,
+            "--tee",
+            "sim-snp",
+            "--sim-dir",
+            sim_dir.to_str().unwrap(),
+            "--sim-measurement",
+            &good,
+            "--init-data",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ward(&args)
+    };
+    for f in [&init, &ann] {
+        let out = with_init(f, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ae = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
+        assert_eq!(ae["init_data"], digest["digest"]);
+        assert_eq!(
+            ae["init_data_claims"]["policy.rego"],
+            "package agent_policy"
+        );
+        assert_eq!(ae["snp"]["host_data"], digest["snp_host_data"]);
+    }
+    let zero = "00".repeat(32);
+    let out = with_init(&init, &["--sim-host-data", &zero]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to use this init-data"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let sim = ward_sim::snp::SnpSim::load(&sim_dir).unwrap();
     let http = reqwest::blocking::Client::new();
     let fetch = |measurement: [u8; 48], policy: u64| {

@@ -17,12 +17,22 @@ pub trait Attester: Send + Sync {
     fn tee(&self) -> Tee;
     /// Evidence whose report_data carries `report_data`.
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError>;
+
+    /// The hardware field that binds init-data (SNP HOST_DATA, TDX
+    /// MRCONFIGID), read from this TEE, so the guest can check init-data
+    /// before using it. `None`: this TEE cannot tell.
+    fn init_data_field(&self) -> Result<Option<Vec<u8>>, AttesterError> {
+        Ok(None)
+    }
 }
 
 /// The `sample` TEE: no hardware, for trials and tests. Never accepted by a
-/// production resource policy.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SampleAttester;
+/// production resource policy. `init_data` plays the launch-time binding
+/// (as HOST_DATA would): it is carried in the evidence.
+#[derive(Debug, Default, Clone)]
+pub struct SampleAttester {
+    pub init_data: Option<Vec<u8>>,
+}
 
 impl Attester for SampleAttester {
     fn tee(&self) -> Tee {
@@ -30,9 +40,17 @@ impl Attester for SampleAttester {
     }
 
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError> {
-        Ok(serde_json::json!({
+        let mut v = serde_json::json!({
             "svn": "1",
             "report_data": ward_proto::b64::std_encode(report_data),
-        }))
+        });
+        if let Some(d) = &self.init_data {
+            v["init_data"] = Value::String(ward_proto::b64::std_encode(d));
+        }
+        Ok(v)
+    }
+
+    fn init_data_field(&self) -> Result<Option<Vec<u8>>, AttesterError> {
+        Ok(self.init_data.clone())
     }
 }

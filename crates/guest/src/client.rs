@@ -6,8 +6,10 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::Value;
+use ward_proto::initdata::InitData;
 use ward_proto::jwe::{self, FlattenedJwe, JweError};
 use ward_proto::jwk::{Curve, TeeKeyPair};
+use ward_proto::kbs::InitDataMessage;
 use ward_proto::kbs::{
     runtime_data_hash, Attestation, AttestationToken, Challenge, ErrorBody, Request, RuntimeData,
     TeeEvidence, SESSION_COOKIE,
@@ -46,6 +48,8 @@ pub enum GuestError {
     Attester(#[from] AttesterError),
     #[error("client setup: {0}")]
     Setup(String),
+    #[error("init-data: {0}")]
+    InitData(String),
 }
 
 /// Client options.
@@ -60,6 +64,9 @@ pub struct ClientOptions {
     /// Attempts per request on transient failures (network errors, 429,
     /// 5xx), with exponential backoff from 200 ms.
     pub attempts: u32,
+    /// Init-data TOML to send with the evidence; checked against the TEE's
+    /// binding (HOST_DATA, MRCONFIGID) before the first attestation.
+    pub init_data: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +76,7 @@ impl Default for ClientOptions {
             rsa_key: false,
             timeout: Duration::from_secs(30),
             attempts: 3,
+            init_data: None,
         }
     }
 }
@@ -85,6 +93,13 @@ pub struct KbsClient {
     /// Expiry (unix seconds) of `token`, from its `exp` claim.
     token_exp: i64,
     attempts: u32,
+    init_data: Option<InitDataState>,
+}
+
+struct InitDataState {
+    toml: String,
+    parsed: InitData,
+    checked: bool,
 }
 
 /// Re-attest this long before the token expires.
@@ -140,6 +155,15 @@ impl KbsClient {
         let http = b.build().map_err(|e| GuestError::Setup(e.to_string()))?;
         let mut c = Self::with_http(http, url, attester, opts.rsa_key)?;
         c.attempts = opts.attempts.max(1);
+        if let Some(toml) = opts.init_data {
+            let parsed =
+                InitData::parse("toml", &toml).map_err(|e| GuestError::InitData(e.to_string()))?;
+            c.init_data = Some(InitDataState {
+                toml,
+                parsed,
+                checked: false,
+            });
+        }
         Ok(c)
     }
 
@@ -165,6 +189,7 @@ impl KbsClient {
             token: None,
             token_exp: 0,
             attempts: 3,
+            init_data: None,
         })
     }
 
@@ -239,6 +264,7 @@ impl KbsClient {
     /// Run `/auth` and `/attest` (retrying transient failures); keeps the
     /// session cookie and the token.
     pub async fn attest(&mut self) -> Result<String, GuestError> {
+        self.check_init_data()?;
         let (cookie, token) = self.retrying("attest", || self.handshake()).await?;
         let exp = ward_proto::jwt::UnverifiedJwt::parse(&token)
             .ok()
@@ -248,6 +274,31 @@ impl KbsClient {
         self.token = Some(token.clone());
         self.token_exp = exp;
         Ok(token)
+    }
+
+    /// Init-data is used only when the TEE binds its digest.
+    fn check_init_data(&mut self) -> Result<(), GuestError> {
+        let Some(st) = &mut self.init_data else {
+            return Ok(());
+        };
+        if st.checked {
+            return Ok(());
+        }
+        let field = self.attester.init_data_field()?.ok_or_else(|| {
+            GuestError::InitData(format!(
+                "TEE {} cannot report its init-data binding; refusing to use init-data",
+                self.attester.tee()
+            ))
+        })?;
+        if field != st.parsed.digest_for_field(field.len()) {
+            return Err(GuestError::InitData(format!(
+                "the TEE binds {} but the init-data digest is {}: refusing to use this init-data",
+                hex::encode(&field),
+                hex::encode(&st.parsed.digest)
+            )));
+        }
+        st.checked = true;
+        Ok(())
     }
 
     async fn handshake(&self) -> Result<(String, String), GuestError> {
@@ -282,7 +333,10 @@ impl KbsClient {
             .map_err(|e| GuestError::Protocol(e.to_string()))?;
         let evidence = self.attester.evidence(&hash)?;
         let attestation = Attestation {
-            init_data: None,
+            init_data: self.init_data.as_ref().map(|st| InitDataMessage {
+                format: "toml".into(),
+                body: st.toml.clone(),
+            }),
             runtime_data: runtime,
             tee_evidence: TeeEvidence {
                 primary_evidence: evidence,

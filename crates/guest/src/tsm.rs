@@ -217,4 +217,31 @@ impl Attester for TsmAttester {
         inblob[..report_data.len()].copy_from_slice(report_data);
         evidence_of(&self.report(&inblob)?)
     }
+
+    fn init_data_field(&self) -> Result<Option<Vec<u8>>, AttesterError> {
+        let r = self.report(&[0u8; 64])?;
+        match r.provider {
+            Provider::SevGuest => {
+                let report = AttestationReport::from_bytes(&r.outblob)
+                    .map_err(|e| err(format!("SNP report from the kernel: {e}")))?;
+                Ok(Some(report.host_data().to_vec()))
+            }
+            // TD quote v4/v5: header (48) + TD report body, where MRCONFIGID
+            // follows TEE_TCB_SVN, MRSEAM, MRSIGNERSEAM, SEAMATTRIBUTES,
+            // TDATTRIBUTES, XFAM and MRTD (body offset 184, 48 bytes).
+            Provider::TdxGuest => {
+                let version = r.outblob.get(..2).map(|v| u16::from_le_bytes([v[0], v[1]]));
+                // v5 inserts body type (u16) and size (u32) after the header.
+                let at = match version {
+                    Some(4) => 48 + 184,
+                    Some(5) => 48 + 6 + 184,
+                    _ => return Err(err("TD quote of an unknown version")),
+                };
+                r.outblob
+                    .get(at..at + 48)
+                    .map(|f| Some(f.to_vec()))
+                    .ok_or_else(|| err("TD quote too short for MRCONFIGID"))
+            }
+        }
+    }
 }

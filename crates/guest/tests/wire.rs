@@ -93,7 +93,12 @@ async fn kbs(log: Log, resource: StatusCode) -> String {
 async fn ward_guest_requests_match_the_captured_reference_client() {
     let log: Log = Default::default();
     let url = kbs(log.clone(), StatusCode::FORBIDDEN).await;
-    let mut c = KbsClient::new(&url, Arc::new(SampleAttester), ClientOptions::default()).unwrap();
+    let mut c = KbsClient::new(
+        &url,
+        Arc::new(SampleAttester::default()),
+        ClientOptions::default(),
+    )
+    .unwrap();
     c.attest().await.unwrap();
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 2);
@@ -139,7 +144,12 @@ async fn ward_guest_requests_match_the_captured_reference_client() {
 #[tokio::test]
 async fn a_denial_and_a_garbage_answer_are_told_apart() {
     let url = kbs(Default::default(), StatusCode::FORBIDDEN).await;
-    let mut c = KbsClient::new(&url, Arc::new(SampleAttester), ClientOptions::default()).unwrap();
+    let mut c = KbsClient::new(
+        &url,
+        Arc::new(SampleAttester::default()),
+        ClientOptions::default(),
+    )
+    .unwrap();
     let p = ResourcePath::parse("default/app/key").unwrap();
     let e = c.get_resource(&p).await.unwrap_err();
     assert!(
@@ -149,7 +159,48 @@ async fn a_denial_and_a_garbage_answer_are_told_apart() {
 
     // 200 with something that is not a JWE: a protocol error, no panic.
     let url = kbs(Default::default(), StatusCode::OK).await;
-    let mut c = KbsClient::new(&url, Arc::new(SampleAttester), ClientOptions::default()).unwrap();
+    let mut c = KbsClient::new(
+        &url,
+        Arc::new(SampleAttester::default()),
+        ClientOptions::default(),
+    )
+    .unwrap();
     let e = c.get_resource(&p).await.unwrap_err();
     assert!(matches!(e, GuestError::Protocol(_)), "{e}");
+}
+
+#[tokio::test]
+async fn init_data_is_sent_only_when_the_tee_binds_it() {
+    let toml = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"aa.toml\" = \"x\"\n";
+    let digest = ward_proto::initdata::InitData::parse("toml", toml)
+        .unwrap()
+        .digest;
+    let opts = || ClientOptions {
+        init_data: Some(toml.to_string()),
+        ..Default::default()
+    };
+
+    let log: Log = Default::default();
+    let url = kbs(log.clone(), StatusCode::FORBIDDEN).await;
+    let bound = SampleAttester {
+        init_data: Some(digest[..32].to_vec()),
+    };
+    let mut c = KbsClient::new(&url, Arc::new(bound), opts()).unwrap();
+    c.attest().await.unwrap();
+    let attest = log.lock().unwrap()[1].2.clone();
+    assert_eq!(attest["init-data"], json!({"format": "toml", "body": toml}));
+
+    // Bound to something else, or not bound at all: refused before any request.
+    let log: Log = Default::default();
+    let url = kbs(log.clone(), StatusCode::FORBIDDEN).await;
+    for a in [
+        SampleAttester {
+            init_data: Some(vec![0; 32]),
+        },
+        SampleAttester::default(),
+    ] {
+        let mut c = KbsClient::new(&url, Arc::new(a), opts()).unwrap();
+        assert!(matches!(c.attest().await, Err(GuestError::InitData(_))));
+    }
+    assert!(log.lock().unwrap().is_empty());
 }

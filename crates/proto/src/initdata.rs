@@ -21,6 +21,47 @@ pub enum InitDataError {
     Version(String),
     #[error("init-data algorithm {0:?} is not supported")]
     Algorithm(String),
+    #[error("init-data annotation: {0}")]
+    Annotation(String),
+}
+
+/// The Kata pod annotation carrying init-data: base64(gzip(TOML)).
+pub const ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+
+/// Encode init-data TOML in the annotation form (base64 of gzip).
+pub fn encode_annotation(toml: &str) -> Result<String, InitDataError> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(toml.as_bytes())
+        .and_then(|_| gz.finish())
+        .map(crate::b64::std_encode)
+        .map_err(|e| InitDataError::Annotation(e.to_string()))
+}
+
+/// Decode the annotation form back into the TOML text, refusing anything
+/// that inflates beyond [`MAX_INITDATA_LEN`].
+pub fn decode_annotation(text: &str) -> Result<String, InitDataError> {
+    use std::io::Read;
+    let gz = crate::b64::std_decode("init-data annotation", text.trim())
+        .map_err(|e| InitDataError::Annotation(e.to_string()))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .take(MAX_INITDATA_LEN as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| InitDataError::Annotation(format!("not gzip: {e}")))?;
+    if out.len() > MAX_INITDATA_LEN {
+        return Err(InitDataError::TooLarge);
+    }
+    String::from_utf8(out).map_err(|_| InitDataError::Annotation("not UTF-8 text".into()))
+}
+
+/// Init-data given either as TOML text or in the annotation form.
+pub fn read_toml_or_annotation(text: &str) -> Result<String, InitDataError> {
+    if toml::from_str::<toml::Table>(text).is_ok() {
+        Ok(text.to_string())
+    } else {
+        decode_annotation(text)
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,6 +128,26 @@ mod tests {
         assert_eq!(d.data["policy.rego"], "package agent_policy");
         assert_eq!(d.digest_for_field(32), d.digest[..32]);
         assert_eq!(d.digest_for_field(64)[48..], [0u8; 16]);
+    }
+
+    #[test]
+    fn annotation_round_trip_and_limits() {
+        let a = encode_annotation(DOC).unwrap();
+        assert_eq!(decode_annotation(&a).unwrap(), DOC);
+        assert_eq!(read_toml_or_annotation(&a).unwrap(), DOC);
+        assert_eq!(read_toml_or_annotation(DOC).unwrap(), DOC);
+        assert!(matches!(
+            decode_annotation("!!"),
+            Err(InitDataError::Annotation(_))
+        ));
+        assert!(matches!(
+            decode_annotation("aGVsbG8="),
+            Err(InitDataError::Annotation(_))
+        ));
+        // A small gzip that inflates past the limit is refused.
+        let bomb = encode_annotation(&"a".repeat(MAX_INITDATA_LEN + 10)).unwrap();
+        assert!(bomb.len() < 4096);
+        assert_eq!(decode_annotation(&bomb), Err(InitDataError::TooLarge));
     }
 
     #[test]
