@@ -67,6 +67,8 @@ pub struct ClientOptions {
     /// Init-data TOML to send with the evidence; checked against the TEE's
     /// binding (HOST_DATA, MRCONFIGID) before the first attestation.
     pub init_data: Option<String>,
+    /// Largest KBS answer read (default 64 MiB).
+    pub max_response: usize,
 }
 
 impl Default for ClientOptions {
@@ -77,6 +79,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             attempts: 3,
             init_data: None,
+            max_response: MAX_RESPONSE,
         }
     }
 }
@@ -94,6 +97,7 @@ pub struct KbsClient {
     token_exp: i64,
     attempts: u32,
     init_data: Option<InitDataState>,
+    max_response: usize,
 }
 
 struct InitDataState {
@@ -155,6 +159,7 @@ impl KbsClient {
         let http = b.build().map_err(|e| GuestError::Setup(e.to_string()))?;
         let mut c = Self::with_http(http, url, attester, opts.rsa_key)?;
         c.attempts = opts.attempts.max(1);
+        c.max_response = opts.max_response;
         if let Some(toml) = opts.init_data {
             let parsed =
                 InitData::parse("toml", &toml).map_err(|e| GuestError::InitData(e.to_string()))?;
@@ -190,6 +195,7 @@ impl KbsClient {
             token_exp: 0,
             attempts: 3,
             init_data: None,
+            max_response: MAX_RESPONSE,
         })
     }
 
@@ -228,8 +234,10 @@ impl KbsClient {
     }
 
     async fn read(
+        &self,
         resp: reqwest::Response,
     ) -> Result<(StatusCode, Option<String>, Vec<u8>), GuestError> {
+        let max = self.max_response;
         let status = resp.status();
         let cookie = resp
             .headers()
@@ -240,10 +248,7 @@ impl KbsClient {
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.trim() == SESSION_COOKIE)
             .map(|(_, v)| v.trim().to_string());
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_RESPONSE)
-        {
+        if resp.content_length().is_some_and(|l| l as usize > max) {
             return Err(GuestError::Protocol("response is too large".into()));
         }
         let mut body = Vec::new();
@@ -253,7 +258,7 @@ impl KbsClient {
             .await
             .map_err(|e| GuestError::Network(e.to_string()))?
         {
-            if body.len() + chunk.len() > MAX_RESPONSE {
+            if body.len() + chunk.len() > max {
                 return Err(GuestError::Protocol("response is too large".into()));
             }
             body.extend_from_slice(&chunk);
@@ -310,7 +315,7 @@ impl KbsClient {
             .send()
             .await
             .map_err(|e| GuestError::Network(e.to_string()))?;
-        let (status, cookie, body) = Self::read(resp).await?;
+        let (status, cookie, body) = self.read(resp).await?;
         if !status.is_success() {
             let (kind, detail) = error_of(status, &body);
             return Err(GuestError::Http {
@@ -351,7 +356,7 @@ impl KbsClient {
             .send()
             .await
             .map_err(|e| GuestError::Network(e.to_string()))?;
-        let (status, new_cookie, body) = Self::read(resp).await?;
+        let (status, new_cookie, body) = self.read(resp).await?;
         if !status.is_success() {
             let (_, detail) = error_of(status, &body);
             return Err(GuestError::Attestation {
@@ -401,7 +406,7 @@ impl KbsClient {
             .send()
             .await
             .map_err(|e| GuestError::Network(e.to_string()))?;
-        let (status, _, body) = Self::read(resp).await?;
+        let (status, _, body) = self.read(resp).await?;
         match status {
             StatusCode::OK => {
                 let jwe: FlattenedJwe = serde_json::from_slice(&body)

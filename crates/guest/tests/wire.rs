@@ -35,6 +35,11 @@ fn the_captured_report_data_is_sha384_of_the_jcs_runtime_data() {
 type Log = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
 
 async fn kbs(log: Log, resource: StatusCode) -> String {
+    let deny = r#"{"type":"https://github.com/confidential-containers/kbs/errors/PolicyDeny","detail":"Access denied by policy"}"#;
+    kbs_answering(log, resource, deny.to_string()).await
+}
+
+async fn kbs_answering(log: Log, resource: StatusCode, body: String) -> String {
     let cookie =
         format!("kbs-session-id={CAPTURED_SESSION}; Expires=Mon, 23 Nov 2026 03:03:20 GMT");
     let record = |log: Log, path: &'static str| {
@@ -70,18 +75,16 @@ async fn kbs(log: Log, resource: StatusCode) -> String {
                 let (f, c) = (record(l2.clone(), "attest"), c2.clone());
                 async move {
                     f(h, b).await;
-                    ([("set-cookie", c)], json!({"token": "e30.e30.sig"}).to_string())
+                    (
+                        [("set-cookie", c)],
+                        json!({"token": "e30.e30.sig"}).to_string(),
+                    )
                 }
             }),
         )
         .route(
             "/kbs/v0/resource/{a}/{b}/{c}",
-            get(move || async move {
-                (
-                    resource,
-                    r#"{"type":"https://github.com/confidential-containers/kbs/errors/PolicyDeny","detail":"Access denied by policy"}"#,
-                )
-            }),
+            get(move || async move { (resource, body) }),
         );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -203,4 +206,37 @@ async fn init_data_is_sent_only_when_the_tee_binds_it() {
         assert!(matches!(c.attest().await, Err(GuestError::InitData(_))));
     }
     assert!(log.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_resource_answers_are_clear_errors() {
+    let p = ResourcePath::parse("default/app/key").unwrap();
+    let other = ward_proto::jwk::TeeKeyPair::generate_ec(ward_proto::jwk::Curve::P256).unwrap();
+    let to_other = ward_proto::jwe::encrypt(
+        &ward_proto::jwe::Recipient::from_jwk(&other.public_jwk()).unwrap(),
+        b"not for you",
+    )
+    .unwrap();
+    let cases = [
+        // Encrypted to another TEE key.
+        (serde_json::to_string(&to_other).unwrap(), "decryption"),
+        // JWE-shaped, but not base64url.
+        (
+            r#"{"protected":"!!","encrypted_key":"","iv":"","ciphertext":"","tag":""}"#.to_string(),
+            "decryption",
+        ),
+        // Larger than the configured bound.
+        ("x".repeat(5000), "too large"),
+    ];
+    for (body, want) in cases {
+        let url = kbs_answering(Default::default(), StatusCode::OK, body).await;
+        let opts = ClientOptions {
+            max_response: 4096,
+            ..Default::default()
+        };
+        let mut c = KbsClient::new(&url, Arc::new(SampleAttester::default()), opts).unwrap();
+        let e = c.get_resource(&p).await.unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+        assert!(!e.to_string().contains("not for you"));
+    }
 }
