@@ -11,7 +11,9 @@
 //! Platform Firmware Profile (event log), as cited per structure.
 
 pub mod ccel;
+pub mod pck;
 pub mod quote;
+pub mod verify;
 
 /// Why bytes were rejected: names the structure and field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,547 @@
+//! DCAP quote verification as of a given time, after Intel's Quote
+//! Verification Library semantics:
+//!
+//! 1. PCK chain (leaf → Platform/Processor CA → pinned Intel SGX Root CA),
+//!    validity, CRLs (root CRL for the intermediate, PCK CRL for the leaf).
+//! 2. QE report signed by the PCK key; QE report_data = SHA-256(attestation
+//!    key ‖ QE auth data) ‖ zeros.
+//! 3. Quote signature over header ‖ body by the attestation key.
+//! 4. TCB info and QE identity: signatures by the TCB Signing certificate
+//!    (chained to the root) over their exact JSON text, freshness
+//!    (nextUpdate), FMSPC / PCE-ID match.
+//! 5. TCB level: the first level whose SGX components and PCESVN are at
+//!    most the PCK certificate's (and, for TDX, whose TDX components are at
+//!    most TEE_TCB_SVN, the module's two skipped when a module identity
+//!    applies); the TDX module identity and QE identity levels; statuses
+//!    converged; advisory IDs collected.
+
+use aws_lc_rs::{digest, signature};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::pck::{intel_root, verify_chain, Cert, Crl, PckError};
+use crate::quote::{Body, Quote};
+
+/// Why a quote was rejected: names the check and, for collateral, the
+/// FMSPC and item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error(transparent)]
+    Pck(#[from] PckError),
+    #[error(transparent)]
+    Parse(#[from] crate::ParseError),
+    #[error("dcap.qe_report_signature: the QE report is not signed by the PCK key")]
+    QeReportSignature,
+    #[error("dcap.qe_binding: QE report_data is not SHA-256(attestation key || QE auth data)")]
+    QeBinding,
+    #[error("dcap.quote_signature: the quote is not signed by its attestation key")]
+    QuoteSignature,
+    #[error("dcap.collateral: {0}")]
+    Collateral(String),
+    #[error(
+        "dcap.collateral_signature: {item} signature does not verify over its exact JSON text"
+    )]
+    CollateralSignature { item: &'static str },
+    #[error(
+        "dcap.collateral_expired: {item} for FMSPC {fmspc} expired at {next_update} (now {now})"
+    )]
+    CollateralExpired {
+        item: &'static str,
+        fmspc: String,
+        next_update: String,
+        now: i64,
+    },
+    #[error(
+        "dcap.tcb_level: no TCB level of FMSPC {fmspc} matches this platform (TCB not supported)"
+    )]
+    NoTcbLevel { fmspc: String },
+    #[error("dcap.qe_identity: {0}")]
+    QeIdentity(String),
+    #[error("dcap.tdx_module: {0}")]
+    TdxModule(String),
+}
+
+/// Verification collateral for one FMSPC, as PCS serves it.
+#[derive(Debug, Clone)]
+pub struct Collateral {
+    /// Exact JSON text of the `tcbInfo` object.
+    pub tcb_info: String,
+    pub tcb_info_signature: Vec<u8>,
+    pub tcb_info_issuer_chain: String,
+    /// Exact JSON text of the `enclaveIdentity` object.
+    pub qe_identity: String,
+    pub qe_identity_signature: Vec<u8>,
+    pub qe_identity_issuer_chain: String,
+    pub pck_crl: Vec<u8>,
+    pub root_ca_crl: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct FlatJson {
+    tcb_info: String,
+    tcb_info_signature: String,
+    tcb_info_issuer_chain: String,
+    qe_identity: String,
+    qe_identity_signature: String,
+    qe_identity_issuer_chain: String,
+    pck_crl: String,
+    root_ca_crl: String,
+}
+
+#[derive(Deserialize)]
+struct SignedTcbInfo<'a> {
+    #[serde(borrow, rename = "tcbInfo")]
+    tcb_info: &'a RawValue,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct SignedQeIdentity<'a> {
+    #[serde(borrow, rename = "enclaveIdentity")]
+    identity: &'a RawValue,
+    signature: String,
+}
+
+fn unhex(field: &str, s: &str) -> Result<Vec<u8>, VerifyError> {
+    hex::decode(s.trim()).map_err(|_| VerifyError::Collateral(format!("{field} is not hex")))
+}
+
+impl Collateral {
+    /// The flat JSON form (`QuoteCollateralV3`: strings; signatures and
+    /// CRLs in hex).
+    pub fn from_flat_json(text: &str) -> Result<Self, VerifyError> {
+        let f: FlatJson = serde_json::from_str(text)
+            .map_err(|e| VerifyError::Collateral(format!("collateral JSON: {e}")))?;
+        Ok(Self {
+            tcb_info_signature: unhex("tcb_info_signature", &f.tcb_info_signature)?,
+            qe_identity_signature: unhex("qe_identity_signature", &f.qe_identity_signature)?,
+            pck_crl: unhex("pck_crl", &f.pck_crl)?,
+            root_ca_crl: unhex("root_ca_crl", &f.root_ca_crl)?,
+            tcb_info: f.tcb_info,
+            tcb_info_issuer_chain: f.tcb_info_issuer_chain,
+            qe_identity: f.qe_identity,
+            qe_identity_issuer_chain: f.qe_identity_issuer_chain,
+        })
+    }
+
+    /// Raw Intel PCS responses: the TCB info body (`{"tcbInfo":…,
+    /// "signature":…}`) and its issuer chain (the
+    /// `TCB-Info-Issuer-Chain` header, PEM), the QE identity body and chain,
+    /// and the DER CRLs.
+    pub fn from_pcs(
+        tcb_info_body: &str,
+        tcb_info_issuer_chain: &str,
+        qe_identity_body: &str,
+        qe_identity_issuer_chain: &str,
+        pck_crl: &[u8],
+        root_ca_crl: &[u8],
+    ) -> Result<Self, VerifyError> {
+        let t: SignedTcbInfo = serde_json::from_str(tcb_info_body)
+            .map_err(|e| VerifyError::Collateral(format!("TCB info response: {e}")))?;
+        let q: SignedQeIdentity = serde_json::from_str(qe_identity_body)
+            .map_err(|e| VerifyError::Collateral(format!("QE identity response: {e}")))?;
+        Ok(Self {
+            tcb_info: t.tcb_info.get().to_string(),
+            tcb_info_signature: unhex("TCB info signature", &t.signature)?,
+            tcb_info_issuer_chain: tcb_info_issuer_chain.to_string(),
+            qe_identity: q.identity.get().to_string(),
+            qe_identity_signature: unhex("QE identity signature", &q.signature)?,
+            qe_identity_issuer_chain: qe_identity_issuer_chain.to_string(),
+            pck_crl: pck_crl.to_vec(),
+            root_ca_crl: root_ca_crl.to_vec(),
+        })
+    }
+}
+
+/// A TCB status of Intel's collateral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub enum TcbStatus {
+    UpToDate,
+    SWHardeningNeeded,
+    ConfigurationNeeded,
+    ConfigurationAndSWHardeningNeeded,
+    OutOfDate,
+    OutOfDateConfigurationNeeded,
+    Revoked,
+}
+
+impl TcbStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpToDate => "UpToDate",
+            Self::SWHardeningNeeded => "SWHardeningNeeded",
+            Self::ConfigurationNeeded => "ConfigurationNeeded",
+            Self::ConfigurationAndSWHardeningNeeded => "ConfigurationAndSWHardeningNeeded",
+            Self::OutOfDate => "OutOfDate",
+            Self::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
+            Self::Revoked => "Revoked",
+        }
+    }
+
+    /// Fold a QE or TDX-module status into the platform's (QVL rules).
+    fn converge(self, other: TcbStatus) -> TcbStatus {
+        use TcbStatus::*;
+        match other {
+            Revoked => Revoked,
+            OutOfDate | OutOfDateConfigurationNeeded => match self {
+                UpToDate | SWHardeningNeeded | OutOfDate => OutOfDate,
+                ConfigurationNeeded
+                | ConfigurationAndSWHardeningNeeded
+                | OutOfDateConfigurationNeeded => OutOfDateConfigurationNeeded,
+                Revoked => Revoked,
+            },
+            _ => self,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TcbInfo {
+    id: Option<String>,
+    version: u32,
+    next_update: String,
+    fmspc: String,
+    pce_id: String,
+    #[serde(default)]
+    tdx_module_identities: Vec<ModuleIdentity>,
+    tcb_levels: Vec<TcbLevel>,
+}
+
+#[derive(Deserialize)]
+struct Svn {
+    svn: u8,
+}
+
+#[derive(Deserialize)]
+struct Tcb {
+    sgxtcbcomponents: Vec<Svn>,
+    pcesvn: u16,
+    #[serde(default)]
+    tdxtcbcomponents: Option<Vec<Svn>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TcbLevel {
+    tcb: Tcb,
+    tcb_status: TcbStatus,
+    #[serde(default, rename = "advisoryIDs")]
+    advisory_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModuleIdentity {
+    id: String,
+    mrsigner: String,
+    attributes: String,
+    attributes_mask: String,
+    tcb_levels: Vec<IsvLevel>,
+}
+
+#[derive(Deserialize)]
+struct IsvTcb {
+    isvsvn: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IsvLevel {
+    tcb: IsvTcb,
+    tcb_status: TcbStatus,
+    #[serde(default, rename = "advisoryIDs")]
+    advisory_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QeIdentity {
+    next_update: String,
+    miscselect: String,
+    miscselect_mask: String,
+    attributes: String,
+    attributes_mask: String,
+    mrsigner: String,
+    isvprodid: u16,
+    tcb_levels: Vec<IsvLevel>,
+}
+
+/// The outcome of a successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: TcbStatus,
+    pub advisory_ids: Vec<String>,
+    pub fmspc: String,
+    /// Earliest nextUpdate of the collateral used (unix seconds).
+    pub collateral_expiry: i64,
+    /// The PCK certificate's SGX TCB.
+    pub pck_compsvn: [u8; 16],
+    pub pck_pcesvn: u16,
+    pub qe_status: TcbStatus,
+}
+
+fn time(field: &str, s: &str) -> Result<i64, VerifyError> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| VerifyError::Collateral(format!("{field} {s:?} is not an RFC 3339 time")))
+}
+
+fn verify_fixed(key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key)
+        .verify(msg, sig)
+        .is_ok()
+}
+
+/// The raw x‖y attestation key as an uncompressed point.
+fn point(xy: &[u8; 64]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(65);
+    p.push(4);
+    p.extend_from_slice(xy);
+    p
+}
+
+fn masked_eq(value: &[u8], want_hex: &str, mask_hex: &str) -> Result<bool, VerifyError> {
+    let want = unhex("identity value", want_hex)?;
+    let mask = unhex("identity mask", mask_hex)?;
+    if want.len() != value.len() || mask.len() != value.len() {
+        return Ok(false);
+    }
+    Ok(value
+        .iter()
+        .zip(&mask)
+        .zip(&want)
+        .all(|((v, m), w)| v & m == w & m))
+}
+
+/// Verify `quote` with `collateral` as of `now`.
+pub fn verify_quote(
+    quote: &Quote,
+    collateral: &Collateral,
+    now: i64,
+) -> Result<Verdict, VerifyError> {
+    let roots = [intel_root()];
+    // 1. PCK chain and CRLs.
+    let chain = Cert::from_pem_chain(
+        "PCK certificate chain",
+        quote
+            .signature
+            .pck
+            .pem_chain()
+            .map_err(|e| VerifyError::Collateral(e.to_string()))?,
+    )?;
+    verify_chain(&chain, &roots, now)?;
+    let (pck, ca, root) = match chain.as_slice() {
+        [pck, ca, root] => (pck, ca, root),
+        _ => {
+            return Err(PckError::Chain(format!(
+                "{} certificates; expected PCK, intermediate CA, root",
+                chain.len()
+            ))
+            .into())
+        }
+    };
+    let root_crl = Crl::from_der("root CA CRL", &collateral.root_ca_crl)?;
+    root_crl.verify(root, now)?;
+    root_crl.check(ca)?;
+    let pck_crl = Crl::from_der("PCK CRL", &collateral.pck_crl)?;
+    pck_crl.verify(ca, now)?;
+    pck_crl.check(pck)?;
+    let ext = pck
+        .sgx
+        .as_ref()
+        .ok_or_else(|| PckError::Chain("the PCK certificate has no SGX extensions".into()))?;
+
+    // 2. QE report.
+    let sd = &quote.signature;
+    if !verify_fixed(&pck.public_key, &sd.qe_report_raw, &sd.qe_report_signature) {
+        return Err(VerifyError::QeReportSignature);
+    }
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&sd.attest_key);
+    ctx.update(&sd.qe_auth_data);
+    let rd = &sd.qe_report.report_data;
+    if rd[..32] != *ctx.finish().as_ref() || rd[32..].iter().any(|b| *b != 0) {
+        return Err(VerifyError::QeBinding);
+    }
+
+    // 3. Quote signature.
+    if !verify_fixed(&point(&sd.attest_key), quote.signed_bytes(), &sd.signature) {
+        return Err(VerifyError::QuoteSignature);
+    }
+
+    // 4. Collateral signatures and freshness.
+    let fmspc = hex::encode_upper(&ext.fmspc);
+    let signer_of =
+        |item: &'static str, pem: &str, text: &str, sig: &[u8]| -> Result<(), VerifyError> {
+            let c = Cert::from_pem_chain(item, pem)?;
+            verify_chain(&c, &roots, now)?;
+            root_crl.check(&c[0])?;
+            if !verify_fixed(&c[0].public_key, text.as_bytes(), sig) {
+                return Err(VerifyError::CollateralSignature { item });
+            }
+            Ok(())
+        };
+    signer_of(
+        "TCB info",
+        &collateral.tcb_info_issuer_chain,
+        &collateral.tcb_info,
+        &collateral.tcb_info_signature,
+    )?;
+    signer_of(
+        "QE identity",
+        &collateral.qe_identity_issuer_chain,
+        &collateral.qe_identity,
+        &collateral.qe_identity_signature,
+    )?;
+    let info: TcbInfo = serde_json::from_str(&collateral.tcb_info)
+        .map_err(|e| VerifyError::Collateral(format!("tcbInfo: {e}")))?;
+    let qe_id: QeIdentity = serde_json::from_str(&collateral.qe_identity)
+        .map_err(|e| VerifyError::Collateral(format!("enclaveIdentity: {e}")))?;
+    let tcb_next = time("tcbInfo nextUpdate", &info.next_update)?;
+    let qe_next = time("enclaveIdentity nextUpdate", &qe_id.next_update)?;
+    for (item, next, text) in [
+        ("TCB info", tcb_next, &info.next_update),
+        ("QE identity", qe_next, &qe_id.next_update),
+    ] {
+        if now > next {
+            return Err(VerifyError::CollateralExpired {
+                item,
+                fmspc: fmspc.clone(),
+                next_update: text.clone(),
+                now,
+            });
+        }
+    }
+    if !info.fmspc.eq_ignore_ascii_case(&fmspc)
+        || !info.pce_id.eq_ignore_ascii_case(&hex::encode(&ext.pceid))
+    {
+        return Err(VerifyError::Collateral(format!(
+            "TCB info is for FMSPC {} / PCE-ID {}, the PCK certificate says {fmspc} / {}",
+            info.fmspc,
+            info.pce_id,
+            hex::encode_upper(&ext.pceid)
+        )));
+    }
+    let is_td = matches!(quote.body, Body::Td(_));
+    if is_td != (info.id.as_deref() == Some("TDX")) || info.version < 2 {
+        return Err(VerifyError::Collateral(format!(
+            "TCB info id {:?} v{} does not fit a {} quote",
+            info.id,
+            info.version,
+            if is_td { "TDX" } else { "SGX" }
+        )));
+    }
+
+    // 5. QE identity.
+    let qe = &sd.qe_report;
+    if !qe.mr_signer.eq(&unhex("mrsigner", &qe_id.mrsigner)?[..])
+        || qe.isv_prod_id != qe_id.isvprodid
+        || !masked_eq(
+            &qe.misc_select.to_le_bytes(),
+            &qe_id.miscselect,
+            &qe_id.miscselect_mask,
+        )?
+        || !masked_eq(&qe.attributes, &qe_id.attributes, &qe_id.attributes_mask)?
+    {
+        return Err(VerifyError::QeIdentity(
+            "the quoting enclave does not match the QE identity (MRSIGNER, ISVPRODID, MISCSELECT or ATTRIBUTES)".into(),
+        ));
+    }
+    let qe_level = qe_id
+        .tcb_levels
+        .iter()
+        .find(|l| l.tcb.isvsvn <= qe.isv_svn)
+        .ok_or_else(|| {
+            VerifyError::QeIdentity(format!("QE ISVSVN {} is below every level", qe.isv_svn))
+        })?;
+
+    // 6. Platform TCB level.
+    let tee_svn = match &quote.body {
+        Body::Td(t) => Some(t.tee_tcb_svn),
+        Body::Sgx(_) => None,
+    };
+    let skip_module = tee_svn.is_some_and(|s| s[1] > 0);
+    let level = info
+        .tcb_levels
+        .iter()
+        .find(|l| {
+            l.tcb.sgxtcbcomponents.len() == 16
+                && l.tcb
+                    .sgxtcbcomponents
+                    .iter()
+                    .zip(ext.compsvn)
+                    .all(|(c, p)| c.svn <= p)
+                && l.tcb.pcesvn <= ext.pcesvn
+                && match (tee_svn, &l.tcb.tdxtcbcomponents) {
+                    (None, _) => true,
+                    (Some(s), Some(c)) if c.len() == 16 => c
+                        .iter()
+                        .zip(s)
+                        .enumerate()
+                        .all(|(i, (c, t))| (skip_module && i < 2) || c.svn <= t),
+                    _ => false,
+                }
+        })
+        .ok_or(VerifyError::NoTcbLevel {
+            fmspc: fmspc.clone(),
+        })?;
+    let mut status = level.tcb_status;
+    let mut advisories = level.advisory_ids.clone();
+
+    // 7. TDX module identity.
+    if let (Body::Td(t), true) = (&quote.body, skip_module) {
+        let id = format!("TDX_{:02X}", t.tee_tcb_svn[1]);
+        let m = info
+            .tdx_module_identities
+            .iter()
+            .find(|m| m.id.eq_ignore_ascii_case(&id))
+            .ok_or_else(|| {
+                VerifyError::TdxModule(format!("no module identity {id} in the TCB info"))
+            })?;
+        if !t
+            .mr_signer_seam
+            .eq(&unhex("module mrsigner", &m.mrsigner)?[..])
+            || !masked_eq(&t.seam_attributes, &m.attributes, &m.attributes_mask)?
+        {
+            return Err(VerifyError::TdxModule(format!(
+                "MRSIGNERSEAM or SEAM attributes do not match module identity {id}"
+            )));
+        }
+        let ml = m
+            .tcb_levels
+            .iter()
+            .find(|l| l.tcb.isvsvn <= u16::from(t.tee_tcb_svn[0]))
+            .ok_or_else(|| {
+                VerifyError::TdxModule(format!(
+                    "module SVN {} is below every level of {id}",
+                    t.tee_tcb_svn[0]
+                ))
+            })?;
+        status = status.converge(ml.tcb_status);
+        advisories.extend(ml.advisory_ids.iter().cloned());
+    }
+    status = status.converge(qe_level.tcb_status);
+    advisories.extend(qe_level.advisory_ids.iter().cloned());
+    advisories.sort();
+    advisories.dedup();
+    let expiry = [
+        tcb_next,
+        qe_next,
+        pck_crl.next_update.unwrap_or(i64::MAX),
+        root_crl.next_update.unwrap_or(i64::MAX),
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(i64::MAX);
+    Ok(Verdict {
+        status,
+        advisory_ids: advisories,
+        fmspc,
+        collateral_expiry: expiry,
+        pck_compsvn: ext.compsvn,
+        pck_pcesvn: ext.pcesvn,
+        qe_status: qe_level.tcb_status,
+    })
+}
