@@ -44,6 +44,56 @@ pub struct VerifyArgs {
     /// SNP: fetch a missing VCEK from AMD KDS (off by default: offline).
     #[arg(long)]
     kds_fetch: bool,
+    /// TDX/SGX: Intel collateral — a flat collateral JSON file, or a
+    /// directory of such files and/or raw PCS response directories.
+    #[arg(long)]
+    collateral: Option<PathBuf>,
+    /// TDX: the CC event log (binary) of a raw quote, replayed against its RTMRs.
+    #[arg(long)]
+    ccel: Option<PathBuf>,
+}
+
+/// One collateral file given on the command line.
+#[derive(Debug)]
+struct FileCollateral(ward_dcap::verify::Collateral);
+
+impl ward_verifier::dcap::DcapCollateralSource for FileCollateral {
+    fn collateral(
+        &self,
+        _fmspc: &str,
+        _tee: &str,
+    ) -> Result<ward_dcap::verify::Collateral, String> {
+        // Its FMSPC is checked against the PCK certificate by the verifier.
+        Ok(self.0.clone())
+    }
+}
+
+fn dcap_source(
+    a: &VerifyArgs,
+) -> Result<Option<std::sync::Arc<dyn ward_verifier::dcap::DcapCollateralSource>>> {
+    let Some(p) = &a.collateral else {
+        return Ok(None);
+    };
+    if p.is_dir() {
+        return Ok(Some(std::sync::Arc::new(
+            ward_kbs::collateral::DcapCollateralDir::new(Some(p.clone()), None),
+        )));
+    }
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let c = ward_dcap::verify::Collateral::from_flat_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok(Some(std::sync::Arc::new(FileCollateral(c))))
+}
+
+/// A raw quote: binary (starts with version 3/4/5) or hex text.
+fn raw_quote(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() > 48 && matches!(raw[0], 3..=5) && raw[1] == 0 {
+        return Some(raw.to_vec());
+    }
+    let t = std::str::from_utf8(raw).ok()?.trim();
+    hex::decode(t.trim_start_matches("0x"))
+        .ok()
+        .filter(|b| b.len() > 48)
 }
 
 fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
@@ -56,6 +106,13 @@ fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
 
 fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
     let mut r = ward_kbs::serve::default_verifiers();
+    let dcap = dcap_source(a)?;
+    r.register(std::sync::Arc::new(ward_verifier::dcap::DcapVerifier::tdx(
+        dcap.clone(),
+    )));
+    r.register(std::sync::Arc::new(ward_verifier::dcap::DcapVerifier::sgx(
+        dcap,
+    )));
     let snp = snp_verifier(a)?;
     r.register(std::sync::Arc::new(
         ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier::new(snp.clone()),
@@ -114,7 +171,27 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         None
     };
 
-    let outcome = if let Some(bytes) = &snp_raw {
+    let dcap_raw = if matches!(a.tee.as_str(), "tdx" | "sgx") {
+        raw_quote(&raw)
+    } else {
+        None
+    };
+    let outcome = if let Some(q) = &dcap_raw {
+        let ccel = a.ccel.as_ref().map(|p| crate::read_input(p)).transpose()?;
+        ward_verifier::dcap::verify_quote_bytes(
+            dcap_source(&a)?.as_deref(),
+            q,
+            ccel.as_deref(),
+            now,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            check_report_data(
+                json!({"claims": c.claims, "report_data": hex::encode(&c.report_data)}),
+                expected_rd.as_deref(),
+            )
+        })
+    } else if let Some(bytes) = &snp_raw {
         verify_raw_snp(&a, bytes, now)
             .and_then(|body| check_report_data(body, expected_rd.as_deref()))
     } else {

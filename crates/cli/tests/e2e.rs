@@ -996,3 +996,81 @@ fn sealed_secrets_round_trip_through_the_guest_api() {
     let (status, _) = unseal("not-sealed".into());
     assert_eq!(status, 400);
 }
+
+/// `ward verify` on raw TDX/SGX quotes with collateral from a file or a
+/// directory, as of the dcap-phala times.
+#[test]
+fn verify_dcap_quotes_with_collateral_files() {
+    let Some(f) = ward_proto::testing::fixtures("dcap-phala/sgx_quote") else {
+        return;
+    };
+    let d = f.join("dcap-phala");
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let run = |tee: &str, quote: &str, coll: &str, at: &str| {
+        let out = ward(&[
+            "verify",
+            "--tee",
+            tee,
+            "--evidence",
+            quote,
+            "--collateral",
+            coll,
+            "--as-of",
+            at,
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = run(
+        "tdx",
+        &p("tdx_quote"),
+        &p("tdx_quote_collateral.json"),
+        "2025-07-01T00:00:00Z",
+    );
+    assert_eq!(
+        (code, v["claims"]["tcb_status"].as_str()),
+        (Some(0), Some("UpToDate")),
+        "{v}"
+    );
+    // Hex text quote; a directory holding several collateral sets.
+    let coll = tempfile::tempdir().unwrap();
+    for c in ["sgx_quote_collateral.json", "tdx_quote_collateral.json"] {
+        std::fs::copy(d.join(c), coll.path().join(c)).unwrap();
+    }
+    let cdir = coll.path().to_str().unwrap();
+    let (code, v) = run("sgx", &p("sgx_quote"), cdir, "2025-07-01T00:00:00Z");
+    assert_eq!(
+        (code, v["claims"]["tcb_status"].as_str()),
+        (Some(0), Some("ConfigurationAndSWHardeningNeeded")),
+        "{v}"
+    );
+    // Another platform's TDX quote (same FMSPC b0c06f000000): no TCB level matches.
+    let (code, v) = run("tdx", &p("tdx-quote.hex"), cdir, "2025-07-01T00:00:00Z");
+    assert_eq!(code, Some(1));
+    assert!(
+        v["error"].as_str().unwrap().contains("dcap.tcb_level"),
+        "{v}"
+    );
+    // TDX v5 with its own collateral: no matching TCB level.
+    let (code, v) = run(
+        "tdx",
+        &p("tdx_quote_outdated"),
+        &p("tdx_quote_outdated_collateral.json"),
+        "2026-03-01T00:00:00Z",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        v["error"].as_str().unwrap().contains("dcap.tcb_level"),
+        "{v}"
+    );
+    // Missing collateral names the FMSPC.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, v) = run(
+        "tdx",
+        &p("tdx_quote_outdated"),
+        empty.path().to_str().unwrap(),
+        "2026-03-01T00:00:00Z",
+    );
+    assert_eq!(code, Some(1));
+    assert!(v["error"].as_str().unwrap().contains("90C06F000000"), "{v}");
+}

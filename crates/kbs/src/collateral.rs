@@ -252,3 +252,150 @@ impl VcekSource for SnpCollateral {
         }
     }
 }
+
+/// Store `kind` of DCAP collateral (key `TDX/<FMSPC>` or `SGX/<FMSPC>`,
+/// body: the flat JSON form).
+pub const DCAP_KIND: &str = "dcap.collateral";
+
+/// DCAP collateral from a directory and the store's cache. The directory
+/// may hold flat collateral JSON files (`QuoteCollateralV3`: the layout of
+/// the dcap-phala fixtures, any name ending in `.json`) and raw Intel PCS
+/// responses, one directory each: `tcb_info.json` (the TCB info response
+/// body), `tcb_info_issuer_chain.pem`, `qe_identity.json`,
+/// `qe_identity_issuer_chain.pem`, `pck_crl.der`, `root_ca_crl.der`.
+#[derive(Clone, Default)]
+pub struct DcapCollateralDir {
+    dir: Option<PathBuf>,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for DcapCollateralDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DcapCollateralDir")
+            .field("dir", &self.dir)
+            .field("store", &self.store.is_some())
+            .finish()
+    }
+}
+
+/// FMSPC and TCB info id (`TDX`/`SGX`) of collateral.
+fn collateral_key(c: &ward_dcap::verify::Collateral) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&c.tcb_info).ok()?;
+    let fmspc = v["fmspc"].as_str()?.to_ascii_uppercase();
+    let id = v["id"].as_str().unwrap_or("SGX").to_ascii_uppercase();
+    Some((fmspc, id))
+}
+
+fn pcs_dir(d: &Path) -> Option<ward_dcap::verify::Collateral> {
+    let text = |n: &str| std::fs::read_to_string(d.join(n)).ok();
+    let bin = |n: &str| std::fs::read(d.join(n)).ok();
+    ward_dcap::verify::Collateral::from_pcs(
+        &text("tcb_info.json")?,
+        &text("tcb_info_issuer_chain.pem")?,
+        &text("qe_identity.json")?,
+        &text("qe_identity_issuer_chain.pem")?,
+        &bin("pck_crl.der")?,
+        &bin("root_ca_crl.der")?,
+    )
+    .ok()
+}
+
+impl DcapCollateralDir {
+    pub fn new(dir: Option<PathBuf>, store: Option<Arc<dyn Store>>) -> Self {
+        Self { dir, store }
+    }
+
+    /// Every collateral set under the directory.
+    fn scan(&self) -> Vec<ward_dcap::verify::Collateral> {
+        let Some(dir) = &self.dir else { return vec![] };
+        let mut out = Vec::new();
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in files(dir) {
+            if let Some(parent) = f.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+            if f.extension().is_some_and(|e| e == "json") {
+                if let Ok(c) = std::fs::read_to_string(&f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        ward_dcap::verify::Collateral::from_flat_json(&t).map_err(|e| e.to_string())
+                    })
+                {
+                    out.push(c);
+                }
+            }
+        }
+        out.extend(dirs.iter().filter_map(|d| pcs_dir(d)));
+        out
+    }
+
+    /// Import collateral into the store (`ward admin`-side helper and tests).
+    pub fn import(
+        store: &dyn Store,
+        c: &ward_dcap::verify::Collateral,
+        now: i64,
+    ) -> Result<String, String> {
+        let (fmspc, id) = collateral_key(c).ok_or("the TCB info names no FMSPC")?;
+        let flat = serde_json::json!({
+            "tcb_info": c.tcb_info, "tcb_info_signature": hex::encode(&c.tcb_info_signature),
+            "tcb_info_issuer_chain": c.tcb_info_issuer_chain,
+            "qe_identity": c.qe_identity, "qe_identity_signature": hex::encode(&c.qe_identity_signature),
+            "qe_identity_issuer_chain": c.qe_identity_issuer_chain,
+            "pck_crl": hex::encode(&c.pck_crl), "root_ca_crl": hex::encode(&c.root_ca_crl),
+        });
+        let key = format!("{id}/{fmspc}");
+        store
+            .put_collateral(DCAP_KIND, &key, flat.to_string().as_bytes(), now)
+            .map_err(|e| e.to_string())?;
+        Ok(key)
+    }
+}
+
+impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
+    fn collateral(&self, fmspc: &str, tee: &str) -> Result<ward_dcap::verify::Collateral, String> {
+        // Newest first: the directory may hold several generations.
+        let mut found: Vec<_> = self
+            .scan()
+            .into_iter()
+            .filter(|c| collateral_key(c).is_some_and(|(f, i)| f == fmspc && i == tee))
+            .collect();
+        if let Some(store) = &self.store {
+            if let Ok(Some(c)) = store.get_collateral(DCAP_KIND, &format!("{tee}/{fmspc}")) {
+                if let Ok(c) = std::str::from_utf8(&c.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        ward_dcap::verify::Collateral::from_flat_json(t).map_err(|e| e.to_string())
+                    })
+                {
+                    found.push(c);
+                }
+            }
+        }
+        let issue = |c: &ward_dcap::verify::Collateral| {
+            serde_json::from_str::<serde_json::Value>(&c.tcb_info)
+                .ok()
+                .and_then(|v| v["issueDate"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        found.sort_by_key(|c| std::cmp::Reverse(issue(c)));
+        found.into_iter().next().ok_or_else(|| {
+            let mut looked = Vec::new();
+            if let Some(d) = &self.dir {
+                looked.push(format!("the collateral directory {}", d.display()));
+            }
+            if self.store.is_some() {
+                looked.push("the store".into());
+            }
+            if looked.is_empty() {
+                looked.push("nowhere (no [dcap] collateral_dir configured)".into());
+            }
+            format!(
+                "no {tee} collateral (TCB info, QE identity, CRLs) for FMSPC {fmspc}: looked in {}; \
+                 fetch it from Intel PCS (https://api.trustedservices.intel.com/{}/certification/v4/tcb?fmspc={fmspc}) \
+                 and place it in the collateral directory",
+                looked.join(", "),
+                if tee == "TDX" { "tdx" } else { "sgx" }
+            )
+        })
+    }
+}

@@ -33,6 +33,15 @@ pub struct Config {
     pub token: TokenConfig,
     pub admin: AdminConfig,
     pub snp: SnpConfig,
+    pub dcap: DcapConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcapConfig {
+    /// Intel collateral for air-gapped sites: flat collateral JSON files
+    /// and/or raw PCS response directories (see `DcapCollateralDir`).
+    pub collateral_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,6 +107,7 @@ impl Default for Config {
             token: TokenConfig::default(),
             admin: AdminConfig::default(),
             snp: SnpConfig::default(),
+            dcap: DcapConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use ward_store::Store;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
+use ward_verifier::dcap::{DcapCollateralSource, DcapVerifier};
 use ward_verifier::sample::SampleVerifier;
 use ward_verifier::snp::SnpVerifier;
 use ward_verifier::{TokenSettings, VerifierRegistry};
@@ -20,7 +21,7 @@ use ward_verifier::{TokenSettings, VerifierRegistry};
 use crate::admin_auth::AdminAuth;
 use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
 use crate::clock::{Clock, SystemClock};
-use crate::collateral::{SnpCollateral, AMD_KDS};
+use crate::collateral::{DcapCollateralDir, SnpCollateral, AMD_KDS};
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
@@ -31,6 +32,8 @@ pub fn default_verifiers() -> VerifierRegistry {
     r.register(Arc::new(SampleVerifier));
     r.register(Arc::new(SnpVerifier::default()));
     r.register(Arc::new(AzSnpVtpmVerifier::default()));
+    r.register(Arc::new(DcapVerifier::tdx(None)));
+    r.register(Arc::new(DcapVerifier::sgx(None)));
     r
 }
 
@@ -47,6 +50,12 @@ pub fn configured_verifiers_with(
     store: Option<Arc<dyn Store>>,
 ) -> Result<VerifierRegistry, String> {
     let mut r = default_verifiers();
+    let dcap: Arc<dyn DcapCollateralSource> = Arc::new(DcapCollateralDir::new(
+        cfg.dcap.collateral_dir.clone(),
+        store.clone(),
+    ));
+    r.register(Arc::new(DcapVerifier::tdx(Some(dcap.clone()))));
+    r.register(Arc::new(DcapVerifier::sgx(Some(dcap))));
     let snp = snp_verifier(cfg, store)?;
     r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
     r.register(Arc::new(snp));

@@ -32,6 +32,8 @@ pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
         "sample" => Some(include_str!("policies/sample.rego")),
         "snp" => Some(include_str!("policies/snp.rego")),
         "az-snp-vtpm" => Some(include_str!("policies/az_snp_vtpm.rego")),
+        "tdx" => Some(include_str!("policies/tdx.rego")),
+        "sgx" => Some(include_str!("policies/sgx.rego")),
         _ => None,
     }
 }
