@@ -196,7 +196,7 @@ impl TcbStatus {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TcbInfo {
     id: Option<String>,
@@ -209,12 +209,12 @@ struct TcbInfo {
     tcb_levels: Vec<TcbLevel>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Svn {
     svn: u8,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Tcb {
     sgxtcbcomponents: Vec<Svn>,
     pcesvn: u16,
@@ -222,7 +222,7 @@ struct Tcb {
     tdxtcbcomponents: Option<Vec<Svn>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TcbLevel {
     tcb: Tcb,
@@ -231,7 +231,7 @@ struct TcbLevel {
     advisory_ids: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ModuleIdentity {
     id: String,
@@ -241,12 +241,12 @@ struct ModuleIdentity {
     tcb_levels: Vec<IsvLevel>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct IsvTcb {
     isvsvn: u16,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct IsvLevel {
     tcb: IsvTcb,
@@ -255,7 +255,7 @@ struct IsvLevel {
     advisory_ids: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct QeIdentity {
     next_update: String,
@@ -326,23 +326,145 @@ pub fn quote_fmspc(quote: &Quote) -> Result<String, VerifyError> {
     Ok(hex::encode_upper(&ext.fmspc))
 }
 
-/// Verify `quote` with `collateral` as of `now`.
-pub fn verify_quote(
+/// Collateral whose signatures, chains and CRLs were checked, parsed for
+/// matching. Valid for quotes verified in `[valid_from, valid_until]`.
+#[derive(Debug)]
+pub struct CheckedCollateral {
+    info: TcbInfo,
+    qe_id: QeIdentity,
+    pck_crl: Crl,
+    root_crl: Crl,
+    fmspc: String,
+    tcb_next: i64,
+    qe_next: i64,
+    next_update_text: (String, String),
+    pub valid_from: i64,
+    pub valid_until: i64,
+}
+
+impl Collateral {
+    /// Check signatures (TCB Signing certificate chained to the pinned
+    /// root, over the exact JSON text), the root CRL, and freshness as of
+    /// `now`.
+    pub fn check(&self, now: i64) -> Result<CheckedCollateral, VerifyError> {
+        let roots = [intel_root()];
+        let root_crl = Crl::from_der("root CA CRL", &self.root_ca_crl)?;
+        let pck_crl = Crl::from_der("PCK CRL", &self.pck_crl)?;
+        let mut valid_from = i64::MIN;
+        let mut valid_until = i64::MAX;
+        let mut signer_of =
+            |item: &'static str, pem: &str, text: &str, sig: &[u8]| -> Result<Cert, VerifyError> {
+                let c = Cert::from_pem_chain(item, pem)?;
+                verify_chain(&c, &roots, now)?;
+                let root = c.last().ok_or(VerifyError::CollateralSignature { item })?;
+                root_crl.verify(root, now)?;
+                root_crl.check(&c[0])?;
+                if !verify_fixed(&c[0].public_key, text.as_bytes(), sig) {
+                    return Err(VerifyError::CollateralSignature { item });
+                }
+                for x in &c {
+                    valid_from = valid_from.max(x.not_before);
+                    valid_until = valid_until.min(x.not_after);
+                }
+                Ok(c[0].clone())
+            };
+        signer_of(
+            "TCB info",
+            &self.tcb_info_issuer_chain,
+            &self.tcb_info,
+            &self.tcb_info_signature,
+        )?;
+        signer_of(
+            "QE identity",
+            &self.qe_identity_issuer_chain,
+            &self.qe_identity,
+            &self.qe_identity_signature,
+        )?;
+        let info: TcbInfo = serde_json::from_str(&self.tcb_info)
+            .map_err(|e| VerifyError::Collateral(format!("tcbInfo: {e}")))?;
+        let qe_id: QeIdentity = serde_json::from_str(&self.qe_identity)
+            .map_err(|e| VerifyError::Collateral(format!("enclaveIdentity: {e}")))?;
+        let tcb_next = time("tcbInfo nextUpdate", &info.next_update)?;
+        let qe_next = time("enclaveIdentity nextUpdate", &qe_id.next_update)?;
+        let fmspc = info.fmspc.to_ascii_uppercase();
+        for (item, next, text) in [
+            ("TCB info", tcb_next, &info.next_update),
+            ("QE identity", qe_next, &qe_id.next_update),
+        ] {
+            if now > next {
+                return Err(VerifyError::CollateralExpired {
+                    item,
+                    fmspc: fmspc.clone(),
+                    next_update: text.clone(),
+                    now,
+                });
+            }
+        }
+        for crl in [&root_crl, &pck_crl] {
+            valid_from = valid_from.max(crl.this_update);
+            valid_until = valid_until.min(crl.next_update.unwrap_or(i64::MAX));
+        }
+        Ok(CheckedCollateral {
+            next_update_text: (info.next_update.clone(), qe_id.next_update.clone()),
+            info,
+            qe_id,
+            pck_crl,
+            root_crl,
+            fmspc,
+            tcb_next,
+            qe_next,
+            valid_from,
+            valid_until: valid_until.min(tcb_next).min(qe_next),
+        })
+    }
+}
+
+impl CheckedCollateral {
+    /// Still usable at `now`; else the error names the expired item.
+    pub fn usable_at(&self, now: i64) -> Result<(), VerifyError> {
+        let (t, q) = &self.next_update_text;
+        for (item, next, text) in [
+            ("TCB info", self.tcb_next, t),
+            ("QE identity", self.qe_next, q),
+        ] {
+            if now > next {
+                return Err(VerifyError::CollateralExpired {
+                    item,
+                    fmspc: self.fmspc.clone(),
+                    next_update: text.clone(),
+                    now,
+                });
+            }
+        }
+        if now < self.valid_from || now > self.valid_until {
+            return Err(PckError::Crl(format!(
+                "collateral of FMSPC {} is not current at {now}",
+                self.fmspc
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// A PCK chain verified to the pinned root and not revoked by the CRLs of
+/// the collateral it was checked with.
+#[derive(Debug, Clone)]
+pub struct CheckedPck {
+    pck: Cert,
+    ext: crate::pck::SgxExtensions,
+    pub valid_from: i64,
+    pub valid_until: i64,
+}
+
+/// Verify the quote's PCK chain as of `now` against `collateral`'s CRLs.
+pub fn check_pck(
     quote: &Quote,
-    collateral: &Collateral,
+    collateral: &CheckedCollateral,
     now: i64,
-) -> Result<Verdict, VerifyError> {
-    let roots = [intel_root()];
-    // 1. PCK chain and CRLs.
-    let chain = Cert::from_pem_chain(
-        "PCK certificate chain",
-        quote
-            .signature
-            .pck
-            .pem_chain()
-            .map_err(|e| VerifyError::Collateral(e.to_string()))?,
-    )?;
-    verify_chain(&chain, &roots, now)?;
+) -> Result<CheckedPck, VerifyError> {
+    let chain = Cert::from_pem_chain("PCK certificate chain", quote.signature.pck.pem_chain()?)?;
+    verify_chain(&chain, &[intel_root()], now)?;
     let (pck, ca, root) = match chain.as_slice() {
         [pck, ca, root] => (pck, ca, root),
         _ => {
@@ -353,17 +475,58 @@ pub fn verify_quote(
             .into())
         }
     };
-    let root_crl = Crl::from_der("root CA CRL", &collateral.root_ca_crl)?;
-    root_crl.verify(root, now)?;
-    root_crl.check(ca)?;
-    let pck_crl = Crl::from_der("PCK CRL", &collateral.pck_crl)?;
-    pck_crl.verify(ca, now)?;
-    pck_crl.check(pck)?;
+    collateral.root_crl.verify(root, now)?;
+    collateral.root_crl.check(ca)?;
+    collateral.pck_crl.verify(ca, now)?;
+    collateral.pck_crl.check(pck)?;
     let ext = pck
         .sgx
-        .as_ref()
+        .clone()
         .ok_or_else(|| PckError::Chain("the PCK certificate has no SGX extensions".into()))?;
+    Ok(CheckedPck {
+        ext,
+        valid_from: chain.iter().map(|c| c.not_before).max().unwrap_or(i64::MIN),
+        valid_until: chain.iter().map(|c| c.not_after).min().unwrap_or(i64::MAX),
+        pck: pck.clone(),
+    })
+}
 
+/// Verify `quote` with `collateral` as of `now` (no caching).
+pub fn verify_quote(
+    quote: &Quote,
+    collateral: &Collateral,
+    now: i64,
+) -> Result<Verdict, VerifyError> {
+    let checked = collateral.check(now)?;
+    let pck = check_pck(quote, &checked, now)?;
+    verify_quote_with(quote, &pck, &checked, now)
+}
+
+/// Verify `quote` with an already checked PCK chain and collateral: the QE
+/// report signature and binding, the quote signature, QE identity, TDX
+/// module identity and TCB level (two ECDSA verifications).
+pub fn verify_quote_with(
+    quote: &Quote,
+    pck: &CheckedPck,
+    checked: &CheckedCollateral,
+    now: i64,
+) -> Result<Verdict, VerifyError> {
+    checked.usable_at(now)?;
+    if now < pck.valid_from || now > pck.valid_until {
+        return Err(PckError::Validity {
+            what: pck.pck.subject_cn.clone(),
+            now,
+            not_before: pck.valid_from,
+            not_after: pck.valid_until,
+        }
+        .into());
+    }
+    let ext = &pck.ext;
+    let info = &checked.info;
+    let qe_id = &checked.qe_id;
+    let (tcb_next, qe_next) = (checked.tcb_next, checked.qe_next);
+    let (pck_crl, root_crl) = (&checked.pck_crl, &checked.root_crl);
+    let pck = &pck.pck;
     // 2. QE report.
     let sd = &quote.signature;
     if !verify_fixed(&pck.public_key, &sd.qe_report_raw, &sd.qe_report_signature) {
@@ -382,49 +545,7 @@ pub fn verify_quote(
         return Err(VerifyError::QuoteSignature);
     }
 
-    // 4. Collateral signatures and freshness.
     let fmspc = hex::encode_upper(&ext.fmspc);
-    let signer_of =
-        |item: &'static str, pem: &str, text: &str, sig: &[u8]| -> Result<(), VerifyError> {
-            let c = Cert::from_pem_chain(item, pem)?;
-            verify_chain(&c, &roots, now)?;
-            root_crl.check(&c[0])?;
-            if !verify_fixed(&c[0].public_key, text.as_bytes(), sig) {
-                return Err(VerifyError::CollateralSignature { item });
-            }
-            Ok(())
-        };
-    signer_of(
-        "TCB info",
-        &collateral.tcb_info_issuer_chain,
-        &collateral.tcb_info,
-        &collateral.tcb_info_signature,
-    )?;
-    signer_of(
-        "QE identity",
-        &collateral.qe_identity_issuer_chain,
-        &collateral.qe_identity,
-        &collateral.qe_identity_signature,
-    )?;
-    let info: TcbInfo = serde_json::from_str(&collateral.tcb_info)
-        .map_err(|e| VerifyError::Collateral(format!("tcbInfo: {e}")))?;
-    let qe_id: QeIdentity = serde_json::from_str(&collateral.qe_identity)
-        .map_err(|e| VerifyError::Collateral(format!("enclaveIdentity: {e}")))?;
-    let tcb_next = time("tcbInfo nextUpdate", &info.next_update)?;
-    let qe_next = time("enclaveIdentity nextUpdate", &qe_id.next_update)?;
-    for (item, next, text) in [
-        ("TCB info", tcb_next, &info.next_update),
-        ("QE identity", qe_next, &qe_id.next_update),
-    ] {
-        if now > next {
-            return Err(VerifyError::CollateralExpired {
-                item,
-                fmspc: fmspc.clone(),
-                next_update: text.clone(),
-                now,
-            });
-        }
-    }
     if !info.fmspc.eq_ignore_ascii_case(&fmspc)
         || !info.pce_id.eq_ignore_ascii_case(&hex::encode(&ext.pceid))
     {
@@ -555,4 +676,89 @@ pub fn verify_quote(
         pck_pcesvn: ext.pcesvn,
         qe_status: qe_level.tcb_status,
     })
+}
+
+/// Checked collateral and PCK chains kept between quotes, so verifying a
+/// quote from a known platform costs its two ECDSA verifications. Entries
+/// are keyed by the SHA-256 of what was checked and used only inside the
+/// time window in which their checks hold.
+#[derive(Debug, Default)]
+pub struct DcapCache {
+    collateral: std::sync::Mutex<CollateralMap>,
+    pck: std::sync::Mutex<PckMap>,
+}
+
+type CollateralMap = std::collections::HashMap<[u8; 32], std::sync::Arc<CheckedCollateral>>;
+type PckMap = std::collections::HashMap<([u8; 32], [u8; 32]), std::sync::Arc<CheckedPck>>;
+
+const CACHE_MAX: usize = 4096;
+
+fn sha256_of(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+impl DcapCache {
+    /// [`verify_quote`], reusing checked collateral and PCK chains.
+    pub fn verify(
+        &self,
+        quote: &Quote,
+        collateral: &Collateral,
+        now: i64,
+    ) -> Result<Verdict, VerifyError> {
+        let ckey = sha256_of(&[
+            collateral.tcb_info.as_bytes(),
+            &collateral.tcb_info_signature,
+            collateral.tcb_info_issuer_chain.as_bytes(),
+            collateral.qe_identity.as_bytes(),
+            &collateral.qe_identity_signature,
+            collateral.qe_identity_issuer_chain.as_bytes(),
+            &collateral.pck_crl,
+            &collateral.root_ca_crl,
+        ]);
+        let cached = self
+            .collateral
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ckey)
+            .cloned();
+        let checked = match cached {
+            Some(c) if c.usable_at(now).is_ok() => c,
+            _ => {
+                let c = std::sync::Arc::new(collateral.check(now)?);
+                let mut m = self.collateral.lock().unwrap_or_else(|e| e.into_inner());
+                if m.len() >= CACHE_MAX {
+                    m.clear();
+                }
+                m.insert(ckey, c.clone());
+                c
+            }
+        };
+        let pkey = (sha256_of(&[&quote.signature.pck.data]), ckey);
+        let cached = self
+            .pck
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pkey)
+            .cloned();
+        let pck = match cached {
+            Some(p) if now >= p.valid_from && now <= p.valid_until => p,
+            _ => {
+                let p = std::sync::Arc::new(check_pck(quote, &checked, now)?);
+                let mut m = self.pck.lock().unwrap_or_else(|e| e.into_inner());
+                if m.len() >= CACHE_MAX {
+                    m.clear();
+                }
+                m.insert(pkey, p.clone());
+                p
+            }
+        };
+        verify_quote_with(quote, &pck, &checked, now)
+    }
 }

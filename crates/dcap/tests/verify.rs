@@ -124,3 +124,22 @@ fn tampering_and_stale_collateral_are_rejected_by_name() {
     let e = verify(&q, &c, 1_600_000_000).unwrap_err();
     assert_eq!(check(e), "dcap.certificate_validity");
 }
+
+#[test]
+fn the_cache_gives_the_same_verdicts_and_honours_time() {
+    let Some(d) = dir() else { return };
+    let cache = ward_dcap::verify::DcapCache::default();
+    let (q, c) = load(&d, "tdx_quote", "tdx_quote_collateral.json");
+    let q = Quote::parse(&q).unwrap();
+    let first = cache.verify(&q, &c, JULY_2025).unwrap();
+    assert_eq!(cache.verify(&q, &c, JULY_2025 + 60).unwrap(), first);
+    // Past the collateral window the cached check does not apply.
+    assert!(cache.verify(&q, &c, 1_753_000_000).is_err());
+    // A tampered quote still fails with warm caches.
+    let mut b = std::fs::read(d.join("tdx_quote")).unwrap();
+    b[60] ^= 1;
+    let e = cache
+        .verify(&Quote::parse(&b).unwrap(), &c, JULY_2025)
+        .unwrap_err();
+    assert_eq!(check(e), "dcap.quote_signature");
+}

@@ -267,6 +267,8 @@ pub const DCAP_KIND: &str = "dcap.collateral";
 pub struct DcapCollateralDir {
     dir: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
+    /// The directory's sets, read once and again on a miss.
+    scanned: Arc<std::sync::Mutex<Option<Vec<ward_dcap::verify::Collateral>>>>,
 }
 
 impl std::fmt::Debug for DcapCollateralDir {
@@ -302,7 +304,32 @@ fn pcs_dir(d: &Path) -> Option<ward_dcap::verify::Collateral> {
 
 impl DcapCollateralDir {
     pub fn new(dir: Option<PathBuf>, store: Option<Arc<dyn Store>>) -> Self {
-        Self { dir, store }
+        Self {
+            dir,
+            store,
+            scanned: Default::default(),
+        }
+    }
+
+    /// Sets of `fmspc`/`tee` in the directory (cached; rescanned on a miss).
+    fn lookup_dir(&self, fmspc: &str, tee: &str) -> Vec<ward_dcap::verify::Collateral> {
+        let pick = |sets: &[ward_dcap::verify::Collateral]| -> Vec<_> {
+            sets.iter()
+                .filter(|c| collateral_key(c).is_some_and(|(f, i)| f == fmspc && i == tee))
+                .cloned()
+                .collect()
+        };
+        let mut cache = self.scanned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sets) = cache.as_ref() {
+            let found = pick(sets);
+            if !found.is_empty() {
+                return found;
+            }
+        }
+        let sets = self.scan();
+        let found = pick(&sets);
+        *cache = Some(sets);
+        found
     }
 
     /// Every collateral set under the directory.
@@ -354,11 +381,7 @@ impl DcapCollateralDir {
 impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
     fn collateral(&self, fmspc: &str, tee: &str) -> Result<ward_dcap::verify::Collateral, String> {
         // Newest first: the directory may hold several generations.
-        let mut found: Vec<_> = self
-            .scan()
-            .into_iter()
-            .filter(|c| collateral_key(c).is_some_and(|(f, i)| f == fmspc && i == tee))
-            .collect();
+        let mut found = self.lookup_dir(fmspc, tee);
         if let Some(store) = &self.store {
             if let Ok(Some(c)) = store.get_collateral(DCAP_KIND, &format!("{tee}/{fmspc}")) {
                 if let Ok(c) = std::str::from_utf8(&c.body)

@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use ward_dcap::ccel::EventLog;
 use ward_dcap::quote::{Body, Quote};
-use ward_dcap::verify::{quote_fmspc, verify_quote, Collateral, Verdict};
+use ward_dcap::verify::{quote_fmspc, Collateral, DcapCache, Verdict};
 use ward_proto::kbs::TeeEvidence;
 
 use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
@@ -26,14 +26,23 @@ pub trait DcapCollateralSource: Send + Sync + std::fmt::Debug {
 pub struct DcapVerifier {
     tdx: bool,
     source: Option<Arc<dyn DcapCollateralSource>>,
+    cache: Arc<DcapCache>,
 }
 
 impl DcapVerifier {
     pub fn tdx(source: Option<Arc<dyn DcapCollateralSource>>) -> Self {
-        Self { tdx: true, source }
+        Self {
+            tdx: true,
+            source,
+            cache: Default::default(),
+        }
     }
     pub fn sgx(source: Option<Arc<dyn DcapCollateralSource>>) -> Self {
-        Self { tdx: false, source }
+        Self {
+            tdx: false,
+            source,
+            cache: Default::default(),
+        }
     }
 }
 
@@ -93,6 +102,17 @@ pub fn verify_quote_bytes(
     ccel: Option<&[u8]>,
     now: i64,
 ) -> Result<TeeClaims, VerifyError> {
+    verify_quote_cached(&DcapCache::default(), source, quote, ccel, now)
+}
+
+/// [`verify_quote_bytes`] with a cache of checked collateral and chains.
+pub fn verify_quote_cached(
+    cache: &DcapCache,
+    source: Option<&dyn DcapCollateralSource>,
+    quote: &[u8],
+    ccel: Option<&[u8]>,
+    now: i64,
+) -> Result<TeeClaims, VerifyError> {
     let q = Quote::parse(quote).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let tee = if matches!(q.body, Body::Td(_)) {
         "TDX"
@@ -111,7 +131,7 @@ pub fn verify_quote_bytes(
             check: "dcap.collateral",
             detail,
         })?;
-    let verdict = verify_quote(&q, &collateral, now).map_err(dcap_err)?;
+    let verdict = cache.verify(&q, &collateral, now).map_err(dcap_err)?;
     let mut claims = verdict_claims(&verdict);
     let Value::Object(c) = &mut claims else {
         return Err(VerifyError::Config("claims are not an object".into()));
@@ -202,7 +222,13 @@ impl Verifier for DcapVerifier {
             None | Some(Value::Null) => None,
             Some(v) => Some(b64("cc_eventlog", v)?),
         };
-        let claims = verify_quote_bytes(self.source.as_deref(), &quote, ccel.as_deref(), now)?;
+        let claims = verify_quote_cached(
+            &self.cache,
+            self.source.as_deref(),
+            &quote,
+            ccel.as_deref(),
+            now,
+        )?;
         let is_td = claims.claims.get("mr_td").is_some();
         if is_td != self.tdx {
             return Err(VerifyError::Malformed(format!(
