@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use ward_store::Store;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
+use ward_verifier::az_tdx_vtpm::AzTdxVtpmVerifier;
 use ward_verifier::dcap::{DcapCollateralSource, DcapVerifier};
 use ward_verifier::sample::SampleVerifier;
 use ward_verifier::snp::SnpVerifier;
@@ -34,6 +35,7 @@ pub fn default_verifiers() -> VerifierRegistry {
     r.register(Arc::new(AzSnpVtpmVerifier::default()));
     r.register(Arc::new(DcapVerifier::tdx(None)));
     r.register(Arc::new(DcapVerifier::sgx(None)));
+    r.register(Arc::new(AzTdxVtpmVerifier::new(None)));
     r
 }
 
@@ -55,7 +57,8 @@ pub fn configured_verifiers_with(
         store.clone(),
     ));
     r.register(Arc::new(DcapVerifier::tdx(Some(dcap.clone()))));
-    r.register(Arc::new(DcapVerifier::sgx(Some(dcap))));
+    r.register(Arc::new(DcapVerifier::sgx(Some(dcap.clone()))));
+    r.register(Arc::new(AzTdxVtpmVerifier::new(Some(dcap))));
     let snp = snp_verifier(cfg, store)?;
     r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
     r.register(Arc::new(snp));

@@ -9,6 +9,7 @@
 
 pub mod appraise;
 pub mod az_snp_vtpm;
+pub mod az_tdx_vtpm;
 pub mod dcap;
 pub mod sample;
 pub mod snp;

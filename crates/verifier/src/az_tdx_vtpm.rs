@@ -1,0 +1,88 @@
+//! The `az-tdx-vtpm` TEE: Azure TDX confidential VMs. The HCL report wraps
+//! a TDREPORT whose report_data is the hash of the HCL variable data (with
+//! the vTPM attestation key); the TD quote sent alongside must quote that
+//! same report_data and verifies with DCAP; the vTPM quote carries the
+//! nonce and PCRs. Shares the vTPM checks with `az-snp-vtpm` and the DCAP
+//! checks with `tdx`.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use ward_dcap::verify::DcapCache;
+use ward_proto::kbs::TeeEvidence;
+use ward_vtpm::evidence::AzEvidence;
+use ward_vtpm::hcl::{HclReport, ReportType};
+
+use crate::az_snp_vtpm::{init_data_binding, verify_vtpm, vtpm_claims};
+use crate::dcap::{verify_quote_cached, DcapCollateralSource};
+use crate::verify::{TeeClaims, Verifier, VerifyError};
+
+/// Offset of report_data in a TDREPORT (REPORTMACSTRUCT: type 8, reserved
+/// 8, CPUSVN 16, TEE_TCB_INFO_HASH 48, TEE_INFO_HASH 48, REPORTDATA 64).
+const TDREPORT_REPORT_DATA: usize = 128;
+
+/// Verifier of the `az-tdx-vtpm` TEE.
+#[derive(Debug, Clone, Default)]
+pub struct AzTdxVtpmVerifier {
+    source: Option<Arc<dyn DcapCollateralSource>>,
+    cache: Arc<DcapCache>,
+}
+
+impl AzTdxVtpmVerifier {
+    pub fn new(source: Option<Arc<dyn DcapCollateralSource>>) -> Self {
+        Self {
+            source,
+            cache: Default::default(),
+        }
+    }
+}
+
+impl Verifier for AzTdxVtpmVerifier {
+    fn tee(&self) -> &'static str {
+        "az-tdx-vtpm"
+    }
+
+    fn verify_evidence(&self, evidence: &TeeEvidence, now: i64) -> Result<TeeClaims, VerifyError> {
+        let malformed = |e: ward_vtpm::Error| VerifyError::Malformed(e.to_string());
+        let ev =
+            AzEvidence::from_json(&evidence.primary_evidence, "td_quote").map_err(malformed)?;
+        let hcl = HclReport::parse(&ev.hcl_report).map_err(malformed)?;
+        if hcl.report_type != ReportType::Tdx {
+            return Err(VerifyError::Malformed(
+                "the HCL report does not wrap a TD report".into(),
+            ));
+        }
+        let td_report_data = &hcl.hw_report()[TDREPORT_REPORT_DATA..TDREPORT_REPORT_DATA + 64];
+        // Variable data, AK, quote signature, PCRs: as on SNP.
+        let (quote, pcrs) = verify_vtpm(&ev, &hcl, td_report_data)?;
+        // The TD quote must quote this TDREPORT, and verify with DCAP.
+        let td = verify_quote_cached(
+            &self.cache,
+            self.source.as_deref(),
+            &ev.hw_collateral,
+            None,
+            now,
+        )?;
+        if td.report_data != td_report_data {
+            return Err(VerifyError::Check {
+                check: "az.td_quote_binding",
+                detail: "the TD quote does not quote the HCL report's TDREPORT".into(),
+            });
+        }
+        if td.claims.get("mr_td").is_none() {
+            return Err(VerifyError::Malformed("td_quote is not a TDX quote".into()));
+        }
+        let mut claims = td.claims;
+        if let (Value::Object(c), Value::Object(v)) =
+            (&mut claims, vtpm_claims(&ev, &hcl, &quote, &pcrs)?)
+        {
+            c.extend(v);
+        }
+        Ok(TeeClaims {
+            claims,
+            report_data_claim: Value::String(hex::encode(&quote.extra_data)),
+            report_data: quote.extra_data,
+            init_data: init_data_binding(&pcrs),
+        })
+    }
+}
