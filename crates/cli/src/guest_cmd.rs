@@ -16,22 +16,25 @@ pub struct GuestArgs {
     /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX),
     /// `tsm` (configfs-tsm, required), `sample` (no hardware, trials only),
     /// `sim-snp` (the simulator in --sim-dir).
-    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sample", "sim-snp"])]
+    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sample", "sim-snp", "sim-tdx"])]
     pub tee: String,
     /// configfs-tsm report directory.
     #[arg(long, default_value = ward_guest::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
-    /// Simulator directory for `--tee sim-snp` (from `ward sim snp init`).
+    /// Simulator directory for `--tee sim-snp` / `sim-tdx` (from `ward sim
+    /// snp init` / `ward sim tdx init`).
     #[arg(long)]
     pub sim_dir: Option<PathBuf>,
-    /// Launch measurement (hex, 48 bytes) the simulated SNP guest reports.
+    /// Launch measurement (hex, 48 bytes) the simulated guest reports
+    /// (SNP MEASUREMENT, TDX MRTD).
     #[arg(long)]
     pub sim_measurement: Option<String>,
     /// Init-data to send (TOML, or the base64(gzip) annotation form); used
     /// only if the TEE binds its digest (HOST_DATA, MRCONFIGID).
     #[arg(long)]
     pub init_data: Option<PathBuf>,
-    /// HOST_DATA (hex, 32 bytes) of the simulated or sample launch; default:
+    /// HOST_DATA (SNP, 32 bytes hex) or MRCONFIGID (TDX, 48 bytes hex) of
+    /// the simulated or sample launch; default:
     /// the init-data digest (a launch with that init-data).
     #[arg(long)]
     pub sim_host_data: Option<String>,
@@ -123,6 +126,40 @@ fn launch_binding(a: &GuestArgs, len: usize) -> Result<Vec<u8>> {
     })
 }
 
+/// The simulated TDX platform as an attester (CoCo `tdx` evidence).
+struct SimTdxAttester(ward_sim::tdx::DcapSim, [u8; 48], [u8; 48]);
+
+impl Attester for SimTdxAttester {
+    fn tee(&self) -> ward_proto::Tee {
+        ward_proto::Tee::new("tdx")
+    }
+
+    fn evidence(
+        &self,
+        report_data: &[u8],
+    ) -> Result<serde_json::Value, ward_guest::attester::AttesterError> {
+        let err = |reason: String| ward_guest::attester::AttesterError {
+            tee: "sim-tdx".into(),
+            reason,
+        };
+        if report_data.len() > 64 {
+            return Err(err("report data longer than 64 bytes".into()));
+        }
+        let mut p = ward_sim::tdx::TdParams {
+            mr_td: self.1,
+            mr_config_id: self.2,
+            ..Default::default()
+        };
+        p.report_data[..report_data.len()].copy_from_slice(report_data);
+        let q = self.0.tdx_quote(&p).map_err(|e| err(e.to_string()))?;
+        Ok(serde_json::json!({"quote": ward_proto::b64::std_encode(q)}))
+    }
+
+    fn init_data_field(&self) -> Result<Option<Vec<u8>>, ward_guest::attester::AttesterError> {
+        Ok(Some(self.2.to_vec()))
+    }
+}
+
 /// Pick the attester: explicit choice, or detection in this order:
 /// configfs-tsm (SNP or TDX), then nothing (an error naming what was tried).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
@@ -149,6 +186,24 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
             let mut host_data = [0u8; 32];
             host_data.copy_from_slice(&launch_binding(a, 32)?);
             Ok(Arc::new(SimSnpAttester(sim, measurement, host_data)))
+        }
+        "sim-tdx" => {
+            let dir = a
+                .sim_dir
+                .as_ref()
+                .context("--tee sim-tdx needs --sim-dir (see `ward sim tdx init`)")?;
+            let sim = ward_sim::tdx::DcapSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
+            let mut mr_td = [0u8; 48];
+            if let Some(m) = &a.sim_measurement {
+                let b = hex::decode(m.trim()).context("--sim-measurement is not hex")?;
+                if b.len() != 48 {
+                    bail!("--sim-measurement must be 48 bytes");
+                }
+                mr_td.copy_from_slice(&b);
+            }
+            let mut cfg_id = [0u8; 48];
+            cfg_id.copy_from_slice(&launch_binding(a, 48)?);
+            Ok(Arc::new(SimTdxAttester(sim, mr_td, cfg_id)))
         }
         "auto" | "tsm" => match ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
             Some(t) => {

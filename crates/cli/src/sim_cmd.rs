@@ -13,6 +13,111 @@ pub enum SimCmd {
     /// Simulated AMD SEV-SNP.
     #[command(subcommand)]
     Snp(SnpCmd),
+    /// Simulated Intel TDX (DCAP: root, PCK chain, collateral, quotes).
+    #[command(subcommand)]
+    Tdx(TdxCmd),
+}
+
+#[derive(Subcommand)]
+pub enum TdxCmd {
+    /// Create a simulated platform in a directory, write its collateral
+    /// (valid 30 days) to `<dir>/collateral/`, and print the `[dcap]`
+    /// configuration that trusts it.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// List the platform's PCK certificate in its CRL (to test revocation).
+        #[arg(long)]
+        revoked: bool,
+    },
+    /// Produce a signed TDX quote v4 (raw bytes, or CoCo `tdx` evidence JSON).
+    Quote {
+        #[arg(long)]
+        dir: PathBuf,
+        /// MRTD, 48 bytes hex.
+        #[arg(long)]
+        mr_td: String,
+        /// report_data, up to 64 bytes hex (zero-padded).
+        #[arg(long, default_value = "")]
+        report_data: String,
+        /// MRCONFIGID, up to 48 bytes hex (zero-padded).
+        #[arg(long, default_value = "")]
+        mr_config_id: String,
+        /// A debug TD.
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+/// Write the simulator's collateral under `<dir>/collateral/`.
+pub fn write_tdx_collateral(
+    sim: &ward_sim::tdx::DcapSim,
+    dir: &std::path::Path,
+) -> Result<PathBuf> {
+    let cdir = dir.join("collateral");
+    std::fs::create_dir_all(&cdir)?;
+    let c = sim
+        .collateral_json(crate::now())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    std::fs::write(cdir.join(format!("{}.json", sim.fmspc())), c.to_string())?;
+    Ok(cdir)
+}
+
+fn run_tdx(cmd: TdxCmd) -> Result<()> {
+    match cmd {
+        TdxCmd::Init { dir, revoked } => {
+            let sim = ward_sim::tdx::DcapSim::generate(crate::now(), revoked)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            sim.save(&dir).map_err(|e| anyhow::anyhow!(e))?;
+            let cdir = write_tdx_collateral(&sim, &dir)?;
+            println!(
+                "# simulated TDX platform (FMSPC {}) in {}; add to ward serve's configuration:",
+                sim.fmspc(),
+                dir.display()
+            );
+            println!("[dcap]");
+            println!("collateral_dir = {:?}", cdir.display().to_string());
+            println!(
+                "simulated_roots = [\"{}\"]",
+                hex::encode(sim.root_fingerprint())
+            );
+        }
+        TdxCmd::Quote {
+            dir,
+            mr_td,
+            report_data,
+            mr_config_id,
+            debug,
+            json,
+            output,
+        } => {
+            let sim = ward_sim::tdx::DcapSim::load(&dir).map_err(|e| anyhow::anyhow!(e))?;
+            let mut p = ward_sim::tdx::TdParams {
+                mr_td: padded("mr-td", &mr_td)?,
+                report_data: padded("report-data", &report_data)?,
+                mr_config_id: padded("mr-config-id", &mr_config_id)?,
+                ..Default::default()
+            };
+            if debug {
+                p.td_attributes[0] |= 1;
+            }
+            let q = sim.tdx_quote(&p).map_err(|e| anyhow::anyhow!(e))?;
+            let bytes = if json {
+                serde_json::to_vec_pretty(
+                    &serde_json::json!({"quote": ward_proto::b64::std_encode(&q)}),
+                )?
+            } else {
+                q
+            };
+            std::fs::write(&output, bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -63,7 +168,10 @@ fn padded<const N: usize>(what: &str, h: &str) -> Result<[u8; N]> {
 }
 
 pub fn run(cmd: SimCmd) -> Result<()> {
-    let SimCmd::Snp(cmd) = cmd;
+    let cmd = match cmd {
+        SimCmd::Snp(c) => c,
+        SimCmd::Tdx(c) => return run_tdx(c),
+    };
     match cmd {
         SnpCmd::Init { dir, product, tcb } => {
             let product = match product.as_str() {

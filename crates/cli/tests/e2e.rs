@@ -1074,3 +1074,104 @@ fn verify_dcap_quotes_with_collateral_files() {
     assert_eq!(code, Some(1));
     assert!(v["error"].as_str().unwrap().contains("90C06F000000"), "{v}");
 }
+
+/// `ward serve` trusting a simulated TDX platform (`ward sim tdx init`):
+/// ward's guest attesting as that TD receives the secret only with the
+/// reference MRTD; `ward verify` without the simulator root configured
+/// refuses its quotes. (Revocation: crates/sim/tests/tdx.rs.)
+#[test]
+fn ward_serve_releases_to_a_simulated_tdx_guest_with_the_reference_mrtd() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let init = |name: &str, extra: &[&str]| {
+        let mut args = vec!["sim", "tdx", "init", "--dir"];
+        let d = p(name);
+        args.push(&d);
+        args.extend_from_slice(extra);
+        let out = ward(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cfg = init("sim", &[]);
+    let data = dir.path().join("data");
+    std::fs::write(
+        p("ward.toml"),
+        format!("data_dir = {:?}\n{cfg}", data.display().to_string()),
+    )
+    .unwrap();
+    let s = serve(&data, &["--config", &p("ward.toml")]);
+    let d = data.to_str().unwrap();
+    std::fs::write(p("secret"), b"tdx-secret").unwrap();
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin", "--url", &s.url, "--data-dir", d];
+        a.extend_from_slice(args);
+        assert!(ward(&a).status.success());
+    };
+    admin(&["resource", "put", "kbs:///default/key/tdx", &p("secret")]);
+    let good = "33".repeat(48);
+    admin(&["reference-value", "set", "tdx_mrtd", &good]);
+
+    let get = |sim: &str, m: &str| {
+        ward(&[
+            "get-resource",
+            "--url",
+            &s.url,
+            "--tee",
+            "sim-tdx",
+            "--sim-dir",
+            &p(sim),
+            "--sim-measurement",
+            m,
+            "kbs:///default/key/tdx",
+        ])
+    };
+    let out = get("sim", &good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"tdx-secret");
+    let out = get("sim", &"44".repeat(48));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
+
+    // Offline: the simulator's quote with its collateral directory.
+    let q = p("quote.bin");
+    let out = ward(&[
+        "sim",
+        "tdx",
+        "quote",
+        "--dir",
+        &p("sim"),
+        "--mr-td",
+        &good,
+        "-o",
+        &q,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "tdx",
+        "--evidence",
+        &q,
+        "--collateral",
+        &p("sim/collateral"),
+    ]);
+    // Without the simulator root configured, the chain is refused.
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("dcap.pck_chain"),
+        "{v}"
+    );
+}

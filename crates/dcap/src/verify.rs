@@ -280,6 +280,8 @@ pub struct Verdict {
     pub pck_compsvn: [u8; 16],
     pub pck_pcesvn: u16,
     pub qe_status: TcbStatus,
+    /// The PCK chain ends at a configured simulator root.
+    pub simulated: bool,
 }
 
 fn time(field: &str, s: &str) -> Result<i64, VerifyError> {
@@ -330,6 +332,7 @@ pub fn quote_fmspc(quote: &Quote) -> Result<String, VerifyError> {
 /// matching. Valid for quotes verified in `[valid_from, valid_until]`.
 #[derive(Debug)]
 pub struct CheckedCollateral {
+    roots: Vec<[u8; 32]>,
     info: TcbInfo,
     qe_id: QeIdentity,
     pck_crl: Crl,
@@ -347,7 +350,19 @@ impl Collateral {
     /// root, over the exact JSON text), the root CRL, and freshness as of
     /// `now`.
     pub fn check(&self, now: i64) -> Result<CheckedCollateral, VerifyError> {
-        let roots = [intel_root()];
+        self.check_with_roots(now, &[])
+    }
+
+    /// [`Collateral::check`], also trusting the roots whose SHA-256
+    /// fingerprints are in `extra_roots` (simulators named explicitly by the
+    /// configuration). Quotes checked against them say `simulated`.
+    pub fn check_with_roots(
+        &self,
+        now: i64,
+        extra_roots: &[[u8; 32]],
+    ) -> Result<CheckedCollateral, VerifyError> {
+        let mut roots = vec![intel_root()];
+        roots.extend_from_slice(extra_roots);
         let root_crl = Crl::from_der("root CA CRL", &self.root_ca_crl)?;
         let pck_crl = Crl::from_der("PCK CRL", &self.pck_crl)?;
         let mut valid_from = i64::MIN;
@@ -405,6 +420,7 @@ impl Collateral {
             valid_until = valid_until.min(crl.next_update.unwrap_or(i64::MAX));
         }
         Ok(CheckedCollateral {
+            roots,
             next_update_text: (info.next_update.clone(), qe_id.next_update.clone()),
             info,
             qe_id,
@@ -452,6 +468,8 @@ impl CheckedCollateral {
 #[derive(Debug, Clone)]
 pub struct CheckedPck {
     pck: Cert,
+    /// Chained to a simulator root rather than Intel's.
+    pub simulated: bool,
     ext: crate::pck::SgxExtensions,
     pub valid_from: i64,
     pub valid_until: i64,
@@ -464,7 +482,7 @@ pub fn check_pck(
     now: i64,
 ) -> Result<CheckedPck, VerifyError> {
     let chain = Cert::from_pem_chain("PCK certificate chain", quote.signature.pck.pem_chain()?)?;
-    verify_chain(&chain, &[intel_root()], now)?;
+    verify_chain(&chain, &collateral.roots, now)?;
     let (pck, ca, root) = match chain.as_slice() {
         [pck, ca, root] => (pck, ca, root),
         _ => {
@@ -484,6 +502,7 @@ pub fn check_pck(
         .clone()
         .ok_or_else(|| PckError::Chain("the PCK certificate has no SGX extensions".into()))?;
     Ok(CheckedPck {
+        simulated: root.fingerprint != intel_root(),
         ext,
         valid_from: chain.iter().map(|c| c.not_before).max().unwrap_or(i64::MIN),
         valid_until: chain.iter().map(|c| c.not_after).min().unwrap_or(i64::MAX),
@@ -526,6 +545,7 @@ pub fn verify_quote_with(
     let qe_id = &checked.qe_id;
     let (tcb_next, qe_next) = (checked.tcb_next, checked.qe_next);
     let (pck_crl, root_crl) = (&checked.pck_crl, &checked.root_crl);
+    let simulated = pck.simulated;
     let pck = &pck.pck;
     // 2. QE report.
     let sd = &quote.signature;
@@ -675,6 +695,7 @@ pub fn verify_quote_with(
         pck_compsvn: ext.compsvn,
         pck_pcesvn: ext.pcesvn,
         qe_status: qe_level.tcb_status,
+        simulated,
     })
 }
 
@@ -684,6 +705,7 @@ pub fn verify_quote_with(
 /// time window in which their checks hold.
 #[derive(Debug, Default)]
 pub struct DcapCache {
+    extra_roots: Vec<[u8; 32]>,
     collateral: std::sync::Mutex<CollateralMap>,
     pck: std::sync::Mutex<PckMap>,
 }
@@ -705,6 +727,14 @@ fn sha256_of(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 impl DcapCache {
+    /// A cache that also trusts these simulator roots (SHA-256 of DER).
+    pub fn with_simulated_roots(roots: Vec<[u8; 32]>) -> Self {
+        Self {
+            extra_roots: roots,
+            ..Default::default()
+        }
+    }
+
     /// [`verify_quote`], reusing checked collateral and PCK chains.
     pub fn verify(
         &self,
@@ -731,7 +761,7 @@ impl DcapCache {
         let checked = match cached {
             Some(c) if c.usable_at(now).is_ok() => c,
             _ => {
-                let c = std::sync::Arc::new(collateral.check(now)?);
+                let c = std::sync::Arc::new(collateral.check_with_roots(now, &self.extra_roots)?);
                 let mut m = self.collateral.lock().unwrap_or_else(|e| e.into_inner());
                 if m.len() >= CACHE_MAX {
                     m.clear();

@@ -42,6 +42,9 @@ pub struct DcapConfig {
     /// Intel collateral for air-gapped sites: flat collateral JSON files
     /// and/or raw PCS response directories (see `DcapCollateralDir`).
     pub collateral_dir: Option<PathBuf>,
+    /// SHA-256 fingerprints (hex) of simulator root CAs to trust as well
+    /// (`ward sim tdx`). Claims say `"simulated": true`. Never in production.
+    pub simulated_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

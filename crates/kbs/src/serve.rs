@@ -56,9 +56,22 @@ pub fn configured_verifiers_with(
         cfg.dcap.collateral_dir.clone(),
         store.clone(),
     ));
-    r.register(Arc::new(DcapVerifier::tdx(Some(dcap.clone()))));
-    r.register(Arc::new(DcapVerifier::sgx(Some(dcap.clone()))));
-    r.register(Arc::new(AzTdxVtpmVerifier::new(Some(dcap))));
+    let sim = fingerprints("dcap.simulated_roots", &cfg.dcap.simulated_roots)?;
+    if !sim.is_empty() {
+        tracing::warn!(
+            count = sim.len(),
+            "trusting simulated Intel roots: evidence from them proves nothing about hardware"
+        );
+    }
+    r.register(Arc::new(
+        DcapVerifier::tdx(Some(dcap.clone())).with_simulated_roots(sim.clone()),
+    ));
+    r.register(Arc::new(
+        DcapVerifier::sgx(Some(dcap.clone())).with_simulated_roots(sim.clone()),
+    ));
+    r.register(Arc::new(
+        AzTdxVtpmVerifier::new(Some(dcap)).with_simulated_roots(sim),
+    ));
     let snp = snp_verifier(cfg, store)?;
     r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
     r.register(Arc::new(snp));
@@ -86,15 +99,7 @@ pub fn snp_verifier(cfg: &Config, store: Option<Arc<dyn Store>>) -> Result<SnpVe
             std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
         ));
     }
-    let mut simulated = Vec::new();
-    for fp in &cfg.snp.simulated_roots {
-        let b = hex::decode(fp.trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok());
-        simulated.push(b.ok_or_else(|| {
-            format!("snp.simulated_roots: {fp:?} is not a SHA-256 fingerprint in hex")
-        })?);
-    }
+    let simulated = fingerprints("snp.simulated_roots", &cfg.snp.simulated_roots)?;
     if !simulated.is_empty() {
         tracing::warn!(
             count = simulated.len(),
@@ -103,6 +108,19 @@ pub fn snp_verifier(cfg: &Config, store: Option<Arc<dyn Store>>) -> Result<SnpVe
     }
     Ok(SnpVerifier::with_simulated_roots(&bundles, &simulated)?
         .with_vcek_source(Arc::new(collateral)))
+}
+
+/// SHA-256 fingerprints given in hex in the configuration key `what`.
+fn fingerprints(what: &str, hexes: &[String]) -> Result<Vec<[u8; 32]>, String> {
+    hexes
+        .iter()
+        .map(|fp| {
+            hex::decode(fp.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("{what}: {fp:?} is not a SHA-256 fingerprint in hex"))
+        })
+        .collect()
 }
 
 /// Open the store, bootstrap credentials and build the state.

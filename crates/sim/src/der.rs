@@ -81,6 +81,14 @@ pub fn null() -> Vec<u8> {
 
 /// GeneralizedTime from unix seconds (UTC).
 pub fn time(unix: i64) -> Vec<u8> {
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    let s = format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}Z");
+    tlv(0x18, s.as_bytes())
+}
+
+/// Calendar date and time (UTC) of unix seconds: year, month, day, hour,
+/// minute, second.
+pub fn civil(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     // Civil-from-days (H. Hinnant).
@@ -93,13 +101,7 @@ pub fn time(unix: i64) -> Vec<u8> {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    let s = format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    tlv(0x18, s.as_bytes())
+    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Name with one CN (and the AMD-style O/OU/L/ST/C).

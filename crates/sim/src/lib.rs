@@ -10,5 +10,6 @@
 
 mod der;
 pub mod snp;
+pub mod tdx;
 
 pub use snp::{SnpReportParams, SnpSim, SnpSimError};

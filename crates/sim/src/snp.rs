@@ -126,7 +126,7 @@ fn rsa_spki(k: &RsaKeyPair) -> Result<Vec<u8>, SnpSimError> {
         .to_vec())
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let b = STANDARD.encode(der);
     let body: Vec<&str> = b
         .as_bytes()

@@ -35,6 +35,12 @@ impl AzTdxVtpmVerifier {
             cache: Default::default(),
         }
     }
+
+    /// Also trust these simulator roots (see `DcapVerifier`).
+    pub fn with_simulated_roots(mut self, roots: Vec<[u8; 32]>) -> Self {
+        self.cache = Arc::new(DcapCache::with_simulated_roots(roots));
+        self
+    }
 }
 
 impl Verifier for AzTdxVtpmVerifier {
