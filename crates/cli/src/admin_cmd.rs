@@ -44,6 +44,10 @@ enum AdminCmd {
     /// Reference values that attestation policies read as `data.reference`.
     #[command(subcommand)]
     ReferenceValue(ReferenceValueCmd),
+    /// Verification collateral kept in the store (Intel TCB info, QE
+    /// identity and CRLs per FMSPC; cached AMD VCEKs).
+    #[command(subcommand)]
+    Collateral(CollateralCmd),
     /// Rotate a key ring (`session` or `token-signing`).
     RotateKey { ring: String },
     /// Mint an admin token with a private key (offline; prints the token).
@@ -59,6 +63,15 @@ enum AdminCmd {
         #[arg(long, default_value_t = 3600)]
         lifetime: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum CollateralCmd {
+    /// Import Intel collateral (the flat JSON form: tcb_info, qe_identity,
+    /// their signatures and issuer chains, pck_crl, root_ca_crl).
+    Import { file: PathBuf },
+    /// List stored collateral (kind, key, fetch time).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -359,6 +372,18 @@ pub async fn run(a: AdminArgs) -> Result<()> {
         ),
         AdminCmd::ReferenceValue(ReferenceValueCmd::List) => print(
             &api.call(Method::GET, "/kbs/v0/reference-values", None, false)
+                .await?,
+        ),
+        AdminCmd::Collateral(CollateralCmd::Import { file }) => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            print(
+                &api.call(Method::POST, "/kbs/v0/collateral", Some(text.into()), true)
+                    .await?,
+            )
+        }
+        AdminCmd::Collateral(CollateralCmd::List) => print(
+            &api.call(Method::GET, "/kbs/v0/collateral", None, false)
                 .await?,
         ),
         AdminCmd::RotateKey { ring } => print(

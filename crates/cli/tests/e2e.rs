@@ -1175,3 +1175,84 @@ fn ward_serve_releases_to_a_simulated_tdx_guest_with_the_reference_mrtd() {
         "{v}"
     );
 }
+
+/// Intel collateral managed with `ward admin collateral import|list`
+/// (store-backed, no collateral directory): before the import the
+/// attestation fails naming the FMSPC, after it the TD gets its secret.
+#[test]
+fn dcap_collateral_imported_with_ward_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let out = ward(&["sim", "tdx", "init", "--dir", &p("sim")]);
+    assert!(out.status.success());
+    // Keep only the trust of the simulator root, not its collateral directory.
+    let cfg: String = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("collateral_dir"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let data = dir.path().join("data");
+    std::fs::write(
+        p("ward.toml"),
+        format!("data_dir = {:?}\n{cfg}", data.display().to_string()),
+    )
+    .unwrap();
+    let s = serve(&data, &["--config", &p("ward.toml"), "--dev"]);
+    let d = data.to_str().unwrap();
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin", "--url", &s.url, "--data-dir", d];
+        a.extend_from_slice(args);
+        ward(&a)
+    };
+    std::fs::write(p("secret"), b"imported").unwrap();
+    assert!(
+        admin(&["resource", "put", "kbs:///default/key/i", &p("secret")])
+            .status
+            .success()
+    );
+    let get = || {
+        ward(&[
+            "get-resource",
+            "--url",
+            &s.url,
+            "--tee",
+            "sim-tdx",
+            "--sim-dir",
+            &p("sim"),
+            "kbs:///default/key/i",
+        ])
+    };
+    let out = get();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let coll = std::fs::read_dir(dir.path().join("sim/collateral"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let fmspc = coll.file_stem().unwrap().to_str().unwrap().to_string();
+    assert!(err.contains(&fmspc), "{err}");
+
+    let out = admin(&["collateral", "import", coll.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&admin(&["collateral", "list"]).stdout).unwrap();
+    assert_eq!(list[0]["key"], format!("TDX/{fmspc}"));
+    let out = get();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"imported");
+    // Garbage is refused with a clear error.
+    std::fs::write(p("bad.json"), b"{\"tcb_info\": 1}").unwrap();
+    let out = admin(&["collateral", "import", &p("bad.json")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("collateral JSON"));
+}

@@ -491,3 +491,54 @@ pub async fn rotate_key(
         },
     )
 }
+
+/// `POST /kbs/v0/collateral`: store Intel collateral (flat JSON form) for
+/// its FMSPC. Parsed here; its signatures are checked whenever it is used.
+pub async fn import_collateral(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::WriteReferenceValues,
+        "import-collateral",
+        || {
+            let b = body(b)?;
+            let text = std::str::from_utf8(&b)
+                .map_err(|_| ApiError::bad_request("SerdeError", "collateral is not UTF-8"))?;
+            let c = ward_dcap::verify::Collateral::from_flat_json(text)
+                .map_err(|e| ApiError::bad_request("CollateralError", e.to_string()))?;
+            let key = crate::collateral::DcapCollateralDir::import(
+                state.store().as_ref(),
+                &c,
+                state.now(),
+            )
+            .map_err(|e| ApiError::bad_request("CollateralError", e))?;
+            Ok(Json(json!({"kind": crate::collateral::DCAP_KIND, "key": key})).into_response())
+        },
+    )
+}
+
+/// `GET /kbs/v0/collateral`: what the store holds (keys and fetch times).
+pub async fn list_collateral(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadReferenceValues,
+        "list-collateral",
+        || {
+            let mut out = Vec::new();
+            for kind in [crate::collateral::DCAP_KIND, crate::collateral::VCEK_KIND] {
+                for (key, at) in state.store().list_collateral(kind)? {
+                    out.push(json!({"kind": kind, "key": key, "fetched_at": at}));
+                }
+            }
+            Ok(Json(out).into_response())
+        },
+    )
+}

@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/kbs/v0/reference-value", post(admin::set_reference_value))
         .route(
+            "/kbs/v0/collateral",
+            post(admin::import_collateral).get(admin::list_collateral),
+        )
+        .route(
             "/kbs/v0/reference-value/{name}",
             get(admin::get_reference_value).delete(admin::delete_reference_value),
         )
