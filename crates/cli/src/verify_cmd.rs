@@ -62,6 +62,7 @@ impl ward_verifier::dcap::DcapCollateralSource for FileCollateral {
         &self,
         _fmspc: &str,
         _tee: &str,
+        _pck_ca: &str,
     ) -> Result<ward_dcap::verify::Collateral, String> {
         // Its FMSPC is checked against the PCK certificate by the verifier.
         Ok(self.0.clone())

@@ -317,15 +317,20 @@ fn masked_eq(value: &[u8], want_hex: &str, mask_hex: &str) -> Result<bool, Verif
         .all(|((v, m), w)| v & m == w & m))
 }
 
-/// The FMSPC (upper-case hex) of the quote's PCK certificate: the key of
-/// the collateral it needs.
-pub fn quote_fmspc(quote: &Quote) -> Result<String, VerifyError> {
+/// The FMSPC (upper-case hex) of the quote's PCK certificate — the key of
+/// the collateral it needs — and its issuing CA (`platform` or
+/// `processor`, which PCK CRL applies).
+pub fn quote_fmspc(quote: &Quote) -> Result<(String, &'static str), VerifyError> {
     let chain = Cert::from_pem_chain("PCK certificate chain", quote.signature.pck.pem_chain()?)?;
     let ext = chain
         .first()
         .and_then(|c| c.sgx.as_ref())
         .ok_or_else(|| PckError::Chain("the PCK certificate has no SGX extensions".into()))?;
-    Ok(hex::encode_upper(&ext.fmspc))
+    let ca = match chain.get(1) {
+        Some(c) if c.subject_cn.contains("Processor") => "processor",
+        _ => "platform",
+    };
+    Ok((hex::encode_upper(&ext.fmspc), ca))
 }
 
 /// Collateral whose signatures, chains and CRLs were checked, parsed for

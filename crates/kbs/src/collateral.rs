@@ -44,6 +44,89 @@ impl std::fmt::Debug for SnpCollateral {
     }
 }
 
+/// GET `url`, retrying rate limits and server errors with backoff
+/// (honouring `Retry-After`, capped); `Ok(None)` on 404. Returns the body
+/// and the values of the `headers` asked for.
+/// A response body and the header values asked for.
+type Fetched = (Vec<u8>, Vec<Option<String>>);
+
+fn http_get(url: &str, headers: &[&str]) -> Result<Option<Fetched>, String> {
+    // reqwest's blocking client must not run on an async runtime thread;
+    // a scoped thread keeps this callable from handlers.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .map_err(|e| format!("HTTP client: {e}"))?;
+            let mut last = String::new();
+            for attempt in 0..KDS_ATTEMPTS {
+                if attempt > 0 {
+                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                }
+                match client.get(url).send() {
+                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
+                    Ok(r) if r.status().is_success() => {
+                        let hv: Vec<Option<String>> = headers
+                            .iter()
+                            .map(|h| {
+                                r.headers()
+                                    .get(*h)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string)
+                            })
+                            .collect();
+                        return r
+                            .bytes()
+                            .map(|b| Some((b.to_vec(), hv)))
+                            .map_err(|e| format!("{url}: {e}"));
+                    }
+                    Ok(r) => {
+                        let st = r.status();
+                        last = format!("{url}: HTTP {st}");
+                        if st == reqwest::StatusCode::TOO_MANY_REQUESTS || st.is_server_error() {
+                            let wait = r
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<u64>().ok())
+                                .unwrap_or(0)
+                                .min(10);
+                            std::thread::sleep(Duration::from_secs(wait));
+                            continue;
+                        }
+                        return Err(last);
+                    }
+                    Err(e) => last = format!("{url}: {e}"),
+                }
+            }
+            Err(last)
+        })
+        .join()
+        .map_err(|_| "fetch thread failed".to_string())?
+    })
+}
+
+/// Decode `%XX` escapes (PCS issuer-chain headers are URL-encoded PEM).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Every regular file under `dir` (bounded depth and size), sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -137,55 +220,8 @@ impl SnpCollateral {
         })
     }
 
-    /// GET `url`, retrying rate limits and server errors with backoff
-    /// (honouring `Retry-After`, capped). `Ok(None)` on 404.
     fn kds_get(url: &str) -> Result<Option<Vec<u8>>, String> {
-        // reqwest's blocking client must not run on an async runtime
-        // thread; a scoped thread keeps this callable from handlers.
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(15))
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))?;
-                let mut last = String::new();
-                for attempt in 0..KDS_ATTEMPTS {
-                    if attempt > 0 {
-                        std::thread::sleep(Duration::from_millis(500 << attempt));
-                    }
-                    match client.get(url).send() {
-                        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
-                        Ok(r) if r.status().is_success() => {
-                            return r
-                                .bytes()
-                                .map(|b| Some(b.to_vec()))
-                                .map_err(|e| format!("{url}: {e}"))
-                        }
-                        Ok(r) => {
-                            let st = r.status();
-                            last = format!("{url}: HTTP {st}");
-                            if st == reqwest::StatusCode::TOO_MANY_REQUESTS || st.is_server_error()
-                            {
-                                let wait = r
-                                    .headers()
-                                    .get(reqwest::header::RETRY_AFTER)
-                                    .and_then(|v| v.to_str().ok())
-                                    .and_then(|v| v.parse::<u64>().ok())
-                                    .unwrap_or(0)
-                                    .min(10);
-                                std::thread::sleep(Duration::from_secs(wait));
-                                continue;
-                            }
-                            return Err(last);
-                        }
-                        Err(e) => last = format!("{url}: {e}"),
-                    }
-                }
-                Err(last)
-            })
-            .join()
-            .map_err(|_| "KDS fetch thread failed".to_string())?
-        })
+        Ok(http_get(url, &[])?.map(|(b, _)| b))
     }
 
     fn fetch_kds(&self, base: &str, req: &VcekRequest) -> Result<Option<Vec<u8>>, String> {
@@ -267,6 +303,9 @@ pub const DCAP_KIND: &str = "dcap.collateral";
 pub struct DcapCollateralDir {
     dir: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
+    /// Intel PCS or a PCCS (base URL) and the root CA CRL URL, when
+    /// fetching is enabled.
+    pcs: Option<(String, String)>,
     /// The directory's sets, read once and again on a miss.
     scanned: Arc<std::sync::Mutex<Option<Vec<ward_dcap::verify::Collateral>>>>,
 }
@@ -276,9 +315,16 @@ impl std::fmt::Debug for DcapCollateralDir {
         f.debug_struct("DcapCollateralDir")
             .field("dir", &self.dir)
             .field("store", &self.store.is_some())
+            .field("pcs", &self.pcs)
             .finish()
     }
 }
+
+/// Intel's Provisioning Certification Service.
+pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
+/// Where Intel publishes the SGX Root CA CRL (DER).
+pub const INTEL_ROOT_CRL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 
 /// FMSPC and TCB info id (`TDX`/`SGX`) of collateral.
 fn collateral_key(c: &ward_dcap::verify::Collateral) -> Option<(String, String)> {
@@ -307,8 +353,78 @@ impl DcapCollateralDir {
         Self {
             dir,
             store,
+            pcs: None,
             scanned: Default::default(),
         }
+    }
+
+    /// Fetch missing collateral from Intel PCS or a PCCS at `base` (v4 API),
+    /// and the root CA CRL from `root_crl_url`; fetched sets are cached in
+    /// the store.
+    pub fn with_pcs(mut self, base: &str, root_crl_url: &str) -> Self {
+        self.pcs = Some((
+            base.trim_end_matches('/').to_string(),
+            root_crl_url.to_string(),
+        ));
+        self
+    }
+
+    fn fetch_pcs(
+        &self,
+        base: &str,
+        root_crl_url: &str,
+        fmspc: &str,
+        tee: &str,
+        pck_ca: &str,
+    ) -> Result<ward_dcap::verify::Collateral, String> {
+        let api = if tee == "TDX" { "tdx" } else { "sgx" };
+        let get = |url: String, header: &str| -> Result<(Vec<u8>, String), String> {
+            let (body, h) =
+                http_get(&url, &[header])?.ok_or_else(|| format!("{url}: not found"))?;
+            let chain = h
+                .into_iter()
+                .next()
+                .flatten()
+                .map(|v| percent_decode(&v))
+                .unwrap_or_default();
+            Ok((body, chain))
+        };
+        let (tcb, tcb_chain) = get(
+            format!("{base}/{api}/certification/v4/tcb?fmspc={fmspc}"),
+            "TCB-Info-Issuer-Chain",
+        )?;
+        let (qe, qe_chain) = get(
+            format!("{base}/{api}/certification/v4/qe/identity"),
+            "SGX-Enclave-Identity-Issuer-Chain",
+        )?;
+        let (pck_crl, _) = get(
+            format!("{base}/sgx/certification/v4/pckcrl?ca={pck_ca}&encoding=der"),
+            "SGX-PCK-CRL-Issuer-Chain",
+        )?;
+        let (root_crl, _) = get(root_crl_url.to_string(), "Content-Type")?;
+        let text = |b: Vec<u8>, what: &str| {
+            String::from_utf8(b).map_err(|_| format!("{what} from PCS is not UTF-8"))
+        };
+        let c = ward_dcap::verify::Collateral::from_pcs(
+            &text(tcb, "TCB info")?,
+            &tcb_chain,
+            &text(qe, "QE identity")?,
+            &qe_chain,
+            &pck_crl,
+            &root_crl,
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(store) = &self.store {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            if let Err(e) = Self::import(store.as_ref(), &c, now) {
+                tracing::warn!(error = %e, "could not cache fetched DCAP collateral");
+            }
+        }
+        tracing::info!(%fmspc, tee, "fetched DCAP collateral from PCS");
+        Ok(c)
     }
 
     /// Sets of `fmspc`/`tee` in the directory (cached; rescanned on a miss).
@@ -379,7 +495,12 @@ impl DcapCollateralDir {
 }
 
 impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
-    fn collateral(&self, fmspc: &str, tee: &str) -> Result<ward_dcap::verify::Collateral, String> {
+    fn collateral(
+        &self,
+        fmspc: &str,
+        tee: &str,
+        pck_ca: &str,
+    ) -> Result<ward_dcap::verify::Collateral, String> {
         // Newest first: the directory may hold several generations.
         let mut found = self.lookup_dir(fmspc, tee);
         if let Some(store) = &self.store {
@@ -401,6 +522,11 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
                 .unwrap_or_default()
         };
         found.sort_by_key(|c| std::cmp::Reverse(issue(c)));
+        if found.is_empty() {
+            if let Some((base, root)) = &self.pcs {
+                return self.fetch_pcs(base, root, fmspc, tee, pck_ca);
+            }
+        }
         found.into_iter().next().ok_or_else(|| {
             let mut looked = Vec::new();
             if let Some(d) = &self.dir {
@@ -415,7 +541,7 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
             format!(
                 "no {tee} collateral (TCB info, QE identity, CRLs) for FMSPC {fmspc}: looked in {}; \
                  fetch it from Intel PCS (https://api.trustedservices.intel.com/{}/certification/v4/tcb?fmspc={fmspc}) \
-                 and place it in the collateral directory",
+                 and place it in the collateral directory, or enable [dcap] pcs_fetch",
                 looked.join(", "),
                 if tee == "TDX" { "tdx" } else { "sgx" }
             )

@@ -45,6 +45,14 @@ pub struct DcapConfig {
     /// SHA-256 fingerprints (hex) of simulator root CAs to trust as well
     /// (`ward sim tdx`). Claims say `"simulated": true`. Never in production.
     pub simulated_roots: Vec<String>,
+    /// Fetch missing collateral from Intel PCS (or `pcs_url`, e.g. a PCCS),
+    /// caching it in the store. Off by default: a miss is an error naming
+    /// the FMSPC.
+    pub pcs_fetch: bool,
+    /// PCS/PCCS base URL (default https://api.trustedservices.intel.com).
+    pub pcs_url: Option<String>,
+    /// Root CA CRL URL (default Intel's IntelSGXRootCA.der).
+    pub root_crl_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

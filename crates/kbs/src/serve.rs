@@ -22,7 +22,7 @@ use ward_verifier::{TokenSettings, VerifierRegistry};
 use crate::admin_auth::AdminAuth;
 use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
 use crate::clock::{Clock, SystemClock};
-use crate::collateral::{DcapCollateralDir, SnpCollateral, AMD_KDS};
+use crate::collateral::{DcapCollateralDir, SnpCollateral, AMD_KDS, INTEL_PCS, INTEL_ROOT_CRL};
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
@@ -52,10 +52,14 @@ pub fn configured_verifiers_with(
     store: Option<Arc<dyn Store>>,
 ) -> Result<VerifierRegistry, String> {
     let mut r = default_verifiers();
-    let dcap: Arc<dyn DcapCollateralSource> = Arc::new(DcapCollateralDir::new(
-        cfg.dcap.collateral_dir.clone(),
-        store.clone(),
-    ));
+    let mut dir = DcapCollateralDir::new(cfg.dcap.collateral_dir.clone(), store.clone());
+    if cfg.dcap.pcs_fetch {
+        dir = dir.with_pcs(
+            cfg.dcap.pcs_url.as_deref().unwrap_or(INTEL_PCS),
+            cfg.dcap.root_crl_url.as_deref().unwrap_or(INTEL_ROOT_CRL),
+        );
+    }
+    let dcap: Arc<dyn DcapCollateralSource> = Arc::new(dir);
     let sim = fingerprints("dcap.simulated_roots", &cfg.dcap.simulated_roots)?;
     if !sim.is_empty() {
         tracing::warn!(

@@ -17,8 +17,9 @@ use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 /// Where DCAP collateral comes from.
 pub trait DcapCollateralSource: Send + Sync + std::fmt::Debug {
     /// Collateral for `fmspc` (upper-case hex) and `tee` (`"TDX"` or
-    /// `"SGX"`), or an error naming the FMSPC and what is missing.
-    fn collateral(&self, fmspc: &str, tee: &str) -> Result<Collateral, String>;
+    /// `"SGX"`) whose PCK CRL is the one of `pck_ca` (`"platform"` or
+    /// `"processor"`), or an error naming the FMSPC and what is missing.
+    fn collateral(&self, fmspc: &str, tee: &str, pck_ca: &str) -> Result<Collateral, String>;
 }
 
 /// Verifier of `tdx` (or `sgx`) evidence.
@@ -127,18 +128,19 @@ pub fn verify_quote_cached(
     } else {
         "SGX"
     };
-    let fmspc = quote_fmspc(&q).map_err(dcap_err)?;
+    let (fmspc, pck_ca) = quote_fmspc(&q).map_err(dcap_err)?;
     let source = source.ok_or_else(|| {
         VerifyError::Config(format!(
             "no DCAP collateral source configured (needed for FMSPC {fmspc})"
         ))
     })?;
-    let collateral = source
-        .collateral(&fmspc, tee)
-        .map_err(|detail| VerifyError::Check {
-            check: "dcap.collateral",
-            detail,
-        })?;
+    let collateral =
+        source
+            .collateral(&fmspc, tee, pck_ca)
+            .map_err(|detail| VerifyError::Check {
+                check: "dcap.collateral",
+                detail,
+            })?;
     let verdict = cache.verify(&q, &collateral, now).map_err(dcap_err)?;
     let mut claims = verdict_claims(&verdict);
     let Value::Object(c) = &mut claims else {

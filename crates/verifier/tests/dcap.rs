@@ -20,7 +20,7 @@ const JULY_2025: i64 = 1_751_328_000;
 struct Sets(Vec<Collateral>);
 
 impl DcapCollateralSource for Sets {
-    fn collateral(&self, fmspc: &str, _tee: &str) -> Result<Collateral, String> {
+    fn collateral(&self, fmspc: &str, _tee: &str, _ca: &str) -> Result<Collateral, String> {
         self.0
             .iter()
             .find(|c| c.tcb_info.contains(&format!("\"fmspc\":\"{fmspc}\"")))
