@@ -16,6 +16,69 @@ pub enum SimCmd {
     /// Simulated Intel TDX (DCAP: root, PCK chain, collateral, quotes).
     #[command(subcommand)]
     Tdx(TdxCmd),
+    /// Simulated Intel SGX quotes from the same DCAP platform (`ward sim
+    /// tdx init` creates it, with TDX and SGX collateral).
+    #[command(subcommand)]
+    Sgx(SgxCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SgxCmd {
+    /// Produce a signed SGX quote v3 (raw bytes, or CoCo `sgx` evidence JSON).
+    Quote {
+        #[arg(long)]
+        dir: PathBuf,
+        /// MRENCLAVE, 32 bytes hex.
+        #[arg(long)]
+        mr_enclave: String,
+        /// MRSIGNER, 32 bytes hex.
+        #[arg(long, default_value = "")]
+        mr_signer: String,
+        /// report_data, up to 64 bytes hex (zero-padded).
+        #[arg(long, default_value = "")]
+        report_data: String,
+        /// A debug enclave.
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+fn run_sgx(cmd: SgxCmd) -> Result<()> {
+    let SgxCmd::Quote {
+        dir,
+        mr_enclave,
+        mr_signer,
+        report_data,
+        debug,
+        json,
+        output,
+    } = cmd;
+    let sim = ward_sim::tdx::DcapSim::load(&dir).map_err(|e| anyhow::anyhow!(e))?;
+    let mut p = ward_sim::tdx::SgxParams {
+        mr_enclave: padded("mr-enclave", &mr_enclave)?,
+        mr_signer: padded("mr-signer", &mr_signer)?,
+        report_data: padded("report-data", &report_data)?,
+        ..Default::default()
+    };
+    if debug {
+        p.attributes[0] |= 0x02;
+    }
+    let q = sim.sgx_quote(&p).map_err(|e| anyhow::anyhow!(e))?;
+    write_quote(&output, q, json)
+}
+
+/// Write a quote raw, or as CoCo `{"quote": base64}` evidence.
+fn write_quote(output: &std::path::Path, q: Vec<u8>, json: bool) -> Result<()> {
+    let bytes = if json {
+        serde_json::to_vec_pretty(&serde_json::json!({"quote": ward_proto::b64::std_encode(&q)}))?
+    } else {
+        q
+    };
+    std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))
 }
 
 #[derive(Subcommand)]
@@ -60,10 +123,19 @@ pub fn write_tdx_collateral(
 ) -> Result<PathBuf> {
     let cdir = dir.join("collateral");
     std::fs::create_dir_all(&cdir)?;
-    let c = sim
-        .collateral_json(crate::now())
+    let now = crate::now();
+    let tdx = sim.collateral_json(now).map_err(|e| anyhow::anyhow!(e))?;
+    std::fs::write(
+        cdir.join(format!("{}-tdx.json", sim.fmspc())),
+        tdx.to_string(),
+    )?;
+    let sgx = sim
+        .sgx_collateral_json(now)
         .map_err(|e| anyhow::anyhow!(e))?;
-    std::fs::write(cdir.join(format!("{}.json", sim.fmspc())), c.to_string())?;
+    std::fs::write(
+        cdir.join(format!("{}-sgx.json", sim.fmspc())),
+        sgx.to_string(),
+    )?;
     Ok(cdir)
 }
 
@@ -106,15 +178,7 @@ fn run_tdx(cmd: TdxCmd) -> Result<()> {
                 p.td_attributes[0] |= 1;
             }
             let q = sim.tdx_quote(&p).map_err(|e| anyhow::anyhow!(e))?;
-            let bytes = if json {
-                serde_json::to_vec_pretty(
-                    &serde_json::json!({"quote": ward_proto::b64::std_encode(&q)}),
-                )?
-            } else {
-                q
-            };
-            std::fs::write(&output, bytes)
-                .with_context(|| format!("writing {}", output.display()))?;
+            write_quote(&output, q, json)?;
         }
     }
     Ok(())
@@ -171,6 +235,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
     let cmd = match cmd {
         SimCmd::Snp(c) => c,
         SimCmd::Tdx(c) => return run_tdx(c),
+        SimCmd::Sgx(c) => return run_sgx(c),
     };
     match cmd {
         SnpCmd::Init { dir, product, tcb } => {

@@ -74,6 +74,23 @@ fn spawn_listening(mut cmd: Command, stderr: Stdio) -> Server {
     }
 }
 
+/// `POST /kbs/v0/auth` for `tee`: the session cookie and the nonce.
+fn kbs_auth(http: &reqwest::blocking::Client, url: &str, tee: &str) -> (String, String) {
+    let r = http
+        .post(format!("{url}/kbs/v0/auth"))
+        .body(format!(
+            r#"{{"version":"0.4.0","tee":"{tee}","extra-params":{{}}}}"#
+        ))
+        .send()
+        .unwrap();
+    let cookie = session_cookie(&r);
+    let nonce = r.json::<Value>().unwrap()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (cookie, nonce)
+}
+
 fn ward(args: &[&str]) -> Output {
     Command::new(WARD)
         .args(args)
@@ -731,16 +748,7 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
     let http = reqwest::blocking::Client::new();
     let fetch = |measurement: [u8; 48], policy: u64| {
         let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
-        let r = http
-            .post(format!("{}/kbs/v0/auth", s.url))
-            .body(r#"{"version":"0.4.0","tee":"snp","extra-params":{}}"#)
-            .send()
-            .unwrap();
-        let cookie = session_cookie(&r);
-        let nonce = r.json::<Value>().unwrap()["nonce"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let (cookie, nonce) = kbs_auth(&http, &s.url, "snp");
         let runtime = RuntimeData {
             nonce,
             tee_pubkey: key.public_jwk(),
@@ -1228,11 +1236,16 @@ fn dcap_collateral_imported_with_ward_admin() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let coll = std::fs::read_dir(dir.path().join("sim/collateral"))
         .unwrap()
-        .next()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().ends_with("-tdx.json"))
+        .unwrap();
+    let fmspc = coll
+        .file_name()
         .unwrap()
+        .to_str()
         .unwrap()
-        .path();
-    let fmspc = coll.file_stem().unwrap().to_str().unwrap().to_string();
+        .trim_end_matches("-tdx.json")
+        .to_string();
     assert!(err.contains(&fmspc), "{err}");
 
     let out = admin(&["collateral", "import", coll.to_str().unwrap()]);
@@ -1255,4 +1268,71 @@ fn dcap_collateral_imported_with_ward_admin() {
     let out = admin(&["collateral", "import", &p("bad.json")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("collateral JSON"));
+}
+
+/// `ward sim sgx quote` produces CoCo `sgx` evidence that `ward serve`
+/// (trusting the simulator) verifies with the platform's SGX collateral.
+#[test]
+fn ward_serve_verifies_simulated_sgx_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let out = ward(&["sim", "tdx", "init", "--dir", &p("sim")]);
+    assert!(out.status.success());
+    let cfg = String::from_utf8(out.stdout).unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        p("ward.toml"),
+        format!("data_dir = {:?}\n{cfg}", data.display().to_string()),
+    )
+    .unwrap();
+    let s = serve(&data, &["--config", &p("ward.toml")]);
+    let http = reqwest::blocking::Client::new();
+    let (cookie, nonce) = kbs_auth(&http, &s.url, "sgx");
+    let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    let runtime = RuntimeData {
+        nonce,
+        tee_pubkey: key.public_jwk(),
+    };
+    let rd = hex::encode(runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
+    let out = ward(&[
+        "sim",
+        "sgx",
+        "quote",
+        "--dir",
+        &p("sim"),
+        "--mr-enclave",
+        &"ab".repeat(32),
+        "--report-data",
+        &rd,
+        "--json",
+        "-o",
+        &p("ev.json"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev: Value = serde_json::from_slice(&std::fs::read(p("ev.json")).unwrap()).unwrap();
+    let r = http
+        .post(format!("{}/kbs/v0/attest", s.url))
+        .header("cookie", &cookie)
+        .json(&json!({"init-data": null, "runtime-data": runtime,
+            "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let token = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
+    let sgx = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sgx"];
+    assert_eq!(sgx["mr_enclave"], "ab".repeat(32));
+    assert_eq!(
+        (sgx["tcb_status"].as_str(), sgx["simulated"].as_bool()),
+        (Some("UpToDate"), Some(true))
+    );
 }

@@ -50,6 +50,36 @@ impl Default for TdParams {
     }
 }
 
+/// What the simulated SGX enclave reports.
+#[derive(Debug, Clone)]
+pub struct SgxParams {
+    pub mr_enclave: [u8; 32],
+    pub mr_signer: [u8; 32],
+    pub isv_prod_id: u16,
+    pub isv_svn: u16,
+    pub config_id: [u8; 64],
+    pub report_data: [u8; 64],
+    /// ATTRIBUTES; flags bit 1 = debug.
+    pub attributes: [u8; 16],
+}
+
+impl Default for SgxParams {
+    fn default() -> Self {
+        let mut attributes = [0u8; 16];
+        attributes[0] = 0x05; // INIT | MODE64
+        attributes[8] = 0xe7; // XFRM
+        Self {
+            mr_enclave: [0; 32],
+            mr_signer: [0; 32],
+            isv_prod_id: 0,
+            isv_svn: 0,
+            config_id: [0; 64],
+            report_data: [0; 64],
+            attributes,
+        }
+    }
+}
+
 /// The simulated platform.
 pub struct DcapSim {
     keys: [Vec<u8>; 5], // PKCS#8: root, platform CA, TCB signing, PCK, attestation key
@@ -279,28 +309,44 @@ impl DcapSim {
         hex::encode_upper(self.fmspc)
     }
 
-    /// Collateral in the flat JSON form, issued at `now`, valid 30 days.
+    /// TDX collateral in the flat JSON form, issued at `now`, valid 30 days.
     pub fn collateral_json(&self, now: i64) -> Result<Value, SnpSimError> {
+        self.collateral_for(now, true)
+    }
+
+    /// SGX collateral (TCB info id SGX, QE identity "QE").
+    pub fn sgx_collateral_json(&self, now: i64) -> Result<Value, SnpSimError> {
+        self.collateral_for(now, false)
+    }
+
+    fn collateral_for(&self, now: i64, tdx: bool) -> Result<Value, SnpSimError> {
         let (issue, next) = (rfc3339(now), rfc3339(now + 30 * 86_400));
         let comps = |v: &[u8; 16]| -> Vec<Value> { v.iter().map(|s| json!({"svn": s})).collect() };
-        let tcb_info = json!({
-            "id": "TDX", "version": 3, "issueDate": issue, "nextUpdate": next,
+        let mut levels = json!([
+            {"tcb": {"sgxtcbcomponents": comps(&COMPSVN), "pcesvn": PCESVN},
+             "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"},
+            {"tcb": {"sgxtcbcomponents": comps(&[0; 16]), "pcesvn": 0},
+             "tcbDate": "2018-01-04T00:00:00Z", "tcbStatus": "OutOfDate", "advisoryIDs": ["INTEL-SA-SIM-0001"]}
+        ]);
+        if tdx {
+            levels[0]["tcb"]["tdxtcbcomponents"] = json!(comps(&TEE_TCB_SVN));
+            levels[1]["tcb"]["tdxtcbcomponents"] = json!(comps(&[0; 16]));
+        }
+        let mut info = json!({
+            "id": if tdx { "TDX" } else { "SGX" }, "version": 3, "issueDate": issue, "nextUpdate": next,
             "fmspc": self.fmspc(), "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
-            "tdxModuleIdentities": [],
-            "tcbLevels": [
-                {"tcb": {"sgxtcbcomponents": comps(&COMPSVN), "pcesvn": PCESVN, "tdxtcbcomponents": comps(&TEE_TCB_SVN)},
-                 "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"},
-                {"tcb": {"sgxtcbcomponents": comps(&[0; 16]), "pcesvn": 0, "tdxtcbcomponents": comps(&[0; 16])},
-                 "tcbDate": "2018-01-04T00:00:00Z", "tcbStatus": "OutOfDate", "advisoryIDs": ["INTEL-SA-SIM-0001"]}
-            ]
-        })
-        .to_string();
+            "tcbLevels": levels
+        });
+        if tdx {
+            info["tdxModuleIdentities"] = json!([]);
+        }
+        let tcb_info = info.to_string();
         let qe_identity = json!({
-            "id": "TD_QE", "version": 2, "issueDate": issue, "nextUpdate": next,
+            "id": if tdx { "TD_QE" } else { "QE" }, "version": 2, "issueDate": issue, "nextUpdate": next,
             "tcbEvaluationDataNumber": 17, "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
             "attributes": "11000000000000000000000000000000",
             "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
-            "mrsigner": hex::encode_upper(QE_MRSIGNER), "isvprodid": 2,
+            "mrsigner": hex::encode_upper(QE_MRSIGNER), "isvprodid": if tdx { 2 } else { 1 },
             "tcbLevels": [{"tcb": {"isvsvn": 1}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"}]
         })
         .to_string();
@@ -364,16 +410,46 @@ impl DcapSim {
             q.extend_from_slice(r);
         }
         q.extend_from_slice(&p.report_data);
-        let signed_len = q.len();
+        self.sign_quote(q, 2, true)
+    }
 
+    /// An SGX quote v3 for `p` (QE: ISVPRODID 1, certification data type 5
+    /// directly after the QE auth data, as SGX quotes carry it).
+    pub fn sgx_quote(&self, p: &SgxParams) -> Result<Vec<u8>, SnpSimError> {
+        let mut q = Vec::with_capacity(5000);
+        q.extend_from_slice(&3u16.to_le_bytes());
+        q.extend_from_slice(&2u16.to_le_bytes());
+        q.extend_from_slice(&0u32.to_le_bytes());
+        q.extend_from_slice(&1u16.to_le_bytes()); // QE SVN
+        q.extend_from_slice(&PCESVN.to_le_bytes());
+        q.extend_from_slice(&QE_VENDOR_ID);
+        q.extend_from_slice(&[0u8; 20]);
+        let mut body = vec![0u8; 384];
+        body[..16].copy_from_slice(&COMPSVN); // CPUSVN
+        body[48..64].copy_from_slice(&p.attributes);
+        body[64..96].copy_from_slice(&p.mr_enclave);
+        body[128..160].copy_from_slice(&p.mr_signer);
+        body[192..256].copy_from_slice(&p.config_id);
+        body[256..258].copy_from_slice(&p.isv_prod_id.to_le_bytes());
+        body[258..260].copy_from_slice(&p.isv_svn.to_le_bytes());
+        body[320..384].copy_from_slice(&p.report_data);
+        q.extend_from_slice(&body);
+        self.sign_quote(q, 1, false)
+    }
+
+    /// Append the signature data to header ‖ body `q`: the attestation
+    /// key's signature, the QE report (ISVPRODID `qe_prod`) signed by the
+    /// PCK key, the QE auth data and the PCK chain — wrapped in
+    /// certification data type 6 (v4) or directly (v3).
+    fn sign_quote(&self, mut q: Vec<u8>, qe_prod: u16, v4: bool) -> Result<Vec<u8>, SnpSimError> {
         let att = public(&self.keys[4])?; // 0x04 ‖ x ‖ y
-        let sig = sign(&self.keys[4], true, &q[..signed_len])?;
+        let sig = sign(&self.keys[4], true, &q)?;
         let auth = [0xa5u8; 32];
         // QE report: an SGX report body whose report_data binds the key.
         let mut qe = vec![0u8; 384];
         qe[48] = 0x11; // attributes: INIT | MODE64
         qe[128..160].copy_from_slice(&QE_MRSIGNER);
-        qe[256..258].copy_from_slice(&2u16.to_le_bytes()); // ISVPRODID
+        qe[256..258].copy_from_slice(&qe_prod.to_le_bytes()); // ISVPRODID
         qe[258..260].copy_from_slice(&1u16.to_le_bytes()); // ISVSVN
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(&att[1..]);
@@ -389,20 +465,22 @@ impl DcapSim {
         .into_bytes();
         chain.push(0);
 
-        let mut inner = Vec::new();
-        inner.extend_from_slice(&qe);
-        inner.extend_from_slice(&qe_sig);
-        inner.extend_from_slice(&(auth.len() as u16).to_le_bytes());
-        inner.extend_from_slice(&auth);
-        inner.extend_from_slice(&5u16.to_le_bytes());
-        inner.extend_from_slice(&(chain.len() as u32).to_le_bytes());
-        inner.extend_from_slice(&chain);
+        let mut qe_part = Vec::new();
+        qe_part.extend_from_slice(&qe);
+        qe_part.extend_from_slice(&qe_sig);
+        qe_part.extend_from_slice(&(auth.len() as u16).to_le_bytes());
+        qe_part.extend_from_slice(&auth);
+        qe_part.extend_from_slice(&5u16.to_le_bytes());
+        qe_part.extend_from_slice(&(chain.len() as u32).to_le_bytes());
+        qe_part.extend_from_slice(&chain);
         let mut sd = Vec::new();
         sd.extend_from_slice(&sig);
         sd.extend_from_slice(&att[1..]);
-        sd.extend_from_slice(&6u16.to_le_bytes());
-        sd.extend_from_slice(&(inner.len() as u32).to_le_bytes());
-        sd.extend_from_slice(&inner);
+        if v4 {
+            sd.extend_from_slice(&6u16.to_le_bytes());
+            sd.extend_from_slice(&(qe_part.len() as u32).to_le_bytes());
+        }
+        sd.extend_from_slice(&qe_part);
         q.extend_from_slice(&(sd.len() as u32).to_le_bytes());
         q.extend_from_slice(&sd);
         Ok(q)

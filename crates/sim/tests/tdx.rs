@@ -86,3 +86,29 @@ fn tempfile_dir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     d
 }
+
+#[test]
+fn simulated_sgx_quotes_verify_with_sgx_collateral() {
+    use ward_dcap::quote::Body;
+    use ward_sim::tdx::SgxParams;
+    let sim = DcapSim::generate(NOW, false).unwrap();
+    let c = Collateral::from_flat_json(&sim.sgx_collateral_json(NOW).unwrap().to_string()).unwrap();
+    let p = SgxParams {
+        mr_enclave: [1; 32],
+        mr_signer: [2; 32],
+        isv_svn: 3,
+        report_data: [4; 64],
+        ..Default::default()
+    };
+    let q = Quote::parse(&sim.sgx_quote(&p).unwrap()).unwrap();
+    let Body::Sgx(r) = &q.body else {
+        panic!("SGX body")
+    };
+    assert_eq!((r.mr_enclave, r.isv_svn, r.debug()), ([1; 32], 3, false));
+    let cache = DcapCache::with_simulated_roots(vec![sim.root_fingerprint()]);
+    let v = cache.verify(&q, &c, NOW).unwrap();
+    assert_eq!(v.status, TcbStatus::UpToDate);
+    // TDX collateral does not fit an SGX quote.
+    let tdx = Collateral::from_flat_json(&sim.collateral_json(NOW).unwrap().to_string()).unwrap();
+    assert!(cache.verify(&q, &tdx, NOW).is_err());
+}
