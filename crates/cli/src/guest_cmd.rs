@@ -13,14 +13,18 @@ pub struct GuestArgs {
     /// KBS base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX),
-    /// `tsm` (configfs-tsm, required), `sample` (no hardware, trials only),
-    /// `sim-snp` (the simulator in --sim-dir).
-    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sample", "sim-snp", "sim-tdx"])]
+    /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX; else
+    /// /dev/sev-guest), `tsm` (configfs-tsm, required), `sev-guest` (the
+    /// legacy SNP device, required), `sample` (no hardware, trials only),
+    /// `sim-snp` / `sim-tdx` (the simulator in --sim-dir).
+    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sev-guest", "sample", "sim-snp", "sim-tdx"])]
     pub tee: String,
     /// configfs-tsm report directory.
     #[arg(long, default_value = ward_guest::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
+    /// The legacy SEV-SNP guest device (SNP_GET_EXT_REPORT).
+    #[arg(long, default_value = ward_guest::sev_guest::DEFAULT_DEVICE)]
+    pub sev_guest_device: PathBuf,
     /// Simulator directory for `--tee sim-snp` / `sim-tdx` (from `ward sim
     /// snp init` / `ward sim tdx init`).
     #[arg(long)]
@@ -161,7 +165,8 @@ impl Attester for SimTdxAttester {
 }
 
 /// Pick the attester: explicit choice, or detection in this order:
-/// configfs-tsm (SNP or TDX), then nothing (an error naming what was tried).
+/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then nothing (an error
+/// naming what was tried).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
     match a.tee.as_str() {
         "sample" => Ok(Arc::new(SampleAttester {
@@ -205,16 +210,36 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
             cfg_id.copy_from_slice(&launch_binding(a, 48)?);
             Ok(Arc::new(SimTdxAttester(sim, mr_td, cfg_id)))
         }
-        "auto" | "tsm" => match ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
-            Some(t) => {
-                tracing::info!(tee = %t.tee(), root = %a.tsm_root.display(), "using configfs-tsm");
-                Ok(Arc::new(t))
-            }
+        "sev-guest" => match ward_guest::sev_guest::SevGuestAttester::detect(&a.sev_guest_device) {
+            Some(t) => Ok(Arc::new(t)),
             None => bail!(
-                "no TEE interface found: {} does not exist (configfs-tsm needs Linux 6.7+ in an SNP or TDX guest); use --tee sample for trials",
-                a.tsm_root.display()
+                "{} does not exist (the sev-guest driver is loaded only in an SNP guest)",
+                a.sev_guest_device.display()
             ),
         },
+        "auto" | "tsm" => {
+            if let Some(t) = ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
+                tracing::info!(tee = %t.tee(), root = %a.tsm_root.display(), "using configfs-tsm");
+                return Ok(Arc::new(t));
+            }
+            if a.tee == "auto" {
+                if let Some(t) =
+                    ward_guest::sev_guest::SevGuestAttester::detect(&a.sev_guest_device)
+                {
+                    tracing::info!(device = %a.sev_guest_device.display(), "using the SEV-SNP guest device");
+                    return Ok(Arc::new(t));
+                }
+                bail!(
+                    "no TEE interface found: neither {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest) nor {} exists; use --tee sample for trials",
+                    a.tsm_root.display(),
+                    a.sev_guest_device.display()
+                )
+            }
+            bail!(
+                "{} does not exist (configfs-tsm needs Linux 6.7+ in an SNP or TDX guest); use --tee sample for trials",
+                a.tsm_root.display()
+            )
+        }
         other => bail!("TEE {other:?} is not supported by this build"),
     }
 }

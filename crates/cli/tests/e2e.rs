@@ -899,6 +899,45 @@ fn guest_api_refuses_a_non_loopback_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
 
+/// `--tee auto` tries configfs-tsm, then /dev/sev-guest, and names both
+/// when neither exists; an explicit `--tee sev-guest` names its device.
+#[test]
+fn auto_detection_names_every_interface_it_tried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsm = tmp.path().join("no-tsm");
+    let dev = tmp.path().join("no-sev-guest");
+    let (tsm_s, dev_s) = (tsm.to_str().unwrap(), dev.to_str().unwrap());
+    let common = ["--url", "http://127.0.0.1:9", "--tsm-root", tsm_s];
+    let out = ward(
+        &[
+            &["attest", "--tee", "auto"][..],
+            &common,
+            &["--sev-guest-device", dev_s],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-tsm") && err.contains("no-sev-guest"),
+        "{err}"
+    );
+    let out = ward(
+        &[
+            &["attest", "--tee", "sev-guest"][..],
+            &common,
+            &["--sev-guest-device", dev_s],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-sev-guest") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
 /// `ward seal` → `POST /cdh/unseal` → plaintext; a tampered seal is
 /// refused; a seal by another owner's key is refused.
 #[test]

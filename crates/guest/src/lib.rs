@@ -9,6 +9,7 @@ pub mod api;
 pub mod attester;
 pub mod client;
 pub mod sealed;
+pub mod sev_guest;
 pub mod tsm;
 
 pub use attester::{Attester, SampleAttester};
