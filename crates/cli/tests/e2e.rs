@@ -907,35 +907,26 @@ fn auto_detection_names_every_interface_it_tried() {
     let tsm = tmp.path().join("no-tsm");
     let dev = tmp.path().join("no-sev-guest");
     let (tsm_s, dev_s) = (tsm.to_str().unwrap(), dev.to_str().unwrap());
-    let common = ["--url", "http://127.0.0.1:9", "--tsm-root", tsm_s];
-    let out = ward(
-        &[
-            &["attest", "--tee", "auto"][..],
-            &common,
-            &["--sev-guest-device", dev_s],
-        ]
-        .concat(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no-tsm") && err.contains("no-sev-guest"),
-        "{err}"
-    );
-    let out = ward(
-        &[
-            &["attest", "--tee", "sev-guest"][..],
-            &common,
-            &["--sev-guest-device", dev_s],
-        ]
-        .concat(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no-sev-guest") && err.contains("does not exist"),
-        "{err}"
-    );
+    let fails_naming = |tee: &str, needles: &[&str]| {
+        let out = ward(&[
+            "attest",
+            "--tee",
+            tee,
+            "--url",
+            "http://127.0.0.1:9",
+            "--tsm-root",
+            tsm_s,
+            "--sev-guest-device",
+            dev_s,
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "{tee}: {err}");
+        }
+    };
+    fails_naming("auto", &["no-tsm", "no-sev-guest"]);
+    fails_naming("sev-guest", &["no-sev-guest", "does not exist"]);
 }
 
 /// `ward seal` → `POST /cdh/unseal` → plaintext; a tampered seal is
