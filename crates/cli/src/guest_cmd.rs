@@ -14,11 +14,19 @@ pub struct GuestArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX; else
-    /// /dev/sev-guest), `tsm` (configfs-tsm, required), `sev-guest` (the
-    /// legacy SNP device, required), `sample` (no hardware, trials only),
-    /// `sim-snp` / `sim-tdx` (the simulator in --sim-dir).
-    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sev-guest", "sample", "sim-snp", "sim-tdx"])]
+    /// /dev/sev-guest; else an Azure vTPM with an HCL report), `tsm`
+    /// (configfs-tsm, required), `sev-guest` (the legacy SNP device,
+    /// required), `az-vtpm` (Azure SNP or TDX confidential VM, required),
+    /// `sample` (no hardware, trials only), `sim-snp` / `sim-tdx` /
+    /// `sim-az-snp` (the simulator in --sim-dir).
+    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sev-guest", "az-vtpm", "sample", "sim-snp", "sim-tdx", "sim-az-snp"])]
     pub tee: String,
+    /// The TPM device of an Azure confidential VM.
+    #[arg(long, default_value = ward_guest::az_vtpm::DEFAULT_DEVICE)]
+    pub tpm_device: PathBuf,
+    /// The Azure instance metadata service (VCEK, TD quotes).
+    #[arg(long, default_value = ward_guest::az_vtpm::DEFAULT_IMDS)]
+    pub imds_url: String,
     /// configfs-tsm report directory.
     #[arg(long, default_value = ward_guest::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
@@ -130,6 +138,51 @@ fn launch_binding(a: &GuestArgs, len: usize) -> Result<Vec<u8>> {
     })
 }
 
+/// The simulated Azure vTPM as the TPM device (in process).
+struct SimTpm(ward_sim::az::AzVtpmSim);
+
+impl std::fmt::Debug for SimTpm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated Azure vTPM")
+    }
+}
+
+impl ward_guest::az_vtpm::TpmDevice for SimTpm {
+    fn transact(&self, command: &[u8]) -> std::io::Result<Vec<u8>> {
+        Ok(self.0.transact(command))
+    }
+}
+
+/// The simulated platform's VCEK, as IMDS would serve it.
+#[derive(Debug)]
+struct SimImds(Vec<u8>);
+
+impl ward_guest::az_vtpm::Imds for SimImds {
+    fn vcek(&self) -> Result<Vec<u8>, ward_guest::attester::AttesterError> {
+        Ok(self.0.clone())
+    }
+
+    fn td_quote(&self, _: &[u8]) -> Result<Vec<u8>, ward_guest::attester::AttesterError> {
+        Err(ward_guest::attester::AttesterError {
+            tee: "sim-az-snp".into(),
+            reason: "the simulated Azure VM is SNP, not TDX".into(),
+        })
+    }
+}
+
+/// `--sim-measurement` as 48 bytes (zero when absent).
+fn sim_measurement(a: &GuestArgs) -> Result<[u8; 48]> {
+    let mut m = [0u8; 48];
+    if let Some(s) = &a.sim_measurement {
+        let b = hex::decode(s.trim()).context("--sim-measurement is not hex")?;
+        if b.len() != 48 {
+            bail!("--sim-measurement must be 48 bytes");
+        }
+        m.copy_from_slice(&b);
+    }
+    Ok(m)
+}
+
 /// The simulated TDX platform as an attester (CoCo `tdx` evidence).
 struct SimTdxAttester(ward_sim::tdx::DcapSim, [u8; 48], [u8; 48]);
 
@@ -165,8 +218,9 @@ impl Attester for SimTdxAttester {
 }
 
 /// Pick the attester: explicit choice, or detection in this order:
-/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then nothing (an error
-/// naming what was tried).
+/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then an Azure vTPM
+/// (a TPM holding the HCL report), then nothing (an error naming what was
+/// tried).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
     match a.tee.as_str() {
         "sample" => Ok(Arc::new(SampleAttester {
@@ -180,14 +234,7 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                 .as_ref()
                 .context("--tee sim-snp needs --sim-dir (see `ward sim snp init`)")?;
             let sim = ward_sim::snp::SnpSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
-            let mut measurement = [0u8; 48];
-            if let Some(m) = &a.sim_measurement {
-                let b = hex::decode(m.trim()).context("--sim-measurement is not hex")?;
-                if b.len() != 48 {
-                    bail!("--sim-measurement must be 48 bytes");
-                }
-                measurement.copy_from_slice(&b);
-            }
+            let measurement = sim_measurement(a)?;
             let mut host_data = [0u8; 32];
             host_data.copy_from_slice(&launch_binding(a, 32)?);
             Ok(Arc::new(SimSnpAttester(sim, measurement, host_data)))
@@ -198,14 +245,7 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                 .as_ref()
                 .context("--tee sim-tdx needs --sim-dir (see `ward sim tdx init`)")?;
             let sim = ward_sim::tdx::DcapSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
-            let mut mr_td = [0u8; 48];
-            if let Some(m) = &a.sim_measurement {
-                let b = hex::decode(m.trim()).context("--sim-measurement is not hex")?;
-                if b.len() != 48 {
-                    bail!("--sim-measurement must be 48 bytes");
-                }
-                mr_td.copy_from_slice(&b);
-            }
+            let mr_td = sim_measurement(a)?;
             let mut cfg_id = [0u8; 48];
             cfg_id.copy_from_slice(&launch_binding(a, 48)?);
             Ok(Arc::new(SimTdxAttester(sim, mr_td, cfg_id)))
@@ -217,6 +257,41 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                 a.sev_guest_device.display()
             ),
         },
+        "sim-az-snp" => {
+            let dir = a
+                .sim_dir
+                .as_ref()
+                .context("--tee sim-az-snp needs --sim-dir (see `ward sim snp init`)")?;
+            let sim = ward_sim::snp::SnpSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
+            let vcek = sim.vcek_der().to_vec();
+            let params = ward_sim::SnpReportParams {
+                measurement: sim_measurement(a)?,
+                ..Default::default()
+            };
+            // Azure binds init-data in PCR 8 (the launch extends it once).
+            let digest = init_data(a)?
+                .map(|t| ward_proto::initdata::InitData::parse("toml", &t).map(|d| d.digest))
+                .transpose()?;
+            let vtpm = ward_sim::az::AzVtpmSim::new(
+                ward_sim::az::AzHardware::Snp(Box::new(sim), params),
+                digest.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let tpm = ward_guest::az_vtpm::Tpm::new(Box::new(SimTpm(vtpm)));
+            Ok(Arc::new(ward_guest::az_vtpm::AzVtpmAttester::new(
+                tpm,
+                Box::new(SimImds(vcek)),
+            )?))
+        }
+        "az-vtpm" => {
+            match ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)? {
+                Some(t) => Ok(Arc::new(t)),
+                None => bail!(
+                    "{} is not an Azure confidential VM's vTPM (missing, or no HCL report at NV index 0x01400001)",
+                    a.tpm_device.display()
+                ),
+            }
+        }
         "auto" | "tsm" => {
             if let Some(t) = ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
                 tracing::info!(tee = %t.tee(), root = %a.tsm_root.display(), "using configfs-tsm");
@@ -229,10 +304,17 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                     tracing::info!(device = %a.sev_guest_device.display(), "using the SEV-SNP guest device");
                     return Ok(Arc::new(t));
                 }
+                if let Some(t) =
+                    ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)?
+                {
+                    tracing::info!(tee = %t.tee(), device = %a.tpm_device.display(), "using the Azure vTPM");
+                    return Ok(Arc::new(t));
+                }
                 bail!(
-                    "no TEE interface found: neither {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest) nor {} exists; use --tee sample for trials",
+                    "no TEE interface found: neither {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest) nor {} exists, and {} is not an Azure vTPM; use --tee sample for trials",
                     a.tsm_root.display(),
-                    a.sev_guest_device.display()
+                    a.sev_guest_device.display(),
+                    a.tpm_device.display()
                 )
             }
             bail!(

@@ -644,20 +644,22 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
     ])
     .status
     .success());
+    let set_reference = |name: &str, v: &str| {
+        let out = ward(&[
+            "admin",
+            "--url",
+            &s.url,
+            "--data-dir",
+            d,
+            "reference-value",
+            "set",
+            name,
+            v,
+        ]);
+        assert!(out.status.success());
+    };
     let good = "11".repeat(48);
-    assert!(ward(&[
-        "admin",
-        "--url",
-        &s.url,
-        "--data-dir",
-        d,
-        "reference-value",
-        "set",
-        "snp_launch_measurement",
-        &good
-    ])
-    .status
-    .success());
+    set_reference("snp_launch_measurement", &good);
 
     // ward's own guest, attesting with the simulator.
     let get = |m: &str| {
@@ -683,6 +685,33 @@ fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement()
     assert_eq!(out.stdout, b"snp-secret");
     let out = get(&"22".repeat(48));
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
+
+    // The same platform as an Azure confidential VM: the report comes
+    // through the (simulated) vTPM, and what booted is judged by its PCRs.
+    let set_pcr4 = |v: &str| set_reference("tpm_pcr04", v);
+    let get_az = || {
+        ward(&[
+            "get-resource",
+            "--url",
+            &s.url,
+            "--tee",
+            "sim-az-snp",
+            "--sim-dir",
+            sim_dir.to_str().unwrap(),
+            "kbs:///default/key/1",
+        ])
+    };
+    set_pcr4(&hex::encode(ward_sim::az::boot_pcrs()[4]));
+    let out = get_az();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"snp-secret");
+    set_pcr4(&"44".repeat(32));
+    let out = get_az();
     assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
 
     // Init-data: sent and bound through HOST_DATA (TOML or annotation form);

@@ -24,6 +24,13 @@ pub trait Attester: Send + Sync {
     fn init_data_field(&self) -> Result<Option<Vec<u8>>, AttesterError> {
         Ok(None)
     }
+
+    /// On vTPM platforms init-data is bound by a SHA-256 PCR (PCR 8)
+    /// extended once from zero with the digest; this returns its value.
+    /// When `Some`, it is checked instead of [`Attester::init_data_field`].
+    fn init_data_pcr(&self) -> Result<Option<[u8; 32]>, AttesterError> {
+        Ok(None)
+    }
 }
 
 /// The `sample` TEE: no hardware, for trials and tests. Never accepted by a

@@ -289,6 +289,21 @@ impl KbsClient {
         if st.checked {
             return Ok(());
         }
+        if let Some(pcr) = self.attester.init_data_pcr()? {
+            // vTPM platforms: the PCR was extended once from zero with the digest.
+            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            ctx.update(&[0u8; 32]);
+            ctx.update(&st.parsed.digest);
+            if ctx.finish().as_ref() != pcr {
+                return Err(GuestError::InitData(format!(
+                    "the TPM's init-data PCR holds {} but the init-data digest is {}: refusing to use this init-data",
+                    hex::encode(pcr),
+                    hex::encode(&st.parsed.digest)
+                )));
+            }
+            st.checked = true;
+            return Ok(());
+        }
         let field = self.attester.init_data_field()?.ok_or_else(|| {
             GuestError::InitData(format!(
                 "TEE {} cannot report its init-data binding; refusing to use init-data",

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod attester;
+pub mod az_vtpm;
 pub mod client;
 pub mod sealed;
 pub mod sev_guest;

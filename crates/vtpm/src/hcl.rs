@@ -195,6 +195,33 @@ impl HclReport {
     }
 }
 
+/// Lay out an HCL report (the inverse of [`HclReport::parse`], for
+/// simulators): header version 2, request type 2, SHA-256 variable-data
+/// hash type. `hw_report` is at most [`HW_REPORT_LEN`] bytes (zero-padded);
+/// its report_data must already begin with SHA-256 of `var_data`.
+pub fn build(report_type: ReportType, hw_report: &[u8], var_data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; VAR_DATA_OFFSET];
+    b[..4].copy_from_slice(b"HCLA");
+    b[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let n = hw_report.len().min(HW_REPORT_LEN);
+    b[HW_REPORT_OFFSET..HW_REPORT_OFFSET + n].copy_from_slice(&hw_report[..n]);
+    let size = (VAR_DATA_OFFSET - RUNTIME_OFFSET + var_data.len()) as u32;
+    b[8..12].copy_from_slice(&(RUNTIME_OFFSET as u32 + size).to_le_bytes());
+    b[12..16].copy_from_slice(&2u32.to_le_bytes());
+    let ty: u32 = match report_type {
+        ReportType::Snp => 2,
+        ReportType::Tdx => 4,
+    };
+    let put = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    put(&mut b, RUNTIME_OFFSET, size);
+    put(&mut b, RUNTIME_OFFSET + 4, 1);
+    put(&mut b, RUNTIME_OFFSET + 8, ty);
+    put(&mut b, RUNTIME_OFFSET + 12, 1);
+    put(&mut b, RUNTIME_OFFSET + 16, var_data.len() as u32);
+    b.extend_from_slice(var_data);
+    b
+}
+
 /// An RSA public key, big-endian modulus and exponent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsaKey {
@@ -207,14 +234,7 @@ mod tests {
     use super::*;
 
     fn report(var: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; VAR_DATA_OFFSET];
-        b[..4].copy_from_slice(b"HCLA");
-        b[4..8].copy_from_slice(&2u32.to_le_bytes());
-        b[RUNTIME_OFFSET + 8..RUNTIME_OFFSET + 12].copy_from_slice(&2u32.to_le_bytes());
-        b[RUNTIME_OFFSET + 12..RUNTIME_OFFSET + 16].copy_from_slice(&1u32.to_le_bytes());
-        b[RUNTIME_OFFSET + 16..RUNTIME_OFFSET + 20]
-            .copy_from_slice(&(var.len() as u32).to_le_bytes());
-        b.extend_from_slice(var);
+        let mut b = build(ReportType::Snp, &[], var);
         b.extend_from_slice(&[0; 100]);
         b
     }

@@ -13,10 +13,13 @@
 //! * [`tpm`]: TPMS_ATTEST of a TPM2_Quote, its RSASSA-PKCS1-v1_5 SHA-256
 //!   signature and the PCR digest.
 //! * [`evidence`]: the CoCo evidence JSON shapes (v0, v1, v2).
+//! * [`tpm2`]: TPM 2.0 command/response framing for the commands an Azure
+//!   vTPM attester issues (NV read/write, quote, PCR read).
 
 pub mod evidence;
 pub mod hcl;
 pub mod tpm;
+pub mod tpm2;
 
 /// Why Azure vTPM evidence was rejected. Each variant names the check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

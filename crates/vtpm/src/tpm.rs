@@ -34,17 +34,26 @@ pub struct QuoteInfo {
     pub pcr_digest: Vec<u8>,
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+/// Big-endian TPM structure reader; every error names the structure, the
+/// field and the offset.
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) at: usize,
+    pub(crate) what: &'static str,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], Error> {
+    pub(crate) fn new(b: &'a [u8], what: &'static str) -> Self {
+        Self { b, at: 0, what }
+    }
+    pub(crate) fn rest(&self) -> usize {
+        self.b.len() - self.at
+    }
+    pub(crate) fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], Error> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.b.len());
         let Some(end) = end else {
             return Err(malformed(
-                "TPMS_ATTEST",
+                self.what,
                 format!("truncated at {field} (offset {})", self.at),
             ));
         };
@@ -52,33 +61,61 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self, field: &str) -> Result<u8, Error> {
+    pub(crate) fn u8(&mut self, field: &str) -> Result<u8, Error> {
         Ok(self.take(1, field)?[0])
     }
-    fn u16(&mut self, field: &str) -> Result<u16, Error> {
+    pub(crate) fn u16(&mut self, field: &str) -> Result<u16, Error> {
         let s = self.take(2, field)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
     }
-    fn u32(&mut self, field: &str) -> Result<u32, Error> {
+    pub(crate) fn u32(&mut self, field: &str) -> Result<u32, Error> {
         let s = self.take(4, field)?;
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn u64(&mut self, field: &str) -> Result<u64, Error> {
+    pub(crate) fn u64(&mut self, field: &str) -> Result<u64, Error> {
         let s = self.take(8, field)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
         Ok(u64::from_be_bytes(a))
     }
-    fn sized(&mut self, field: &str) -> Result<Vec<u8>, Error> {
+    pub(crate) fn sized(&mut self, field: &str) -> Result<Vec<u8>, Error> {
         let n = self.u16(field)? as usize;
         Ok(self.take(n, field)?.to_vec())
     }
 }
 
+/// TPML_PCR_SELECTION (Part 2, 10.9.7): per bank, its hash algorithm and
+/// the selected PCR indices in ascending order.
+pub(crate) fn read_pcr_selection(r: &mut Reader<'_>) -> Result<Vec<(u16, Vec<u8>)>, Error> {
+    let count = r.u32("pcrSelect.count")?;
+    if count > 16 {
+        return Err(malformed(
+            r.what,
+            format!("{count} PCR selections (at most 16 banks exist)"),
+        ));
+    }
+    let mut selection = Vec::new();
+    for _ in 0..count {
+        let hash = r.u16("pcrSelections.hash")?;
+        let size = r.u8("pcrSelections.sizeofSelect")? as usize;
+        let bitmap = r.take(size, "pcrSelections.pcrSelect")?;
+        let mut pcrs = Vec::new();
+        for (i, byte) in bitmap.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (1 << bit) != 0 {
+                    pcrs.push((i * 8 + bit) as u8);
+                }
+            }
+        }
+        selection.push((hash, pcrs));
+    }
+    Ok(selection)
+}
+
 impl QuoteInfo {
     /// Parse the quoted message (TPMS_ATTEST, as signed).
     pub fn parse(msg: &[u8]) -> Result<Self, Error> {
-        let mut r = Reader { b: msg, at: 0 };
+        let mut r = Reader::new(msg, "TPMS_ATTEST");
         let magic = r.u32("magic")?;
         if magic != TPM_GENERATED_VALUE {
             return Err(malformed(
@@ -100,28 +137,7 @@ impl QuoteInfo {
         let restart_count = r.u32("clockInfo.restartCount")?;
         let safe = r.u8("clockInfo.safe")? != 0;
         let firmware_version = r.u64("firmwareVersion")?;
-        let count = r.u32("pcrSelect.count")?;
-        if count > 16 {
-            return Err(malformed(
-                "TPMS_ATTEST",
-                format!("{count} PCR selections (at most 16 banks exist)"),
-            ));
-        }
-        let mut selection = Vec::new();
-        for _ in 0..count {
-            let hash = r.u16("pcrSelections.hash")?;
-            let size = r.u8("pcrSelections.sizeofSelect")? as usize;
-            let bitmap = r.take(size, "pcrSelections.pcrSelect")?;
-            let mut pcrs = Vec::new();
-            for (i, byte) in bitmap.iter().enumerate() {
-                for bit in 0..8 {
-                    if byte & (1 << bit) != 0 {
-                        pcrs.push((i * 8 + bit) as u8);
-                    }
-                }
-            }
-            selection.push((hash, pcrs));
-        }
+        let selection = read_pcr_selection(&mut r)?;
         let pcr_digest = r.sized("pcrDigest")?;
         // Trailing bytes would be outside any TPMS_ATTEST field.
         if r.at != msg.len() {
