@@ -7,15 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
+use ward_dcap::verify::Collateral;
 use ward_guest::az_vtpm::{AzVtpmAttester, HttpImds, Imds, Tpm, TpmDevice};
 use ward_guest::Attester;
 use ward_proto::kbs::TeeEvidence;
 use ward_sim::az::{AzHardware, AzVtpmSim};
 use ward_sim::snp::{SnpReportParams, SnpSim};
+use ward_sim::tdx::{DcapSim, TdParams};
 use ward_snp::report::TcbParts;
 use ward_snp::Product;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
+use ward_verifier::az_tdx_vtpm::AzTdxVtpmVerifier;
+use ward_verifier::dcap::DcapCollateralSource;
 use ward_verifier::snp::SnpVerifier;
 use ward_verifier::{InitDataBinding, Verifier};
 
@@ -57,9 +61,9 @@ fn snp_vtpm(stale_reads: usize, init_digest: Option<&[u8]>) -> Arc<AzVtpmSim> {
     Arc::new(v)
 }
 
-/// An IMDS stand-in on 127.0.0.1 that, like Azure's, answers only requests
-/// carrying `Metadata: true`.
-fn imds(vcek_der: Vec<u8>) -> String {
+/// Serve `app` on 127.0.0.1 from its own runtime thread (the attester
+/// blocks, as on a VM); returns the base URL.
+fn serve(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -67,29 +71,39 @@ fn imds(vcek_der: Vec<u8>) -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            use base64::Engine;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&vcek_der);
-            let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
-            let app = axum::Router::new().route(
-                "/metadata/THIM/amd/certification",
-                get(move |h: HeaderMap| {
-                    let pem = pem.clone();
-                    async move {
-                        if h.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
-                            return Err(StatusCode::BAD_REQUEST);
-                        }
-                        Ok(axum::Json(serde_json::json!({
-                            "vcekCert": pem, "certificateChain": "", "tcbm": "1500000000000009"
-                        })))
-                    }
-                }),
-            );
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             axum::serve(l, app).await.unwrap();
         });
     });
     format!("http://{}", rx.recv().unwrap())
+}
+
+fn metadata_header(h: &HeaderMap) -> Result<(), StatusCode> {
+    match h.get("metadata").and_then(|v| v.to_str().ok()) {
+        Some("true") => Ok(()),
+        _ => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// An IMDS stand-in that, like Azure's, answers only requests carrying
+/// `Metadata: true`: the VCEK certification endpoint.
+fn imds(vcek_der: Vec<u8>) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&vcek_der);
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+    serve(axum::Router::new().route(
+        "/metadata/THIM/amd/certification",
+        get(move |h: HeaderMap| {
+            let pem = pem.clone();
+            async move {
+                metadata_header(&h)?;
+                Ok::<_, StatusCode>(axum::Json(serde_json::json!({
+                    "vcekCert": pem, "certificateChain": "", "tcbm": "1500000000000009"
+                })))
+            }
+        }),
+    ))
 }
 
 fn attester(vtpm: &Arc<AzVtpmSim>) -> AzVtpmAttester {
@@ -207,4 +221,79 @@ fn imds_requires_a_well_formed_certificate() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("IMDS http://127.0.0.1:9"), "{e}");
+}
+
+/// The TD quote endpoint: the simulated quoting enclave quotes the TDREPORT
+/// it is given (report_data and MRTD carried over).
+fn tdx_imds(dcap: Arc<DcapSim>) -> String {
+    serve(axum::Router::new().route(
+        "/acc/tdquote",
+        post(
+            move |h: HeaderMap, axum::Json(body): axum::Json<serde_json::Value>| {
+                let dcap = dcap.clone();
+                async move {
+                    use base64::Engine;
+                    metadata_header(&h)?;
+                    let report = base64::engine::general_purpose::URL_SAFE
+                        .decode(body["report"].as_str().unwrap_or_default())
+                        .map_err(|_| StatusCode::BAD_REQUEST)?;
+                    if report.len() != 1024 {
+                        return Err(StatusCode::BAD_REQUEST);
+                    }
+                    let mut p = TdParams::default();
+                    p.report_data.copy_from_slice(&report[128..192]);
+                    p.mr_td.copy_from_slice(&report[528..576]);
+                    let q = dcap.tdx_quote(&p).unwrap();
+                    Ok(axum::Json(serde_json::json!({
+                        "quote": base64::engine::general_purpose::URL_SAFE.encode(q)
+                    })))
+                }
+            },
+        ),
+    ))
+}
+
+#[derive(Debug)]
+struct OneSet(Collateral);
+
+impl DcapCollateralSource for OneSet {
+    fn collateral(&self, _fmspc: &str, _tee: &str, _ca: &str) -> Result<Collateral, String> {
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn tdx_vms_get_their_td_quote_from_imds_and_verify() {
+    let dcap = Arc::new(DcapSim::generate(NOW - 86_400, false).unwrap());
+    let vtpm = Arc::new(AzVtpmSim::new(AzHardware::Tdx { mr_td: [0x7d; 48] }, None).unwrap());
+    let mut a = AzVtpmAttester::new(
+        Tpm::new(Box::new(SimDevice(vtpm.clone()))),
+        Box::new(HttpImds {
+            base: tdx_imds(dcap.clone()),
+        }),
+    )
+    .unwrap();
+    a.poll_interval = Duration::from_millis(5);
+    assert_eq!(a.tee().as_str(), "az-tdx-vtpm");
+    let rd: Vec<u8> = (100..148).collect();
+    let ev = a.evidence(&rd).unwrap();
+    assert!(ev["td_quote"].is_string() && ev.get("vcek").is_none());
+    let collateral =
+        Collateral::from_flat_json(&dcap.collateral_json(NOW).unwrap().to_string()).unwrap();
+    let v = AzTdxVtpmVerifier::new(Some(Arc::new(OneSet(collateral))))
+        .with_simulated_roots(vec![dcap.root_fingerprint()]);
+    let claims = v
+        .verify_evidence(
+            &TeeEvidence {
+                primary_evidence: ev,
+                additional_evidence: String::new(),
+            },
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(claims.report_data, rd);
+    assert!(
+        claims.claims.to_string().contains(&"7d".repeat(48)),
+        "MRTD claimed"
+    );
 }
