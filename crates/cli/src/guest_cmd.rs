@@ -14,13 +14,22 @@ pub struct GuestArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// TEE to attest as: `auto` (configfs-tsm if present: SNP or TDX; else
-    /// /dev/sev-guest; else an Azure vTPM with an HCL report), `tsm`
-    /// (configfs-tsm, required), `sev-guest` (the legacy SNP device,
-    /// required), `az-vtpm` (Azure SNP or TDX confidential VM, required),
+    /// /dev/sev-guest; else /dev/tdx_guest with the QGS; else an Azure vTPM
+    /// with an HCL report), `tsm` (configfs-tsm, required), `sev-guest` (the
+    /// legacy SNP device, required), `tdx-guest` (the legacy TDX device and
+    /// the QGS, required), `az-vtpm` (Azure SNP or TDX confidential VM,
+    /// required),
     /// `sample` (no hardware, trials only), `sim-snp` / `sim-tdx` /
     /// `sim-az-snp` (the simulator in --sim-dir).
-    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sev-guest", "az-vtpm", "sample", "sim-snp", "sim-tdx", "sim-az-snp"])]
+    #[arg(long, default_value = "sample", value_parser = ["auto", "tsm", "sev-guest", "tdx-guest", "az-vtpm", "sample", "sim-snp", "sim-tdx", "sim-az-snp"])]
     pub tee: String,
+    /// The legacy TDX guest device (TDX_CMD_GET_REPORT0).
+    #[arg(long, default_value = ward_guest::tdx_guest::DEFAULT_DEVICE)]
+    pub tdx_guest_device: PathBuf,
+    /// The TDX Quote Generation Service: `vsock:<cid>:<port>` or
+    /// `unix:<path>`.
+    #[arg(long, default_value = "vsock:2:4050")]
+    pub qgs: String,
     /// The TPM device of an Azure confidential VM.
     #[arg(long, default_value = ward_guest::az_vtpm::DEFAULT_DEVICE)]
     pub tpm_device: PathBuf,
@@ -170,6 +179,10 @@ impl ward_guest::az_vtpm::Imds for SimImds {
     }
 }
 
+fn qgs(a: &GuestArgs) -> Result<ward_guest::tdx_guest::QgsAddress> {
+    ward_guest::tdx_guest::QgsAddress::parse(&a.qgs).map_err(|e| anyhow::anyhow!("--qgs {e}"))
+}
+
 /// `--sim-measurement` as 48 bytes (zero when absent).
 fn sim_measurement(a: &GuestArgs) -> Result<[u8; 48]> {
     let mut m = [0u8; 48];
@@ -218,7 +231,8 @@ impl Attester for SimTdxAttester {
 }
 
 /// Pick the attester: explicit choice, or detection in this order:
-/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then an Azure vTPM
+/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then `/dev/tdx_guest`
+/// (quotes from the QGS), then an Azure vTPM
 /// (a TPM holding the HCL report), then nothing (an error naming what was
 /// tried).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
@@ -283,6 +297,15 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                 Box::new(SimImds(vcek)),
             )?))
         }
+        "tdx-guest" => {
+            match ward_guest::tdx_guest::TdxGuestAttester::detect(&a.tdx_guest_device, qgs(a)?) {
+                Some(t) => Ok(Arc::new(t)),
+                None => bail!(
+                    "{} does not exist (the tdx-guest driver is loaded only in a TD)",
+                    a.tdx_guest_device.display()
+                ),
+            }
+        }
         "az-vtpm" => {
             match ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)? {
                 Some(t) => Ok(Arc::new(t)),
@@ -305,15 +328,22 @@ fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
                     return Ok(Arc::new(t));
                 }
                 if let Some(t) =
+                    ward_guest::tdx_guest::TdxGuestAttester::detect(&a.tdx_guest_device, qgs(a)?)
+                {
+                    tracing::info!(device = %a.tdx_guest_device.display(), qgs = %a.qgs, "using the TDX guest device");
+                    return Ok(Arc::new(t));
+                }
+                if let Some(t) =
                     ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)?
                 {
                     tracing::info!(tee = %t.tee(), device = %a.tpm_device.display(), "using the Azure vTPM");
                     return Ok(Arc::new(t));
                 }
                 bail!(
-                    "no TEE interface found: neither {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest) nor {} exists, and {} is not an Azure vTPM; use --tee sample for trials",
+                    "no TEE interface found: none of {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest), {} or {} exists, and {} is not an Azure vTPM; use --tee sample for trials",
                     a.tsm_root.display(),
                     a.sev_guest_device.display(),
+                    a.tdx_guest_device.display(),
                     a.tpm_device.display()
                 )
             }

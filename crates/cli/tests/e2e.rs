@@ -928,14 +928,18 @@ fn guest_api_refuses_a_non_loopback_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
 
-/// `--tee auto` tries configfs-tsm, then /dev/sev-guest, and names both
-/// when neither exists; an explicit `--tee sev-guest` names its device.
+/// `--tee auto` tries configfs-tsm, /dev/sev-guest, /dev/tdx_guest and an
+/// Azure vTPM, and names each when none exists; an explicit choice names
+/// its device.
 #[test]
 fn auto_detection_names_every_interface_it_tried() {
     let tmp = tempfile::tempdir().unwrap();
     let tsm = tmp.path().join("no-tsm");
     let dev = tmp.path().join("no-sev-guest");
     let (tsm_s, dev_s) = (tsm.to_str().unwrap(), dev.to_str().unwrap());
+    let tdx = tmp.path().join("no-tdx-guest");
+    let tpm = tmp.path().join("no-tpm");
+    let (tdx_s, tpm_s) = (tdx.to_str().unwrap(), tpm.to_str().unwrap());
     let fails_naming = |tee: &str, needles: &[&str]| {
         let out = ward(&[
             "attest",
@@ -947,6 +951,10 @@ fn auto_detection_names_every_interface_it_tried() {
             tsm_s,
             "--sev-guest-device",
             dev_s,
+            "--tdx-guest-device",
+            tdx_s,
+            "--tpm-device",
+            tpm_s,
         ]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -954,7 +962,12 @@ fn auto_detection_names_every_interface_it_tried() {
             assert!(err.contains(n), "{tee}: {err}");
         }
     };
-    fails_naming("auto", &["no-tsm", "no-sev-guest"]);
+    fails_naming(
+        "auto",
+        &["no-tsm", "no-sev-guest", "no-tdx-guest", "no-tpm"],
+    );
+    fails_naming("tdx-guest", &["no-tdx-guest", "does not exist"]);
+    fails_naming("az-vtpm", &["no-tpm", "not an Azure"]);
     fails_naming("sev-guest", &["no-sev-guest", "does not exist"]);
 }
 

@@ -11,6 +11,7 @@ pub mod az_vtpm;
 pub mod client;
 pub mod sealed;
 pub mod sev_guest;
+pub mod tdx_guest;
 pub mod tsm;
 
 pub use attester::{Attester, SampleAttester};

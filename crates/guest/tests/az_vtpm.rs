@@ -3,15 +3,15 @@
 //! an HTTP stand-in for the instance metadata service; the evidence is
 //! checked by ward's `az-snp-vtpm` verifier.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use ward_dcap::verify::Collateral;
 use ward_guest::az_vtpm::{AzVtpmAttester, HttpImds, Imds, Tpm, TpmDevice};
 use ward_guest::Attester;
-use ward_proto::kbs::TeeEvidence;
 use ward_sim::az::{AzHardware, AzVtpmSim};
 use ward_sim::snp::{SnpReportParams, SnpSim};
 use ward_sim::tdx::{DcapSim, TdParams};
@@ -19,9 +19,8 @@ use ward_snp::report::TcbParts;
 use ward_snp::Product;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
 use ward_verifier::az_tdx_vtpm::AzTdxVtpmVerifier;
-use ward_verifier::dcap::DcapCollateralSource;
 use ward_verifier::snp::SnpVerifier;
-use ward_verifier::{InitDataBinding, Verifier};
+use ward_verifier::InitDataBinding;
 
 const NOW: i64 = 1_795_400_000;
 
@@ -139,15 +138,7 @@ fn evidence_from_the_vtpm_verifies_and_binds_the_report_data() {
         assert_eq!(ev["tpm_quote"]["pcrs"].as_array().unwrap().len(), 24);
         // The HCL refresh lags two reads: evidence built from a stale report
         // would fail the user-data check below.
-        let claims = v
-            .verify_evidence(
-                &TeeEvidence {
-                    primary_evidence: ev,
-                    additional_evidence: String::new(),
-                },
-                NOW,
-            )
-            .unwrap();
+        let claims = common::verify(&v, ev, NOW);
         assert_eq!(claims.report_data, rd);
         assert_eq!(claims.claims["simulated"], true, "{}", claims.claims);
         let Some(InitDataBinding::TpmPcr { index, value }) = claims.init_data else {
@@ -253,15 +244,6 @@ fn tdx_imds(dcap: Arc<DcapSim>) -> String {
     ))
 }
 
-#[derive(Debug)]
-struct OneSet(Collateral);
-
-impl DcapCollateralSource for OneSet {
-    fn collateral(&self, _fmspc: &str, _tee: &str, _ca: &str) -> Result<Collateral, String> {
-        Ok(self.0.clone())
-    }
-}
-
 #[test]
 fn tdx_vms_get_their_td_quote_from_imds_and_verify() {
     let dcap = Arc::new(DcapSim::generate(NOW - 86_400, false).unwrap());
@@ -278,19 +260,9 @@ fn tdx_vms_get_their_td_quote_from_imds_and_verify() {
     let rd: Vec<u8> = (100..148).collect();
     let ev = a.evidence(&rd).unwrap();
     assert!(ev["td_quote"].is_string() && ev.get("vcek").is_none());
-    let collateral =
-        Collateral::from_flat_json(&dcap.collateral_json(NOW).unwrap().to_string()).unwrap();
-    let v = AzTdxVtpmVerifier::new(Some(Arc::new(OneSet(collateral))))
+    let v = AzTdxVtpmVerifier::new(Some(common::sim_collateral(&dcap, NOW)))
         .with_simulated_roots(vec![dcap.root_fingerprint()]);
-    let claims = v
-        .verify_evidence(
-            &TeeEvidence {
-                primary_evidence: ev,
-                additional_evidence: String::new(),
-            },
-            NOW,
-        )
-        .unwrap();
+    let claims = common::verify(&v, ev, NOW);
     assert_eq!(claims.report_data, rd);
     assert!(
         claims.claims.to_string().contains(&"7d".repeat(48)),
