@@ -79,6 +79,28 @@ async fn serves_tls_with_configured_certificate() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 
+    // ward's guest client: attests over TLS when given the KBS's
+    // self-signed certificate as its CA, and reports a network error (not
+    // an attestation failure) without it.
+    let url = format!("https://localhost:{port}");
+    let opts = |ca: Option<Vec<u8>>| ward_guest::ClientOptions {
+        ca_cert_pem: ca,
+        attempts: 1,
+        ..Default::default()
+    };
+    let attester = Arc::new(ward_guest::SampleAttester::default());
+    let mut c = ward_guest::KbsClient::new(
+        &url,
+        attester.clone(),
+        opts(Some(cert.cert.pem().into_bytes())),
+    )
+    .unwrap();
+    let token = c.attest().await.unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+    let mut c = ward_guest::KbsClient::new(&url, attester, opts(None)).unwrap();
+    let e = c.attest().await.unwrap_err();
+    assert!(matches!(e, ward_guest::GuestError::Network(_)), "{e}");
+
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
