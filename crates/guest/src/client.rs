@@ -289,7 +289,7 @@ impl KbsClient {
         if st.checked {
             return Ok(());
         }
-        if let Some(pcr) = self.attester.init_data_pcr()? {
+        if let Some(pcr) = off_runtime(|| self.attester.init_data_pcr())? {
             // vTPM platforms: the PCR was extended once from zero with the digest.
             let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
             ctx.update(&[0u8; 32]);
@@ -304,7 +304,7 @@ impl KbsClient {
             st.checked = true;
             return Ok(());
         }
-        let field = self.attester.init_data_field()?.ok_or_else(|| {
+        let field = off_runtime(|| self.attester.init_data_field())?.ok_or_else(|| {
             GuestError::InitData(format!(
                 "TEE {} cannot report its init-data binding; refusing to use init-data",
                 self.attester.tee()
@@ -351,7 +351,7 @@ impl KbsClient {
         };
         let hash = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384)
             .map_err(|e| GuestError::Protocol(e.to_string()))?;
-        let evidence = self.attester.evidence(&hash)?;
+        let evidence = off_runtime(|| self.attester.evidence(&hash))?;
         let attestation = Attestation {
             init_data: self.init_data.as_ref().map(|st| InitDataMessage {
                 format: "toml".into(),
@@ -443,6 +443,18 @@ impl KbsClient {
 
     /// The raw evidence JSON this client would send for `report_data`.
     pub fn evidence(&self, report_data: &[u8]) -> Result<Value, GuestError> {
-        Ok(self.attester.evidence(report_data)?)
+        Ok(off_runtime(|| self.attester.evidence(report_data))?)
+    }
+}
+
+/// Run a blocking attester call (device I/O, the vTPM's report refresh,
+/// IMDS/QGS requests). On a multi-threaded runtime the worker hands its
+/// other tasks off first, so the local API keeps serving meanwhile.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
