@@ -13,6 +13,7 @@
 pub mod ccel;
 pub mod pck;
 pub mod quote;
+pub mod tdreport;
 pub mod verify;
 
 /// Why bytes were rejected: names the structure and field.

@@ -87,18 +87,31 @@ fn seq<'a, 'b>(o: &'b BerObject<'a>, what: &str) -> Result<&'b Vec<BerObject<'a>
         .map_err(|_| perr("SGX extension", format!("{what} is not a SEQUENCE")))
 }
 
+/// One `SEQUENCE { OID, value }` entry of the SGX extensions: the OID as
+/// dotted text and the value.
+fn oid_entry<'a, 'b>(
+    item: &'b BerObject<'a>,
+    what: &str,
+) -> Result<(String, &'b BerObject<'a>), PckError> {
+    let kv = seq(item, what)?;
+    let (Some(k), Some(val)) = (kv.first(), kv.get(1)) else {
+        return Err(perr(
+            "SGX extension",
+            format!("{what} without OID and value"),
+        ));
+    };
+    let oid = k
+        .as_oid()
+        .map_err(|_| perr("SGX extension", format!("{what} key is not an OID")))?
+        .to_id_string();
+    Ok((oid, val))
+}
+
 fn sgx_extensions(v: &[u8]) -> Result<SgxExtensions, PckError> {
     let (_, top) = parse_der(v).map_err(|e| perr("SGX extension", e.to_string()))?;
     let mut x = SgxExtensions::default();
     for item in seq(&top, "extension")? {
-        let kv = seq(item, "entry")?;
-        let (Some(k), Some(val)) = (kv.first(), kv.get(1)) else {
-            return Err(perr("SGX extension", "entry without OID and value"));
-        };
-        let oid = k
-            .as_oid()
-            .map_err(|_| perr("SGX extension", "entry key is not an OID"))?
-            .to_id_string();
+        let (oid, val) = oid_entry(item, "entry")?;
         let bytes = || {
             val.as_slice()
                 .map(<[u8]>::to_vec)
@@ -108,14 +121,7 @@ fn sgx_extensions(v: &[u8]) -> Result<SgxExtensions, PckError> {
             Some(".1") => x.ppid = bytes()?,
             Some(".2") => {
                 for c in seq(val, "TCB")? {
-                    let kv = seq(c, "TCB entry")?;
-                    let (Some(k), Some(v)) = (kv.first(), kv.get(1)) else {
-                        return Err(perr("SGX extension", "TCB entry without OID and value"));
-                    };
-                    let k = k
-                        .as_oid()
-                        .map_err(|_| perr("SGX extension", "TCB key is not an OID"))?
-                        .to_id_string();
+                    let (k, v) = oid_entry(c, "TCB entry")?;
                     let n: u32 = k
                         .rsplit('.')
                         .next()

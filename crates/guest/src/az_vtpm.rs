@@ -41,8 +41,6 @@ pub const DEFAULT_DEVICE: &str = "/dev/tpmrm0";
 pub const DEFAULT_IMDS: &str = "http://169.254.169.254";
 /// The PCR Azure images extend with the init-data digest.
 pub const INIT_DATA_PCR: usize = 8;
-/// A TDREPORT is 1024 bytes; the HCL report pads it to 1184.
-const TDREPORT_LEN: usize = 1024;
 /// HCL reports are a few KiB.
 const MAX_REPORT: usize = 16 * 1024;
 
@@ -427,15 +425,19 @@ impl AzVtpmAttester {
         self.platform
     }
 
-    /// Write `user_data` and read the HCL report until it carries it.
-    pub fn fresh_report(&self, user_data: &[u8; 64]) -> Result<Vec<u8>, AttesterError> {
+    /// Write `user_data` and read the HCL report until it carries it; the
+    /// report's bytes and their parse.
+    pub fn fresh_report(
+        &self,
+        user_data: &[u8; 64],
+    ) -> Result<(Vec<u8>, HclReport), AttesterError> {
         self.tpm.nv_write_owner(tpm2::USER_DATA_INDEX, user_data)?;
         let start = Instant::now();
         loop {
             let bytes = self.tpm.nv_read(tpm2::HCL_REPORT_INDEX, MAX_REPORT)?;
             let hcl = HclReport::parse(&bytes).map_err(|e| err(e.to_string()))?;
             if hcl.user_data().map_err(|e| err(e.to_string()))?.as_deref() == Some(&user_data[..]) {
-                return Ok(bytes);
+                return Ok((bytes, hcl));
             }
             if start.elapsed() >= self.refresh_timeout {
                 return Err(err(format!(
@@ -472,7 +474,7 @@ impl Attester for AzVtpmAttester {
         }
         let mut ud = [0u8; 64];
         ud[..report_data.len()].copy_from_slice(report_data);
-        let hcl_bytes = self.fresh_report(&ud)?;
+        let (hcl_bytes, hcl) = self.fresh_report(&ud)?;
         let (message, signature) = self.tpm.quote(tpm2::AK_HANDLE, report_data)?;
         let pcrs = self.tpm.pcrs()?;
         let mut ev = json!({
@@ -487,8 +489,9 @@ impl Attester for AzVtpmAttester {
         match self.platform {
             ReportType::Snp => ev["vcek"] = Value::String(URL_SAFE.encode(self.vcek()?)),
             ReportType::Tdx => {
-                let hcl = HclReport::parse(&hcl_bytes).map_err(|e| err(e.to_string()))?;
-                let quote = self.imds.td_quote(&hcl.hw_report()[..TDREPORT_LEN])?;
+                let quote = self
+                    .imds
+                    .td_quote(&hcl.hw_report()[..ward_dcap::tdreport::LEN])?;
                 ev["td_quote"] = Value::String(URL_SAFE.encode(quote));
             }
         }

@@ -29,9 +29,8 @@ use ward_proto::Tee;
 use crate::attester::{Attester, AttesterError};
 
 pub const DEFAULT_DEVICE: &str = "/dev/tdx_guest";
-pub const TDREPORT_LEN: usize = 1024;
-/// MRCONFIGID in a TDREPORT: TDINFO at 512 (ATTRIBUTES 8, XFAM 8, MRTD 48).
-const TDREPORT_MRCONFIGID: usize = 576;
+pub use ward_dcap::tdreport::LEN as TDREPORT_LEN;
+use ward_dcap::tdreport::MRCONFIGID as TDREPORT_MRCONFIGID;
 const QGS_HEADER_LEN: usize = 16;
 const GET_QUOTE_REQ: u32 = 0;
 const GET_QUOTE_RESP: u32 = 1;

@@ -182,18 +182,7 @@ fn kds_fetch_retries_rate_limits_and_caches() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
     // A chip KDS does not know: a clear error after the 404s.
-    let other = SnpSim::generate(
-        Product::Milan,
-        TcbParts {
-            fmc: None,
-            bootloader: 4,
-            tee: 0,
-            snp: 22,
-            microcode: 213,
-        },
-        NOW,
-    )
-    .unwrap();
+    let other = new_sim();
     let mut cfg2 = config(&other, dir.path(), false);
     cfg2.snp.kds_fetch = true;
     cfg2.snp.kds_url = Some(format!("http://{addr}"));

@@ -30,14 +30,10 @@ use ward_vtpm::hcl::{self, ReportType};
 use ward_vtpm::tpm::pcr_extend;
 use ward_vtpm::tpm2::{self, cc, rc, Command, NvPublic, Response};
 
+use ward_dcap::tdreport;
+
 use crate::snp::{SnpReportParams, SnpSim, SnpSimError};
 
-/// Offset of report_data in a TDREPORT (after REPORTTYPE 8, reserved 8,
-/// CPUSVN 16, TEE_TCB_INFO_HASH 48, TEE_INFO_HASH 48).
-pub const TDREPORT_REPORT_DATA: usize = 128;
-/// Offset of MRTD in a TDREPORT (TDINFO at 512: ATTRIBUTES 8, XFAM 8).
-pub const TDREPORT_MRTD: usize = 528;
-const TDREPORT_LEN: usize = 1024;
 /// TPM_RC_HANDLE for the second handle.
 const HANDLE_2: u32 = 0x028b;
 
@@ -172,26 +168,28 @@ impl AzVtpmSim {
                 (ReportType::Snp, sim.report(&p)?)
             }
             AzHardware::Tdx { mr_td } => {
-                let mut r = vec![0u8; TDREPORT_LEN];
+                let mut r = vec![0u8; tdreport::LEN];
                 r[0] = 0x81;
-                r[TDREPORT_REPORT_DATA..TDREPORT_REPORT_DATA + 64].copy_from_slice(&rd);
-                r[TDREPORT_MRTD..TDREPORT_MRTD + 48].copy_from_slice(mr_td);
+                r[tdreport::REPORT_DATA..tdreport::REPORT_DATA + 64].copy_from_slice(&rd);
+                r[tdreport::MRTD..tdreport::MRTD + 48].copy_from_slice(mr_td);
                 (ReportType::Tdx, r)
             }
         };
         Ok(hcl::build(ty, &hw, &var_data))
     }
 
-    /// Execute one TPM command. Malformed frames get TPM_RC_COMMAND_CODE or
-    /// TPM_RC_SIZE, as a TPM answers them.
+    /// Execute one TPM command. Malformed frames get TPM_RC_COMMAND_CODE (an
+    /// unknown command) or TPM_RC_SIZE, as a TPM answers them.
     pub fn transact(&self, cmd: &[u8]) -> Vec<u8> {
         let c = match Command::parse(cmd) {
             Ok(c) => c,
-            Err(e) => {
-                let code = if e.to_string().contains("command code") {
-                    rc::COMMAND_CODE
-                } else {
-                    rc::SIZE
+            Err(_) => {
+                let code = cmd
+                    .get(6..10)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let code = match code {
+                    Some(c) if tpm2::handle_count(c).is_none() => rc::COMMAND_CODE,
+                    _ => rc::SIZE,
                 };
                 return Response {
                     code,

@@ -53,8 +53,29 @@ fn vtpm_err(e: ward_vtpm::Error) -> VerifyError {
     }
 }
 
-/// Claims of a verified quote and HCL report, shared with `az-tdx-vtpm`.
-pub(crate) fn vtpm_claims(
+/// The TEE claims of verified Azure evidence, shared with `az-tdx-vtpm`: the
+/// hardware report's claims extended with the HCL report's and the quote's;
+/// report_data is the quote's nonce; init-data is bound through PCR 8.
+pub(crate) fn az_tee_claims(
+    mut claims: Value,
+    ev: &AzEvidence,
+    hcl: &HclReport,
+    quote: QuoteInfo,
+    pcrs: &[Pcr],
+) -> Result<TeeClaims, VerifyError> {
+    if let (Value::Object(c), Value::Object(v)) = (&mut claims, vtpm_claims(ev, hcl, &quote, pcrs)?)
+    {
+        c.extend(v);
+    }
+    Ok(TeeClaims {
+        claims,
+        report_data_claim: Value::String(hex::encode(&quote.extra_data)),
+        report_data: quote.extra_data,
+        init_data: init_data_binding(pcrs),
+    })
+}
+
+fn vtpm_claims(
     ev: &AzEvidence,
     hcl: &HclReport,
     quote: &QuoteInfo,
@@ -106,7 +127,7 @@ pub(crate) fn verify_vtpm(
     Ok((quote, pcrs))
 }
 
-pub(crate) fn init_data_binding(pcrs: &[Pcr]) -> Option<InitDataBinding> {
+fn init_data_binding(pcrs: &[Pcr]) -> Option<InitDataBinding> {
     pcrs.iter()
         .find(|(i, _)| *i == INIT_DATA_PCR)
         .map(|(index, value)| InitDataBinding::TpmPcr {
@@ -143,17 +164,6 @@ impl Verifier for AzSnpVtpmVerifier {
             });
         }
         let (quote, pcrs) = verify_vtpm(&ev, &hcl, report.report_data())?;
-        let mut claims = snp_claims(&verified);
-        if let (Value::Object(c), Value::Object(v)) =
-            (&mut claims, vtpm_claims(&ev, &hcl, &quote, &pcrs)?)
-        {
-            c.extend(v);
-        }
-        Ok(TeeClaims {
-            claims,
-            report_data_claim: Value::String(hex::encode(&quote.extra_data)),
-            report_data: quote.extra_data,
-            init_data: init_data_binding(&pcrs),
-        })
+        az_tee_claims(snp_claims(&verified), &ev, &hcl, quote, &pcrs)
     }
 }

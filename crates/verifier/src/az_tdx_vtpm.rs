@@ -7,19 +7,15 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use ward_dcap::tdreport::REPORT_DATA as TDREPORT_REPORT_DATA;
 use ward_dcap::verify::DcapCache;
 use ward_proto::kbs::TeeEvidence;
 use ward_vtpm::evidence::AzEvidence;
 use ward_vtpm::hcl::{HclReport, ReportType};
 
-use crate::az_snp_vtpm::{init_data_binding, verify_vtpm, vtpm_claims};
+use crate::az_snp_vtpm::{az_tee_claims, verify_vtpm};
 use crate::dcap::{verify_quote_cached, DcapCollateralSource};
 use crate::verify::{TeeClaims, Verifier, VerifyError};
-
-/// Offset of report_data in a TDREPORT (REPORTMACSTRUCT: type 8, reserved
-/// 8, CPUSVN 16, TEE_TCB_INFO_HASH 48, TEE_INFO_HASH 48, REPORTDATA 64).
-const TDREPORT_REPORT_DATA: usize = 128;
 
 /// Verifier of the `az-tdx-vtpm` TEE.
 #[derive(Debug, Clone, Default)]
@@ -78,17 +74,6 @@ impl Verifier for AzTdxVtpmVerifier {
         if td.claims.get("mr_td").is_none() {
             return Err(VerifyError::Malformed("td_quote is not a TDX quote".into()));
         }
-        let mut claims = td.claims;
-        if let (Value::Object(c), Value::Object(v)) =
-            (&mut claims, vtpm_claims(&ev, &hcl, &quote, &pcrs)?)
-        {
-            c.extend(v);
-        }
-        Ok(TeeClaims {
-            claims,
-            report_data_claim: Value::String(hex::encode(&quote.extra_data)),
-            report_data: quote.extra_data,
-            init_data: init_data_binding(&pcrs),
-        })
+        az_tee_claims(td.claims, &ev, &hcl, quote, &pcrs)
     }
 }
