@@ -107,11 +107,9 @@ fn main() -> Result<()> {
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {
         let cfg = serve_config(&a)?;
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Some(n) = cfg.workers {
-            b.worker_threads(n);
-        }
-        return b
+        // This runtime only accepts connections; the workers that serve them
+        // run their own (see `ward_kbs::serve::serve_with_workers`).
+        return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?
@@ -191,10 +189,14 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
     // Machine-readable line for scripts and tests that bind port 0.
     println!("listening on {addr}");
     let router = ward_kbs::router(state);
-    ward_kbs::serve::serve(
+    let workers = cfg
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ward_kbs::serve::serve_with_workers(
         listener,
         router,
         cfg.tls.as_ref(),
+        workers,
         ward_kbs::serve::shutdown_signal(),
     )
     .await

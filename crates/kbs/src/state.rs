@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::body::Bytes;
 use serde_json::Value;
+use ward_policy::Input;
 use ward_proto::ear::EarClaims;
 use ward_proto::jwe::{self, Recipient};
 use ward_proto::jwt::{self, JwtError};
@@ -15,6 +16,7 @@ use ward_proto::kbs::{Attestation, Challenge, Request, PROTOCOL_VERSION};
 use ward_proto::{b64, Jwk, ResourcePath, Tee};
 use ward_store::{Generations, Store};
 use ward_verifier::{appraise, issue_token, TokenSettings, VerifierRegistry, VerifyError};
+use zeroize::Zeroizing;
 
 use crate::admin_auth::AdminAuth;
 use crate::clock::Clock;
@@ -61,6 +63,7 @@ pub(crate) struct Inner {
     pub keys: KeyManager,
     pub policies: PolicyCache,
     pub tokens: TokenCache,
+    pub resources: ResourceCache,
     pub admin: AdminAuth,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
@@ -90,6 +93,7 @@ impl AppState {
             keys,
             policies,
             tokens: TokenCache::default(),
+            resources: ResourceCache::default(),
             admin,
             metrics: Metrics::new(),
             clock,
@@ -248,11 +252,10 @@ impl AppState {
         // token is put in the cache below.
         tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
         let keys = self.0.keys.current();
-        let (token, claims) = issue_token(&keys.signer, appraisal, &self.0.settings.token, now)
+        let (token, payload) = issue_token(&keys.signer, appraisal, &self.0.settings.token, now)
             .map_err(ApiError::internal)?;
-        let claims = serde_json::to_value(&claims).map_err(ApiError::internal)?;
         let entry = TokenEntry {
-            claims,
+            input: Input::from_json(&payload).map_err(ApiError::internal)?,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             responses: Default::default(),
@@ -318,7 +321,7 @@ impl AppState {
                 })
             })?;
         let entry = Arc::new(TokenEntry {
-            claims,
+            input: Input::from_value(&claims),
             exp,
             recipient,
             responses: Mutex::new(HashMap::new()),
@@ -387,7 +390,7 @@ impl AppState {
             .policies
             .resource_for_path(self.0.store.as_ref(), &gen, path)?;
         let allowed = policy
-            .eval_bool(&entry.claims, "allow")
+            .eval_bool_input(&entry.input, "allow")
             .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
         if !allowed {
             return Err(ApiError::forbidden(
@@ -395,10 +398,8 @@ impl AppState {
                 format!("Access denied by policy for resource {key}"),
             ));
         }
-        let resource = self.0.store.get_resource(&key)?.ok_or_else(|| {
-            ApiError::not_found("ResourceNotFound", format!("resource {key} does not exist"))
-        })?;
-        let jwe = jwe::encrypt(&entry.recipient, &resource.data).map_err(ApiError::internal)?;
+        let data = self.0.resources.get(self.0.store.as_ref(), &key, &gen)?;
+        let jwe = jwe::encrypt(&entry.recipient, &data).map_err(ApiError::internal)?;
         let body = Bytes::from(serde_json::to_vec(&jwe).map_err(ApiError::internal)?);
         entry.remember(&key, gen, body.clone());
         Ok(body)
@@ -410,7 +411,8 @@ impl AppState {
 /// while no resource and no policy changed, the same JWE (already encrypted
 /// to this token's TEE key) is answered again.
 pub(crate) struct TokenEntry {
-    pub claims: Value,
+    /// The token's claims, ready to be a resource policy's input.
+    pub input: Input,
     pub exp: i64,
     pub recipient: Recipient,
     responses: Mutex<HashMap<String, (Generations, Bytes)>>,
@@ -463,5 +465,52 @@ impl TokenCache {
             m.clear();
         }
         m.insert(k, v);
+    }
+}
+
+/// Decrypted resources by path, each valid while the store's resource
+/// generation is the one it was read at (any resource write, here or in
+/// another replica, changes it). Spares the store read and the envelope
+/// decryption on every first fetch of a token. The key-encryption key is in
+/// this process's memory anyway; cached plaintext is zeroed when dropped.
+#[derive(Default)]
+pub(crate) struct ResourceCache {
+    map: Mutex<HashMap<String, (i64, Plaintext)>>,
+}
+
+/// A decrypted resource, zeroed when the last reference goes.
+type Plaintext = Arc<Zeroizing<Vec<u8>>>;
+
+/// Resources cached at most, and the largest one cached.
+const RESOURCE_CACHE_MAX: usize = 1024;
+const RESOURCE_CACHE_MAX_BYTES: usize = 64 * 1024;
+
+impl ResourceCache {
+    fn get(
+        &self,
+        store: &dyn Store,
+        path: &str,
+        gen: &Generations,
+    ) -> Result<Plaintext, ApiError> {
+        if let Some((g, data)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if *g == gen.resources {
+                return Ok(data.clone());
+            }
+        }
+        let resource = store.get_resource(path)?.ok_or_else(|| {
+            ApiError::not_found(
+                "ResourceNotFound",
+                format!("resource {path} does not exist"),
+            )
+        })?;
+        let data = Arc::new(Zeroizing::new(resource.data));
+        if data.len() <= RESOURCE_CACHE_MAX_BYTES {
+            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() >= RESOURCE_CACHE_MAX && !m.contains_key(path) {
+                m.clear();
+            }
+            m.insert(path.to_string(), (gen.resources, data.clone()));
+        }
+        Ok(data)
     }
 }

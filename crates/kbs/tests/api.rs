@@ -847,6 +847,36 @@ async fn updated_resource_is_served_fresh_not_from_cache() {
     assert_eq!(get().await, b"v1");
     put_resource(&app, &env, "a/b/c", b"v2").await;
     assert_eq!(get().await, b"v2");
+
+    // Another session's first fetch (served from the decrypted-resource
+    // cache once read) sees the update, and then the deletion.
+    let fetch_new_session = || async {
+        let (cookie, _, key) = attested(&app).await;
+        let g = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/a/b/c",
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await;
+        (g.status == StatusCode::OK)
+            .then(|| jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap())
+    };
+    assert_eq!(fetch_new_session().await.as_deref(), Some(&b"v2"[..]));
+    put_resource(&app, &env, "a/b/c", b"v3").await;
+    assert_eq!(fetch_new_session().await.as_deref(), Some(&b"v3"[..]));
+    let admin = format!("Bearer {}", env.admin_token("admin"));
+    let d = call(
+        &app,
+        Method::DELETE,
+        "/kbs/v0/resource/a/b/c",
+        &[("authorization", &admin)],
+        "",
+    )
+    .await;
+    assert!(d.status.is_success(), "{:?}", d.status);
+    assert_eq!(fetch_new_session().await, None);
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ pub enum PolicyError {
     /// Evaluation raised an error (a runtime error inside the policy).
     #[error("policy {id:?} failed during evaluation: {reason}")]
     Eval { id: String, reason: String },
+    /// An input document is not valid JSON.
+    #[error("policy input is not valid JSON: {reason}")]
+    Input { reason: String },
     /// A rule produced a value of the wrong type.
     #[error("policy {id:?}: rule {rule} must be {expected}, got {got}")]
     Type {
@@ -40,6 +43,29 @@ pub enum PolicyError {
         expected: &'static str,
         got: String,
     },
+}
+
+/// An input document in the engine's own representation: converted once,
+/// then evaluated by any number of policies (see [`Policy::eval_bool_input`]).
+#[derive(Clone, Debug)]
+pub struct Input(regorus::Value);
+
+impl Input {
+    pub fn from_value(v: &Value) -> Self {
+        Self(regorus::Value::from(v.clone()))
+    }
+
+    /// Parse JSON text straight into the engine's representation.
+    pub fn from_json(text: &[u8]) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(text).map_err(|e| PolicyError::Input {
+            reason: e.to_string(),
+        })?;
+        regorus::Value::from_json_str(text)
+            .map(Self)
+            .map_err(|e| PolicyError::Input {
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// A compiled policy, ready to evaluate many times.
@@ -155,15 +181,15 @@ impl Policy {
         &self.id
     }
 
-    fn engine_with_input(&self, input: &Value) -> Engine {
+    fn engine_with_input(&self, input: &Input) -> Engine {
         let mut e = self.engine.clone();
-        e.set_input(regorus::Value::from(input.clone()));
+        e.set_input(input.0.clone());
         e
     }
 
     /// Evaluate the query `data.<package><suffix>`; undefined yields `None`.
     fn query(&self, input: &Value, suffix: &str) -> Result<Option<regorus::Value>, PolicyError> {
-        let mut e = self.engine_with_input(input);
+        let mut e = self.engine_with_input(&Input::from_value(input));
         let results = e
             .eval_query(format!("data.{}{suffix}", self.package), false)
             .map_err(|err| PolicyError::Eval {
@@ -223,6 +249,11 @@ impl Policy {
     /// Evaluate a boolean rule; undefined (or undeclared) counts as `false`
     /// (deny by default).
     pub fn eval_bool(&self, input: &Value, rule: &str) -> Result<bool, PolicyError> {
+        self.eval_bool_input(&Input::from_value(input), rule)
+    }
+
+    /// [`Policy::eval_bool`] over an already converted input.
+    pub fn eval_bool_input(&self, input: &Input, rule: &str) -> Result<bool, PolicyError> {
         if !self.declares(rule) {
             return Ok(false);
         }
@@ -242,7 +273,7 @@ impl Policy {
         rules: &[&str],
     ) -> Result<Vec<(String, i64)>, PolicyError> {
         let mut out = Vec::with_capacity(rules.len());
-        let mut e = self.engine_with_input(input);
+        let mut e = self.engine_with_input(&Input::from_value(input));
         for rule in rules.iter().filter(|r| self.declares(r)) {
             let v = self.rule_value(&mut e, rule)?;
             match &v {
@@ -274,6 +305,36 @@ mod tests {
             assert!(p.eval_bool(&json!({"a": 1}), "allow").unwrap(), "{src}");
             assert!(!p.eval_bool(&json!({"a": 2}), "allow").unwrap(), "{src}");
         }
+    }
+
+    #[test]
+    fn converted_inputs_evaluate_like_values() {
+        let p = Policy::compile(
+            "t",
+            "package policy\ndefault allow = false\nallow { input.a.b == [1, \"x\"] }\n",
+            "policy",
+        )
+        .unwrap();
+        let yes = json!({"a": {"b": [1, "x"]}});
+        let no = json!({"a": {"b": [1]}});
+        for (v, want) in [(&yes, true), (&no, false)] {
+            let text = serde_json::to_vec(v).unwrap();
+            assert_eq!(p.eval_bool(v, "allow").unwrap(), want);
+            let input = Input::from_json(&text).unwrap();
+            assert_eq!(p.eval_bool_input(&input, "allow").unwrap(), want);
+            assert_eq!(
+                p.eval_bool_input(&Input::from_value(v), "allow").unwrap(),
+                want
+            );
+        }
+        assert!(matches!(
+            Input::from_json(b"{\"a\": "),
+            Err(PolicyError::Input { .. })
+        ));
+        assert!(matches!(
+            Input::from_json(b"\xff"),
+            Err(PolicyError::Input { .. })
+        ));
     }
 
     #[test]

@@ -137,9 +137,14 @@ impl Es256Signer {
     /// Sign `claims` into a compact JWT.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, JwtError> {
         let payload = serde_json::to_vec(claims).map_err(|_| JwtError::Json("payload"))?;
+        self.sign_payload(&payload)
+    }
+
+    /// An ES256 JWT over `payload`, the claims already serialized as JSON.
+    pub fn sign_payload(&self, payload: &[u8]) -> Result<String, JwtError> {
         let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
         out.push_str(&self.header_b64);
-        self.finish(out, &payload)
+        self.finish(out, payload)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The embedded SQLite store.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
@@ -34,11 +34,22 @@ const MIGRATIONS: &[&str] = &[
 /// Number of pooled connections (readers run concurrently in WAL mode).
 const POOL: usize = 4;
 
+/// How long [`Store::generations`] may answer from memory: writes through
+/// this store are seen at once, writes by another process sharing the file
+/// within this time.
+pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
+
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     conns: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     kek: Kek,
+    /// The last counters read: when, and at which local write epoch.
+    counters: Mutex<Option<(Instant, u64, Generations)>>,
+    /// Bumped after every local commit; a cached read from an older epoch
+    /// is not used.
+    write_epoch: AtomicU64,
+    refresh: Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -85,9 +96,42 @@ impl SqliteStore {
             conns,
             next: AtomicUsize::new(0),
             kek,
+            counters: Mutex::new(None),
+            write_epoch: AtomicU64::new(0),
+            refresh: DEFAULT_REFRESH,
         };
         store.check_kek()?;
         Ok(store)
+    }
+
+    /// How long change counters read from the file are reused before they
+    /// are read again (default [`DEFAULT_REFRESH`]; zero reads every time).
+    /// Bounds how late this process sees policy and resource changes made by
+    /// another process on the same file.
+    pub fn with_refresh(mut self, refresh: Duration) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    fn read_generations(&self) -> Result<Generations> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, value FROM counters")
+            .map_err(db)?;
+        let mut g = Generations::default();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(db)?;
+        for row in rows {
+            let (name, value) = row.map_err(db)?;
+            match name.as_str() {
+                "resources" => g.resources = value,
+                "policies" => g.policies = value,
+                "reference_values" => g.reference_values = value,
+                _ => {}
+            }
+        }
+        Ok(g)
     }
 
     fn check_kek(&self) -> Result<()> {
@@ -141,7 +185,10 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let out = f(&tx)?;
-        tx.commit().map_err(db)?;
+        let committed = tx.commit().map_err(db);
+        // Even a failed commit may have changed the file: drop cached counters.
+        self.write_epoch.fetch_add(1, Ordering::AcqRel);
+        committed?;
         Ok(out)
     }
 
@@ -510,23 +557,15 @@ impl Store for SqliteStore {
     }
 
     fn generations(&self) -> Result<Generations> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT name, value FROM counters")
-            .map_err(db)?;
-        let mut g = Generations::default();
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(db)?;
-        for row in rows {
-            let (name, value) = row.map_err(db)?;
-            match name.as_str() {
-                "resources" => g.resources = value,
-                "policies" => g.policies = value,
-                "reference_values" => g.reference_values = value,
-                _ => {}
+        let epoch = self.write_epoch.load(Ordering::Acquire);
+        if let Some((at, e, g)) = *self.counters.lock().unwrap_or_else(|p| p.into_inner()) {
+            if e == epoch && at.elapsed() < self.refresh {
+                return Ok(g);
             }
         }
+        let at = Instant::now();
+        let g = self.read_generations()?;
+        *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, epoch, g));
         Ok(g)
     }
 }

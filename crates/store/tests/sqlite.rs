@@ -1,6 +1,8 @@
 //! SqliteStore behaviour: persistence across reopen, encryption at rest,
 //! wrong KEK, concurrent processes' view, versions.
 
+use std::time::Duration;
+
 use serde_json::json;
 use ward_store::{Kek, PolicyKind, ReferenceValue, SqliteStore, Store, StoreError};
 
@@ -95,7 +97,10 @@ fn rejects_wrong_kek_at_open() {
 fn two_handles_on_one_file_see_each_others_writes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ward.db");
-    let a = SqliteStore::open(&db, kek(5)).unwrap();
+    // Zero refresh: `a` reads the change counters from the file every time.
+    let a = SqliteStore::open(&db, kek(5))
+        .unwrap()
+        .with_refresh(Duration::ZERO);
     let b = SqliteStore::open(&db, kek(5)).unwrap();
     a.put_policy(PolicyKind::Attestation, "default", "p1", 1)
         .unwrap();
@@ -124,6 +129,45 @@ fn two_handles_on_one_file_see_each_others_writes() {
     )
     .unwrap();
     assert!(a.reference_values_generation().unwrap() > g);
+}
+
+fn rv(name: &str) -> ReferenceValue {
+    ReferenceValue {
+        name: name.into(),
+        values: vec![],
+        expires_at: None,
+        version: 0,
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn change_counters_are_reused_until_a_local_write_or_the_refresh_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    // A refresh time no test outlives: only local writes renew the counters.
+    let a = SqliteStore::open(&db, kek(5))
+        .unwrap()
+        .with_refresh(Duration::from_secs(3600));
+    let b = SqliteStore::open(&db, kek(5)).unwrap();
+    let g0 = a.generations().unwrap();
+    b.put_resource("r/t/k", b"x", 1).unwrap();
+    b.put_reference_value(&rv("m"), 1).unwrap();
+    // Another process's writes are not seen before the refresh time ...
+    assert_eq!(a.generations().unwrap(), g0);
+    // ... but the file has them, and a local write renews everything.
+    a.put_policy(PolicyKind::Resource, "default", "package policy", 1)
+        .unwrap();
+    let g1 = a.generations().unwrap();
+    assert!(g1.resources > g0.resources);
+    assert!(g1.reference_values > g0.reference_values);
+    assert!(g1.policies > g0.policies);
+    assert_eq!(g1, b.generations().unwrap());
+    // A local write that changes nothing renews them too.
+    b.put_resource("r/t/k", b"y", 2).unwrap();
+    assert_eq!(a.generations().unwrap(), g1);
+    assert!(!a.delete_resource("no/such/thing").unwrap());
+    assert!(a.generations().unwrap().resources > g1.resources);
 }
 
 #[test]

@@ -76,13 +76,14 @@ impl Default for TokenSettings {
     }
 }
 
-/// Sign an EAR token for one appraisal, valid from `now`.
+/// Sign an EAR token for one appraisal, valid from `now`. Returns the token
+/// and its claims as the JSON text that was signed.
 pub fn issue_token(
     signer: &Es256Signer,
     appraisal: Appraisal,
     settings: &TokenSettings,
     now: i64,
-) -> Result<(String, EarClaims), JwtError> {
+) -> Result<(String, Vec<u8>), JwtError> {
     let mut submods = BTreeMap::new();
     submods.insert("cpu0".to_string(), appraisal);
     let claims = EarClaims {
@@ -97,8 +98,9 @@ pub fn issue_token(
         eat_nonce: None,
         submods,
     };
-    let token = signer.sign(&claims)?;
-    Ok((token, claims))
+    let payload = serde_json::to_vec(&claims).map_err(|_| JwtError::Json("payload"))?;
+    let token = signer.sign_payload(&payload)?;
+    Ok((token, payload))
 }
 
 /// Load reference values as the `data` document of an attestation policy.
