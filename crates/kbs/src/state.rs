@@ -486,12 +486,7 @@ const RESOURCE_CACHE_MAX: usize = 1024;
 const RESOURCE_CACHE_MAX_BYTES: usize = 64 * 1024;
 
 impl ResourceCache {
-    fn get(
-        &self,
-        store: &dyn Store,
-        path: &str,
-        gen: &Generations,
-    ) -> Result<Plaintext, ApiError> {
+    fn get(&self, store: &dyn Store, path: &str, gen: &Generations) -> Result<Plaintext, ApiError> {
         if let Some((g, data)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
             if *g == gen.resources {
                 return Ok(data.clone());
