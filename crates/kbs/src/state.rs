@@ -492,12 +492,17 @@ impl ResourceCache {
                 return Ok(data.clone());
             }
         }
-        let resource = store.get_resource(path)?.ok_or_else(|| {
-            ApiError::not_found(
+        let Some(resource) = store.get_resource(path)? else {
+            // Deleted: do not keep its old plaintext around.
+            self.map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(path);
+            return Err(ApiError::not_found(
                 "ResourceNotFound",
                 format!("resource {path} does not exist"),
-            )
-        })?;
+            ));
+        };
         let data = Arc::new(Zeroizing::new(resource.data));
         if data.len() <= RESOURCE_CACHE_MAX_BYTES {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
