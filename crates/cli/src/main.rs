@@ -189,14 +189,11 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
     // Machine-readable line for scripts and tests that bind port 0.
     println!("listening on {addr}");
     let router = ward_kbs::router(state);
-    let workers = cfg
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     ward_kbs::serve::serve_with_workers(
         listener,
         router,
         cfg.tls.as_ref(),
-        workers,
+        cfg.workers,
         ward_kbs::serve::shutdown_signal(),
     )
     .await

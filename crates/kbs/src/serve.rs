@@ -204,8 +204,7 @@ pub async fn serve(
     tls: Option<&crate::config::TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    serve_with_workers(listener, router, tls, workers, shutdown).await
+    serve_with_workers(listener, router, tls, None, shutdown).await
 }
 
 /// An accepted connection on its way to a worker.
@@ -219,7 +218,7 @@ type Handoff = (
 /// in-flight requests finish.
 ///
 /// The caller's task accepts connections and hands them round-robin to
-/// `workers` threads, each running its own single-threaded runtime; a
+/// `workers` threads (default: one per CPU), each running its own single-threaded runtime; a
 /// connection stays on its worker for its whole life. Requests are short
 /// and CPU-bound (verification, signing, encryption), so this spares the
 /// cross-thread wake-ups and task stealing of a shared work-stealing pool:
@@ -228,9 +227,11 @@ pub async fn serve_with_workers(
     listener: TcpListener,
     router: Router,
     tls: Option<&crate::config::TlsConfig>,
-    workers: usize,
+    workers: Option<usize>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let acceptor = match tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?))),
         None => None,

@@ -826,42 +826,38 @@ async fn admin_manages_resources_policies_and_reference_values() {
     assert_eq!(g.status, StatusCode::NOT_FOUND);
 }
 
+/// `GET /kbs/v0/resource/a/b/c` with a session cookie: the decrypted
+/// resource, or `None` when the answer is not 200.
+async fn fetch_abc(app: &Router, cookie: &str, key: &TeeKeyPair) -> Option<Vec<u8>> {
+    let g = call(
+        app,
+        Method::GET,
+        "/kbs/v0/resource/a/b/c",
+        &[("cookie", cookie)],
+        "",
+    )
+    .await;
+    (g.status == StatusCode::OK)
+        .then(|| jwe::decrypt(key, &serde_json::from_slice(&g.body).unwrap()).unwrap())
+}
+
 #[tokio::test]
 async fn updated_resource_is_served_fresh_not_from_cache() {
     let env = Env::new();
     let (app, _) = env.replica(true);
     put_resource(&app, &env, "a/b/c", b"v1").await;
     let (cookie, _, key) = attested(&app).await;
-    let get = || async {
-        let g = call(
-            &app,
-            Method::GET,
-            "/kbs/v0/resource/a/b/c",
-            &[("cookie", &cookie)],
-            "",
-        )
-        .await;
-        jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap()
-    };
-    assert_eq!(get().await, b"v1");
-    assert_eq!(get().await, b"v1");
+    let get = || fetch_abc(&app, &cookie, &key);
+    assert_eq!(get().await.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(get().await.as_deref(), Some(&b"v1"[..]));
     put_resource(&app, &env, "a/b/c", b"v2").await;
-    assert_eq!(get().await, b"v2");
+    assert_eq!(get().await.as_deref(), Some(&b"v2"[..]));
 
     // Another session's first fetch (served from the decrypted-resource
     // cache once read) sees the update, and then the deletion.
     let fetch_new_session = || async {
         let (cookie, _, key) = attested(&app).await;
-        let g = call(
-            &app,
-            Method::GET,
-            "/kbs/v0/resource/a/b/c",
-            &[("cookie", &cookie)],
-            "",
-        )
-        .await;
-        (g.status == StatusCode::OK)
-            .then(|| jwe::decrypt(&key, &serde_json::from_slice(&g.body).unwrap()).unwrap())
+        fetch_abc(&app, &cookie, &key).await
     };
     assert_eq!(fetch_new_session().await.as_deref(), Some(&b"v2"[..]));
     put_resource(&app, &env, "a/b/c", b"v3").await;
