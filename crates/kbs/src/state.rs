@@ -252,10 +252,16 @@ impl AppState {
         // token is put in the cache below.
         tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
         let keys = self.0.keys.current();
-        let (token, payload) = issue_token(&keys.signer, appraisal, &self.0.settings.token, now)
-            .map_err(ApiError::internal)?;
+        let (token, input) = issue_token(
+            &keys.signer,
+            appraisal,
+            &verified,
+            &self.0.settings.token,
+            now,
+        )
+        .map_err(ApiError::internal)?;
         let entry = TokenEntry {
-            input: Input::from_json(&payload).map_err(ApiError::internal)?,
+            input,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             responses: Default::default(),

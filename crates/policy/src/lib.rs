@@ -32,8 +32,8 @@ pub enum PolicyError {
     /// Evaluation raised an error (a runtime error inside the policy).
     #[error("policy {id:?} failed during evaluation: {reason}")]
     Eval { id: String, reason: String },
-    /// An input document is not valid JSON.
-    #[error("policy input is not valid JSON: {reason}")]
+    /// An input document is not valid JSON, or cannot be assembled.
+    #[error("policy input: {reason}")]
     Input { reason: String },
     /// A rule produced a value of the wrong type.
     #[error("policy {id:?}: rule {rule} must be {expected}, got {got}")]
@@ -47,7 +47,7 @@ pub enum PolicyError {
 
 /// An input document in the engine's own representation: converted once,
 /// then evaluated by any number of policies (see [`Policy::eval_bool_input`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Input(regorus::Value);
 
 impl Input {
@@ -57,14 +57,38 @@ impl Input {
 
     /// Parse JSON text straight into the engine's representation.
     pub fn from_json(text: &[u8]) -> Result<Self, PolicyError> {
-        let text = std::str::from_utf8(text).map_err(|e| PolicyError::Input {
-            reason: e.to_string(),
-        })?;
+        let invalid = |e: &dyn std::fmt::Display| PolicyError::Input {
+            reason: format!("not valid JSON: {e}"),
+        };
+        let text = std::str::from_utf8(text).map_err(|e| invalid(&e))?;
         regorus::Value::from_json_str(text)
             .map(Self)
-            .map_err(|e| PolicyError::Input {
-                reason: e.to_string(),
-            })
+            .map_err(|e| invalid(&e))
+    }
+
+    /// Put `part` at `path` (object keys from the root), replacing what is
+    /// there. Every object on the way must exist. Lets a large, already
+    /// converted document be embedded without converting it again.
+    pub fn replace(&mut self, path: &[&str], part: Input) -> Result<(), PolicyError> {
+        let missing = |i: usize| PolicyError::Input {
+            reason: format!("no object at /{}", path[..i].join("/")),
+        };
+        let Some((last, parents)) = path.split_last() else {
+            *self = part;
+            return Ok(());
+        };
+        let mut at = &mut self.0;
+        for (i, key) in parents.iter().enumerate() {
+            at = at
+                .as_object_mut()
+                .map_err(|_| missing(i))?
+                .get_mut(&regorus::Value::from(*key))
+                .ok_or_else(|| missing(i + 1))?;
+        }
+        at.as_object_mut()
+            .map_err(|_| missing(parents.len()))?
+            .insert(regorus::Value::from(*last), part.0);
+        Ok(())
     }
 }
 
@@ -272,8 +296,17 @@ impl Policy {
         input: &Value,
         rules: &[&str],
     ) -> Result<Vec<(String, i64)>, PolicyError> {
+        self.eval_ints_input(&Input::from_value(input), rules)
+    }
+
+    /// [`Policy::eval_ints`] over an already converted input.
+    pub fn eval_ints_input(
+        &self,
+        input: &Input,
+        rules: &[&str],
+    ) -> Result<Vec<(String, i64)>, PolicyError> {
         let mut out = Vec::with_capacity(rules.len());
-        let mut e = self.engine_with_input(&Input::from_value(input));
+        let mut e = self.engine_with_input(input);
         for rule in rules.iter().filter(|r| self.declares(r)) {
             let v = self.rule_value(&mut e, rule)?;
             match &v {
@@ -335,6 +368,43 @@ mod tests {
             Input::from_json(b"\xff"),
             Err(PolicyError::Input { .. })
         ));
+    }
+
+    #[test]
+    fn replaced_part_equals_the_parsed_whole() {
+        let whole = json!({"a": {"b": {"c": [1, {"d": "e"}], "f": 2}}, "g": null});
+        let mut built = Input::from_value(&json!({"a": {"b": {"c": null, "f": 2}}, "g": null}));
+        built
+            .replace(&["a", "b", "c"], Input::from_value(&json!([1, {"d": "e"}])))
+            .unwrap();
+        assert_eq!(
+            built,
+            Input::from_json(whole.to_string().as_bytes()).unwrap()
+        );
+        assert_ne!(
+            built,
+            Input::from_value(&json!({"a": {"b": {"c": null, "f": 2}}}))
+        );
+        // A new key may be added at the end of the path, but not on the way.
+        built
+            .replace(&["a", "h"], Input::from_value(&json!(3)))
+            .unwrap();
+        assert_eq!(
+            built,
+            Input::from_value(
+                &json!({"a": {"b": {"c": [1, {"d": "e"}], "f": 2}, "h": 3}, "g": null})
+            )
+        );
+        let err = built
+            .replace(&["x", "y"], Input::from_value(&json!(1)))
+            .unwrap_err();
+        assert!(err.to_string().contains("no object at /x"), "{err}");
+        let err = built
+            .replace(&["g", "y"], Input::from_value(&json!(1)))
+            .unwrap_err();
+        assert!(err.to_string().contains("no object at /g"), "{err}");
+        built.replace(&[], Input::from_value(&json!(7))).unwrap();
+        assert_eq!(built, Input::from_value(&json!(7)));
     }
 
     #[test]

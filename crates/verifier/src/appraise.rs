@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use ward_policy::{Policy, PolicyError};
+use ward_policy::{Input, Policy, PolicyError};
 use ward_proto::ear::{Appraisal, EarClaims, TrustVector, VerifierId, EAT_PROFILE};
 use ward_proto::jwt::{Es256Signer, JwtError};
 
@@ -41,7 +41,7 @@ pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
 /// Evaluate `policy` (compiled with `data.reference` loaded) over the
 /// verified evidence. A rule value outside -128..=127 is a policy error.
 pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<Appraisal, PolicyError> {
-    let results = policy.eval_ints(evidence.annotated_evidence(), &TRUST_RULES)?;
+    let results = policy.eval_ints_input(evidence.policy_input(), &TRUST_RULES)?;
     let mut tv = TrustVector::default();
     for (rule, value) in results {
         let v = i8::try_from(value).map_err(|_| PolicyError::Type {
@@ -76,14 +76,18 @@ impl Default for TokenSettings {
     }
 }
 
-/// Sign an EAR token for one appraisal, valid from `now`. Returns the token
-/// and its claims as the JSON text that was signed.
+/// Sign an EAR token for one appraisal of `evidence`, valid from `now`.
+/// Returns the token and its claims as a policy input, equal to what parsing
+/// the signed payload gives: the evidence's converted claims are reused
+/// rather than converted a second time.
 pub fn issue_token(
     signer: &Es256Signer,
     appraisal: Appraisal,
+    evidence: &VerifiedEvidence,
     settings: &TokenSettings,
     now: i64,
-) -> Result<(String, Vec<u8>), JwtError> {
+) -> Result<(String, Input), JwtError> {
+    debug_assert_eq!(&appraisal.annotated_evidence, evidence.annotated_evidence());
     let mut submods = BTreeMap::new();
     submods.insert("cpu0".to_string(), appraisal);
     let claims = EarClaims {
@@ -100,10 +104,97 @@ pub fn issue_token(
     };
     let payload = serde_json::to_vec(&claims).map_err(|_| JwtError::Json("payload"))?;
     let token = signer.sign_payload(&payload)?;
-    Ok((token, payload))
+    let mut claims = claims;
+    for a in claims.submods.values_mut() {
+        a.annotated_evidence = Value::Null;
+    }
+    let mut input =
+        Input::from_value(&serde_json::to_value(&claims).map_err(|_| JwtError::Json("claims"))?);
+    input
+        .replace(
+            &["submods", "cpu0", "ear.veraison.annotated-evidence"],
+            evidence.policy_input().clone(),
+        )
+        .map_err(|_| JwtError::Json("claims"))?;
+    Ok((token, input))
 }
 
 /// Load reference values as the `data` document of an attestation policy.
 pub fn reference_data(values: &BTreeMap<String, Vec<Value>>) -> Value {
     serde_json::json!({ "reference": values })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use ward_proto::jwt::UnverifiedJwt;
+    use ward_proto::kbs::{runtime_data_hash, Attestation, RuntimeData, TeeEvidence};
+    use ward_proto::{HashAlgorithm, Tee};
+
+    use super::*;
+    use crate::sample::{sample_evidence, SampleVerifier};
+    use crate::VerifierRegistry;
+
+    #[test]
+    fn token_input_equals_the_parsed_payload() {
+        let mut registry = VerifierRegistry::new();
+        registry.register(Arc::new(SampleVerifier));
+        let runtime_data = RuntimeData {
+            nonce: "bm9uY2U=".into(),
+            tee_pubkey: serde_json::from_value(json!({
+                "kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+                "x": "eA", "y": "eQ"
+            }))
+            .unwrap(),
+        };
+        let hash = runtime_data_hash(&runtime_data, "", HashAlgorithm::Sha384).unwrap();
+        let attestation = Attestation {
+            init_data: None,
+            runtime_data,
+            tee_evidence: TeeEvidence {
+                primary_evidence: sample_evidence(&hash),
+                additional_evidence: String::new(),
+            },
+        };
+        let evidence = registry
+            .verify_attestation(&Tee::new("sample"), &attestation, "bm9uY2U=", 0)
+            .unwrap();
+        let policy = Policy::compile(
+            "sample",
+            default_attestation_policy("sample").unwrap(),
+            ATTESTATION_PACKAGE,
+        )
+        .unwrap()
+        .with_data(&reference_data(&BTreeMap::new()))
+        .unwrap();
+        let appraisal = appraise(&evidence, &policy).unwrap();
+        let (signer, _) = Es256Signer::generate().unwrap();
+        let (token, input) = issue_token(
+            &signer,
+            appraisal,
+            &evidence,
+            &TokenSettings::default(),
+            1000,
+        )
+        .unwrap();
+
+        let claims = UnverifiedJwt::parse(&token).unwrap().claims;
+        assert_eq!(claims["exp"], 1300);
+        assert_eq!(
+            claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sample"]["svn"],
+            "1"
+        );
+        let payload = serde_json::to_vec(&claims).unwrap();
+        assert_eq!(input, Input::from_json(&payload).unwrap());
+        // A resource policy sees the evidence inside the token.
+        let resource = Policy::compile(
+            "r",
+            "package policy\ndefault allow = false\nallow { input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample.svn == \"1\" }\n",
+            "policy",
+        )
+        .unwrap();
+        assert!(resource.eval_bool_input(&input, "allow").unwrap());
+    }
 }

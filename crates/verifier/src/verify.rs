@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use ward_policy::Input;
 use ward_proto::initdata::{InitData, InitDataError};
 use ward_proto::kbs::{runtime_data_claims, runtime_data_hash, Attestation, TeeEvidence};
 use ward_proto::{HashAlgorithm, Tee};
@@ -107,6 +108,8 @@ pub trait Verifier: Send + Sync {
 pub struct VerifiedEvidence {
     tee: Tee,
     annotated: Value,
+    /// `annotated`, converted once for the policies that read it.
+    input: Input,
 }
 
 impl VerifiedEvidence {
@@ -117,6 +120,11 @@ impl VerifiedEvidence {
     /// `{"<tee>": claims, "runtime_data_claims", "report_data", "init_data"?, "init_data_claims"?}`.
     pub fn annotated_evidence(&self) -> &Value {
         &self.annotated
+    }
+
+    /// [`Self::annotated_evidence`] as a policy input.
+    pub fn policy_input(&self) -> &Input {
+        &self.input
     }
 }
 
@@ -208,9 +216,11 @@ impl VerifierRegistry {
             annotated.insert("init_data".into(), Value::String(hex::encode(&init.digest)));
             annotated.insert("init_data_claims".into(), json!(init.data));
         }
+        let annotated = Value::Object(annotated);
         Ok(VerifiedEvidence {
             tee: tee.clone(),
-            annotated: Value::Object(annotated),
+            input: Input::from_value(&annotated),
+            annotated,
         })
     }
 }
