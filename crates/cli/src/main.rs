@@ -188,6 +188,7 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
     tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), "ward serve listening");
     // Machine-readable line for scripts and tests that bind port 0.
     println!("listening on {addr}");
+    ward_kbs::serve::sweep_periodically(state.clone(), ward_kbs::serve::SWEEP_EVERY);
     let router = ward_kbs::router(state);
     ward_kbs::serve::serve_with_workers(
         listener,

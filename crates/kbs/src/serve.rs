@@ -207,6 +207,28 @@ pub async fn serve(
     serve_with_workers(listener, router, tls, None, shutdown).await
 }
 
+/// How often `ward serve` drops expired tokens from its cache.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Drop expired cached tokens every `every` (see [`AppState::sweep_expired`])
+/// on the current runtime, for as long as it runs.
+pub fn sweep_periodically(
+    state: AppState,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let dropped = state.sweep_expired();
+            if dropped > 0 {
+                tracing::debug!(dropped, "expired tokens dropped from the cache");
+            }
+        }
+    })
+}
+
 /// An accepted connection on its way to a worker.
 type Handoff = (
     std::net::TcpStream,

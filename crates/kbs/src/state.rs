@@ -112,6 +112,18 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// Forget cached tokens that have expired, so that memory used in a
+    /// burst is given back once its sessions are over. `ward serve` calls
+    /// this periodically; returns how many were dropped.
+    pub fn sweep_expired(&self) -> usize {
+        self.0.tokens.sweep(self.now())
+    }
+
+    /// Tokens currently cached (verified and ready for resource requests).
+    pub fn cached_tokens(&self) -> usize {
+        self.0.tokens.len()
+    }
+
     /// `POST /auth`: a fresh challenge and the pending-session cookie value.
     pub fn auth(&self, req: &Request) -> Result<(Challenge, String, i64), ApiError> {
         if req.version != PROTOCOL_VERSION {
@@ -266,9 +278,11 @@ impl AppState {
             recipient,
             responses: Default::default(),
         };
-        self.0
-            .tokens
-            .insert(ward_proto::hash::sha256(token.as_bytes()), Arc::new(entry));
+        self.0.tokens.insert(
+            ward_proto::hash::sha256(token.as_bytes()),
+            Arc::new(entry),
+            now,
+        );
         Ok((status, token))
     }
 
@@ -332,7 +346,7 @@ impl AppState {
             recipient,
             responses: Mutex::new(HashMap::new()),
         });
-        self.0.tokens.insert(digest, entry.clone());
+        self.0.tokens.insert(digest, entry.clone(), now);
         Ok(entry)
     }
 
@@ -447,8 +461,9 @@ impl TokenEntry {
     }
 }
 
-/// Verified tokens by SHA-256 of their text. Bounded: when full it is
-/// emptied and refilled on demand (entries are pure caches).
+/// Verified tokens by SHA-256 of their text. Bounded, and entries are pure
+/// caches: expired ones are swept ([`AppState::sweep_expired`]) and, when
+/// the cache is full of live ones, it is emptied and refilled on demand.
 #[derive(Default)]
 pub(crate) struct TokenCache {
     map: Mutex<HashMap<[u8; 32], Arc<TokenEntry>>>,
@@ -465,12 +480,32 @@ impl TokenCache {
             .cloned()
     }
 
-    fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>) {
+    /// Add an entry; when full, expired entries go first, and if none has
+    /// expired the cache starts over.
+    fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>, now: i64) {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() >= TOKEN_CACHE_MAX {
-            m.clear();
+            m.retain(|_, e| now < e.exp);
+            if m.len() >= TOKEN_CACHE_MAX {
+                m.clear();
+            }
         }
         m.insert(k, v);
+    }
+
+    /// Drop the entries of expired tokens; returns how many were dropped.
+    fn sweep(&self, now: i64) -> usize {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let before = m.len();
+        m.retain(|_, e| now < e.exp);
+        if m.capacity() > 2 * m.len().max(64) {
+            m.shrink_to_fit();
+        }
+        before - m.len()
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 

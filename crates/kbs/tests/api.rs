@@ -46,6 +46,11 @@ impl Env {
 
     /// One replica: its own process state over the shared database file.
     fn replica(&self, dev: bool) -> (Router, Arc<dyn Store>) {
+        let (state, store) = self.replica_state(dev);
+        (router(state), store)
+    }
+
+    fn replica_state(&self, dev: bool) -> (AppState, Arc<dyn Store>) {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&self.db, Kek::from_bytes([9; 32])).unwrap());
         let settings = Settings {
@@ -64,7 +69,7 @@ impl Env {
             Arc::new(self.clock.clone()),
         )
         .unwrap();
-        (router(state), store)
+        (state, store)
     }
 
     fn admin_token(&self, role: &str) -> String {
@@ -472,6 +477,43 @@ async fn attested(app: &Router) -> (String, String, TeeKeyPair) {
         r.json()["token"].as_str().unwrap().to_string(),
         key,
     )
+}
+
+#[tokio::test]
+async fn expired_tokens_are_swept_from_the_cache_and_still_refused() {
+    let env = Env::new();
+    let (state, _) = env.replica_state(true);
+    let app = router(state.clone());
+    put_resource(&app, &env, "a/b/c", b"v").await;
+    let (old_cookie, old_token, _) = attested(&app).await;
+    env.clock.advance(200);
+    let (young_cookie, _, _) = attested(&app).await;
+    assert_eq!(state.cached_tokens(), 2);
+    assert_eq!(state.sweep_expired(), 0);
+
+    // The first token's lifetime (300 s) is over, the second's is not.
+    env.clock.advance(101);
+    assert_eq!(state.sweep_expired(), 1);
+    assert_eq!(state.cached_tokens(), 1);
+    let r = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource/a/b/c",
+        &[("cookie", &young_cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Out of the cache, the expired session is judged afresh: still refused.
+    let bearer = format!("Bearer {old_token}");
+    for h in [
+        ("cookie", old_cookie.as_str()),
+        ("authorization", bearer.as_str()),
+    ] {
+        let r = call(&app, Method::GET, "/kbs/v0/resource/a/b/c", &[h], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", h.0);
+    }
+    assert_eq!(state.cached_tokens(), 1);
 }
 
 #[tokio::test]
