@@ -480,13 +480,14 @@ impl TokenCache {
             .cloned()
     }
 
-    /// Add an entry; when full, expired entries go first, and if none has
-    /// expired the cache starts over.
+    /// Add an entry; when full, expired entries go first, and unless that
+    /// frees a quarter of the cache it starts over (so a full cache is
+    /// scanned at most once per quarter of its size in inserts).
     fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>, now: i64) {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() >= TOKEN_CACHE_MAX {
             m.retain(|_, e| now < e.exp);
-            if m.len() >= TOKEN_CACHE_MAX {
+            if m.len() > TOKEN_CACHE_MAX / 4 * 3 {
                 m.clear();
             }
         }
@@ -553,5 +554,73 @@ impl ResourceCache {
             m.insert(path.to_string(), (gen.resources, data.clone()));
         }
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use ward_proto::jwk::{Curve, TeeKeyPair};
+
+    use super::*;
+
+    fn entry(exp: i64) -> Arc<TokenEntry> {
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        Arc::new(TokenEntry {
+            input: Input::from_value(&json!({})),
+            exp,
+            recipient: Recipient::from_jwk(&key.public_jwk()).unwrap(),
+            responses: Default::default(),
+        })
+    }
+
+    fn key(i: usize) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        k
+    }
+
+    #[test]
+    fn full_token_cache_drops_expired_entries_first_then_starts_over() {
+        let (soon, late) = (entry(10), entry(100));
+        let cache = TokenCache::default();
+        let quarter = TOKEN_CACHE_MAX / 4;
+        for i in 0..TOKEN_CACHE_MAX {
+            cache.insert(
+                key(i),
+                if i <= quarter {
+                    soon.clone()
+                } else {
+                    late.clone()
+                },
+                0,
+            );
+        }
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX);
+
+        // Full at t=50: the quarter-and-one expired entries make room.
+        cache.insert(key(TOKEN_CACHE_MAX), late.clone(), 50);
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX - quarter);
+        assert!(cache.get(&key(0)).is_none());
+        assert!(cache.get(&key(TOKEN_CACHE_MAX - 1)).is_some());
+        assert!(cache.get(&key(TOKEN_CACHE_MAX)).is_some());
+
+        // Full of live entries again: too few expire, so it starts over.
+        for i in TOKEN_CACHE_MAX + 1..TOKEN_CACHE_MAX + 1 + quarter {
+            cache.insert(key(i), late.clone(), 50);
+        }
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX);
+        let newest = key(TOKEN_CACHE_MAX + 1 + quarter);
+        cache.insert(newest, late.clone(), 50);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&newest).is_some());
+
+        // The periodic sweep drops only what has expired.
+        cache.insert(key(0), soon.clone(), 50);
+        assert_eq!(cache.sweep(50), 1);
+        assert_eq!(cache.sweep(50), 0);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.sweep(100), 1);
+        assert_eq!(cache.len(), 0);
     }
 }
