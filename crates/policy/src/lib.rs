@@ -3,13 +3,26 @@
 //! A [`Policy`] is parsed and prepared once per policy version (and, for
 //! attestation policies, per reference-value version, which is loaded as
 //! `data.reference`); each evaluation clones the prepared engine, sets the
-//! input and evaluates a rule. Policies may be written in Rego v0 syntax (as
+//! input and evaluates a rule. When the policy can only read `input` at
+//! static key paths and calls no impure builtin (see [`input_paths`]), its
+//! results are memoized per policy version, keyed by the input's values at
+//! those paths: guests with the same measurements get the same verdict
+//! without evaluating again. Policies may be written in Rego v0 syntax (as
 //! most CoCo policies are) or v1 (`import rego.v1` or the v1 keywords).
 //!
 //! This crate knows nothing about HTTP, storage or evidence formats.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use regorus::Engine;
 use serde_json::Value;
+
+mod deps;
+pub use deps::input_paths;
+
+/// Memoized results kept per policy version before the memo starts over.
+const MEMO_MAX: usize = 1024;
 
 /// Largest policy text accepted.
 pub const MAX_POLICY_LEN: usize = 1024 * 1024;
@@ -101,7 +114,98 @@ pub struct Policy {
     source: String,
     engine: Engine,
     /// Memo of [`Policy::declares`], shared by clones.
-    declared: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>,
+    declared: Arc<std::sync::RwLock<HashMap<String, bool>>>,
+    /// Results per projection of the input (see [`input_paths`]); replaced
+    /// whenever data is loaded.
+    memo: Arc<Memo>,
+}
+
+/// Results of one policy version, keyed by the rules asked for and the
+/// input's values at the paths the policy can read.
+struct Memo {
+    /// `None`: the policy may read more than static paths; nothing is kept.
+    paths: Option<Vec<Vec<regorus::Value>>>,
+    results: Mutex<HashMap<Vec<u8>, Memoized>>,
+}
+
+#[derive(Clone)]
+enum Memoized {
+    Bool(bool),
+    Ints(Vec<(String, i64)>),
+}
+
+impl Memo {
+    fn new(source: &str) -> Self {
+        Self {
+            paths: input_paths(source).map(|ps| {
+                ps.into_iter()
+                    .map(|p| {
+                        p.into_iter()
+                            .map(|k| regorus::Value::from(k.as_str()))
+                            .collect()
+                    })
+                    .collect()
+            }),
+            results: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(&self) -> Self {
+        Self {
+            paths: self.paths.clone(),
+            results: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `what` (the rules asked for), then per path `u` (absent) or `v`, the
+    /// value's JSON and a NUL (JSON text never holds a raw NUL).
+    fn key(&self, what: &str, input: &Input) -> Option<Vec<u8>> {
+        let paths = self.paths.as_ref()?;
+        let mut key = Vec::with_capacity(what.len() + 16 * paths.len());
+        key.extend_from_slice(what.as_bytes());
+        key.push(0);
+        for path in paths {
+            let mut at = Some(&input.0);
+            for k in path {
+                at = match at {
+                    Some(regorus::Value::Object(m)) => m.get(k),
+                    _ => None,
+                };
+            }
+            match at {
+                None | Some(regorus::Value::Undefined) => key.push(b'u'),
+                Some(v) => {
+                    key.push(b'v');
+                    serde_json::to_writer(&mut key, v).ok()?;
+                    key.push(0);
+                }
+            }
+        }
+        Some(key)
+    }
+
+    fn get(&self, key: &Option<Vec<u8>>) -> Option<Memoized> {
+        let key = key.as_ref()?;
+        self.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.results.lock().unwrap().len()
+    }
+
+    fn put(&self, key: Option<Vec<u8>>, value: Memoized) {
+        let Some(key) = key else { return };
+        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        if results.len() >= MEMO_MAX {
+            results.clear();
+        }
+        results.insert(key, value);
+    }
 }
 
 impl std::fmt::Debug for Policy {
@@ -150,6 +254,7 @@ impl Policy {
             source: format!("{id}.rego"),
             engine,
             declared: Default::default(),
+            memo: Arc::new(Memo::new(source)),
         };
         p.prepare()?;
         Ok(p)
@@ -191,6 +296,7 @@ impl Policy {
     /// The same policy with `data` loaded (for example reference values).
     pub fn with_data(&self, data: &Value) -> Result<Self, PolicyError> {
         let mut p = self.clone();
+        p.memo = Arc::new(self.memo.fresh());
         p.engine
             .add_data(regorus::Value::from(data.clone()))
             .map_err(|e| PolicyError::Data {
@@ -281,12 +387,18 @@ impl Policy {
         if !self.declares(rule) {
             return Ok(false);
         }
-        let mut e = self.engine_with_input(input);
-        match self.rule_value(&mut e, rule)? {
-            regorus::Value::Undefined => Ok(false),
-            regorus::Value::Bool(b) => Ok(b),
-            other => Err(self.type_error(rule, "a boolean", &other)),
+        let key = self.memo.key(&format!("bool {rule}"), input);
+        if let Some(Memoized::Bool(b)) = self.memo.get(&key) {
+            return Ok(b);
         }
+        let mut e = self.engine_with_input(input);
+        let allowed = match self.rule_value(&mut e, rule)? {
+            regorus::Value::Undefined => false,
+            regorus::Value::Bool(b) => b,
+            other => return Err(self.type_error(rule, "a boolean", &other)),
+        };
+        self.memo.put(key, Memoized::Bool(allowed));
+        Ok(allowed)
     }
 
     /// Evaluate several integer rules (the trust-vector claims of an
@@ -305,6 +417,10 @@ impl Policy {
         input: &Input,
         rules: &[&str],
     ) -> Result<Vec<(String, i64)>, PolicyError> {
+        let key = self.memo.key(&format!("ints {}", rules.join(",")), input);
+        if let Some(Memoized::Ints(out)) = self.memo.get(&key) {
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(rules.len());
         let mut e = self.engine_with_input(input);
         for rule in rules.iter().filter(|r| self.declares(r)) {
@@ -318,6 +434,7 @@ impl Policy {
                 other => return Err(self.type_error(rule, "an integer", other)),
             }
         }
+        self.memo.put(key, Memoized::Ints(out.clone()));
         Ok(out)
     }
 }
@@ -446,5 +563,90 @@ mod tests {
             p.eval_ints(&json!({"svn": "2"}), &["hardware"]).unwrap(),
             vec![("hardware".to_string(), 97)]
         );
+    }
+
+    #[test]
+    fn results_are_memoized_on_the_paths_the_policy_reads() {
+        let p = Policy::compile(
+            "m",
+            "package policy\nimport rego.v1\ndefault allow := false\nallow if input.a.b == 1\n",
+            "policy",
+        )
+        .unwrap();
+        let run = |v: Value| p.eval_bool(&v, "allow").unwrap();
+        assert!(run(json!({"a": {"b": 1}, "nonce": "x"})));
+        // Only the nonce differs: answered from the memo.
+        assert!(run(json!({"a": {"b": 1}, "nonce": "y", "other": [1]})));
+        assert_eq!(p.memo.len(), 1);
+        // The value the policy reads differs: evaluated again, and right.
+        assert!(!run(json!({"a": {"b": 2}, "nonce": "x"})));
+        assert!(!run(json!({"a": {"b": "1"}})));
+        assert!(!run(json!({"a": {"c": 1}})));
+        assert!(!run(json!({"a": {"b": null}})));
+        assert!(!run(json!({})));
+        // `{"a": {"c": 1}}` and `{}` both lack input.a.b: one entry.
+        assert_eq!(p.memo.len(), 5);
+        assert!(run(json!({"a": {"b": 1}, "nonce": "z"})));
+        assert_eq!(p.memo.len(), 5);
+        // The same input asked for another rule is its own entry.
+        assert_eq!(
+            p.eval_ints(&json!({"a": {"b": 1}}), &["allow"])
+                .unwrap_err(),
+            PolicyError::Type {
+                id: "m".into(),
+                rule: "allow".into(),
+                expected: "an integer",
+                got: "true".into()
+            }
+        );
+    }
+
+    #[test]
+    fn policies_reading_all_of_input_or_the_clock_are_evaluated_every_time() {
+        for src in [
+            "package policy\nimport rego.v1\nallow if count(input) == 1\n",
+            "package policy\nimport rego.v1\nallow if { input.a == 1; time.now_ns() > 0 }\n",
+        ] {
+            let p = Policy::compile("w", src, "policy").unwrap();
+            assert!(p.eval_bool(&json!({"a": 1}), "allow").unwrap());
+            assert_eq!(p.memo.len(), 0);
+        }
+        let p = Policy::compile(
+            "w",
+            "package policy\nimport rego.v1\nallow if count(input) == 1\n",
+            "policy",
+        )
+        .unwrap();
+        assert!(!p.eval_bool(&json!({"a": 1, "b": 2}), "allow").unwrap());
+    }
+
+    #[test]
+    fn loading_data_starts_a_fresh_memo() {
+        let src = "package policy\nimport rego.v1\nallow if input.svn in data.reference.svn\n";
+        let base = Policy::compile("d", src, "policy").unwrap();
+        let one = base
+            .with_data(&json!({"reference": {"svn": ["1"]}}))
+            .unwrap();
+        assert!(one.eval_bool(&json!({"svn": "1"}), "allow").unwrap());
+        let two = base
+            .with_data(&json!({"reference": {"svn": ["2"]}}))
+            .unwrap();
+        assert!(!two.eval_bool(&json!({"svn": "1"}), "allow").unwrap());
+        assert!(one.eval_bool(&json!({"svn": "1"}), "allow").unwrap());
+        assert_eq!((one.memo.len(), two.memo.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_full_memo_starts_over() {
+        let p = Policy::compile(
+            "f",
+            "package policy\nimport rego.v1\nallow if input.n > 0\n",
+            "policy",
+        )
+        .unwrap();
+        for n in 0..MEMO_MAX as i64 + 5 {
+            assert_eq!(p.eval_bool(&json!({"n": n}), "allow").unwrap(), n > 0);
+        }
+        assert_eq!(p.memo.len(), 5);
     }
 }

@@ -197,4 +197,118 @@ mod tests {
         .unwrap();
         assert!(resource.eval_bool_input(&input, "allow").unwrap());
     }
+
+    /// Every single-leaf change of `v` (removed, nulled, or given other
+    /// values), with the path it changed.
+    fn variants(v: &Value) -> Vec<Value> {
+        fn walk(root: &Value, at: &mut Vec<String>, out: &mut Vec<Value>) {
+            let here = at.iter().fold(root, |v, k| &v[k.as_str()]);
+            let alternatives: Vec<Value> = match here {
+                Value::Object(m) => {
+                    for k in m.keys().cloned().collect::<Vec<_>>() {
+                        at.push(k);
+                        walk(root, at, out);
+                        at.pop();
+                    }
+                    vec![json!("zz")]
+                }
+                Value::String(_) => ["zz", "UpToDate", "SWHardeningNeeded", "OutOfDate"]
+                    .map(Value::from)
+                    .to_vec(),
+                Value::Bool(b) => vec![json!(!b)],
+                Value::Number(n) => {
+                    let n = n.as_i64().unwrap();
+                    vec![json!(n - 1), json!(n + 1)]
+                }
+                _ => vec![],
+            };
+            let Some((last, parents)) = at.split_last() else {
+                return;
+            };
+            let set = |new: Option<Value>| {
+                let mut c = root.clone();
+                let parent = parents.iter().fold(&mut c, |v, k| &mut v[k.as_str()]);
+                let m = parent.as_object_mut().unwrap();
+                match new {
+                    Some(x) => m.insert(last.clone(), x),
+                    None => m.remove(last),
+                };
+                c
+            };
+            out.push(set(None));
+            out.push(set(Some(Value::Null)));
+            out.extend(alternatives.into_iter().map(|x| set(Some(x))));
+        }
+        let mut out = vec![v.clone()];
+        walk(v, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// The memo of a long-lived policy never changes a verdict: each built-in
+    /// attestation policy, over every single-field change of a typical input
+    /// (twice, so the second pass is answered from the memo), gives what a
+    /// freshly loaded copy of the same policy gives.
+    #[test]
+    fn memoized_appraisals_equal_fresh_evaluation() {
+        let tcb = json!({"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115});
+        let min_tcb = json!({"snp_min_bootloader": [3], "snp_min_tee": [0], "snp_min_snp": [8], "snp_min_microcode": [115]});
+        let cases = [
+            (
+                "sample",
+                json!({"sample": {"svn": "1", "launch_digest": "ab", "debug": false, "report_data": "rd"}, "runtime_data_claims": {"nonce": "n"}}),
+                json!({"sample_svn": ["1"], "sample_launch_digest": ["ab"]}),
+            ),
+            (
+                "snp",
+                json!({"snp": {"measurement": "m1", "policy": {"debug_allowed": false, "migrate_ma_allowed": false}, "reported_tcb": tcb, "vmpl": 0, "report_data": "rd"}}),
+                json!({"snp_launch_measurement": ["m1"]}),
+            ),
+            (
+                "tdx",
+                json!({"tdx": {"mr_td": "t", "rtmr0": "r0", "rtmr1": "r1", "tcb_status": "UpToDate", "td_attributes": {"debug": false}, "report_data": "rd"}}),
+                json!({"tdx_mrtd": ["t"], "tdx_rtmr1": ["r1"], "dcap_reject_out_of_date": [true]}),
+            ),
+            (
+                "sgx",
+                json!({"sgx": {"mr_enclave": "e", "mr_signer": "s", "isv_svn": 2, "tcb_status": "OutOfDate", "attributes": {"debug": false}, "report_data": "rd"}}),
+                json!({"sgx_mrsigner": ["s"], "sgx_min_isv_svn": [2]}),
+            ),
+            (
+                "az-snp-vtpm",
+                json!({"az-snp-vtpm": {"tpm": {"pcr07": "p7", "pcr11": "p11"}, "reported_tcb": tcb, "policy": {"debug_allowed": false, "migrate_ma_allowed": false}, "vm_configuration": {"secure-boot": true}, "report_data": "rd"}}),
+                json!({"tpm_pcr07": ["p7"]}),
+            ),
+        ];
+        for (tee, base, refs) in cases {
+            let mut refs = refs;
+            if tee.contains("snp") {
+                refs.as_object_mut()
+                    .unwrap()
+                    .extend(min_tcb.as_object().unwrap().clone());
+            }
+            let data = json!({ "reference": refs });
+            let compiled = Policy::compile(
+                tee,
+                default_attestation_policy(tee).unwrap(),
+                ATTESTATION_PACKAGE,
+            )
+            .unwrap();
+            let memoizing = compiled.with_data(&data).unwrap();
+            let inputs = variants(&base);
+            let mut verdicts = std::collections::BTreeSet::new();
+            for input in inputs.iter().chain(inputs.iter().rev()) {
+                let fresh = compiled
+                    .with_data(&data)
+                    .unwrap()
+                    .eval_ints(input, &TRUST_RULES)
+                    .unwrap();
+                let memo = memoizing.eval_ints(input, &TRUST_RULES).unwrap();
+                assert_eq!(memo, fresh, "{tee}: {input}");
+                verdicts.insert(fresh);
+            }
+            // The variants reach more than one verdict, so the comparison
+            // means something.
+            assert!(verdicts.len() >= 3, "{tee}: {verdicts:?}");
+        }
+    }
 }
