@@ -64,8 +64,28 @@ pub enum PolicyError {
 pub struct Input(regorus::Value);
 
 impl Input {
+    /// Convert a JSON value node by node (no intermediate copy of the tree).
     pub fn from_value(v: &Value) -> Self {
-        Self(regorus::Value::from(v.clone()))
+        fn convert(v: &Value) -> regorus::Value {
+            match v {
+                Value::Null => regorus::Value::Null,
+                Value::Bool(b) => regorus::Value::Bool(*b),
+                Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => regorus::Value::from(i),
+                    (None, Some(u)) => regorus::Value::from(u),
+                    // serde_json numbers are finite.
+                    _ => regorus::Value::from(n.as_f64().unwrap_or(0.0)),
+                },
+                Value::String(s) => regorus::Value::from(s.as_str()),
+                Value::Array(a) => regorus::Value::from(a.iter().map(convert).collect::<Vec<_>>()),
+                Value::Object(m) => regorus::Value::from(
+                    m.iter()
+                        .map(|(k, v)| (regorus::Value::from(k.as_str()), convert(v)))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                ),
+            }
+        }
+        Self(convert(v))
     }
 
     /// Parse JSON text straight into the engine's representation.
@@ -455,6 +475,19 @@ mod tests {
             assert!(p.eval_bool(&json!({"a": 1}), "allow").unwrap(), "{src}");
             assert!(!p.eval_bool(&json!({"a": 2}), "allow").unwrap(), "{src}");
         }
+    }
+
+    #[test]
+    fn direct_conversion_equals_the_engine_own() {
+        let v = json!({
+            "s": "ünï\u{0}code", "e": "", "t": true, "f": false, "n": null,
+            "i": -7, "u": u64::MAX, "big": i64::MIN, "x": 1.5, "tiny": 1e-300,
+            "a": [1, "x", [], {}, [null, {"k": [2.0]}]],
+            "o": {"": {"nested": {"deep": [true]}}, "k2": 0}
+        });
+        assert_eq!(Input::from_value(&v).0, regorus::Value::from(v.clone()));
+        let text = serde_json::to_vec(&v).unwrap();
+        assert_eq!(Input::from_value(&v), Input::from_json(&text).unwrap());
     }
 
     #[test]

@@ -84,7 +84,11 @@ mod zeroize_on_drop {
 /// A parsed recipient, prepared once per TEE key and reused for every
 /// resource sent to it.
 pub enum Recipient {
-    Ec { curve: Curve, point: Vec<u8> },
+    /// The point, parsed and checked once (cloning shares it).
+    Ec {
+        curve: Curve,
+        point: agreement::ParsedPublicKey,
+    },
     Rsa(rsa::OaepPublicEncryptingKey),
 }
 
@@ -100,8 +104,8 @@ impl Recipient {
                         return Err(JweError::Unsupported(format!("alg {alg:?} for an EC key")));
                     }
                 }
-                // Parse once now so an off-curve point fails here, not later.
-                agreement::ParsedPublicKey::try_from(&UnparsedPublicKey::new(
+                // Parsed once, so an off-curve point fails here, not later.
+                let point = agreement::ParsedPublicKey::try_from(&UnparsedPublicKey::new(
                     curve.agreement_alg(),
                     &point,
                 ))
@@ -199,20 +203,14 @@ fn random<const N: usize>() -> Result<[u8; N], JweError> {
 }
 
 fn derive_kek(
-    curve: Curve,
     my: &agreement::PrivateKey,
-    peer_point: &[u8],
+    peer: impl TryInto<agreement::ParsedPublicKey>,
 ) -> Result<Secret, JweError> {
-    agreement::agree(
-        my,
-        UnparsedPublicKey::new(curve.agreement_alg(), peer_point),
-        JweError::Crypto,
-        |z| {
-            let mut k = Secret([0u8; 32]);
-            concat_kdf(z, ALG_ECDH_ES_A256KW, b"", b"", &mut k.0);
-            Ok(k)
-        },
-    )
+    agreement::agree(my, peer, JweError::Crypto, |z| {
+        let mut k = Secret([0u8; 32]);
+        concat_kdf(z, ALG_ECDH_ES_A256KW, b"", b"", &mut k.0);
+        Ok(k)
+    })
 }
 
 /// Encrypt `plaintext` to `recipient`.
@@ -222,7 +220,7 @@ pub fn encrypt(recipient: &Recipient, plaintext: &[u8]) -> Result<FlattenedJwe, 
         Recipient::Ec { curve, point } => {
             let eph = agreement::PrivateKey::generate(curve.agreement_alg())
                 .map_err(|_| JweError::Crypto)?;
-            let kek = derive_kek(*curve, &eph, point)?;
+            let kek = derive_kek(&eph, point.clone())?;
             let epk_pub = eph.compute_public_key().map_err(|_| JweError::Crypto)?;
             let bin: EcPublicKeyUncompressedBin<'_> =
                 epk_pub.as_be_bytes().map_err(|_| JweError::Crypto)?;
@@ -319,7 +317,8 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &FlattenedJwe) -> Result<Vec<u8>, JweError
             let mut point = vec![4u8];
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            let kek = derive_kek(*curve, key, &point).map_err(|_| JweError::Decrypt)?;
+            let kek = derive_kek(key, UnparsedPublicKey::new(curve.agreement_alg(), &point))
+                .map_err(|_| JweError::Decrypt)?;
             if encrypted_key.len() != 40 {
                 return Err(JweError::Malformed(
                     "encrypted_key must be 40 bytes for A256KW".into(),
