@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::body::Bytes;
 use serde_json::Value;
-use ward_policy::Input;
 use ward_proto::ear::EarClaims;
 use ward_proto::jwe::{self, Recipient};
 use ward_proto::jwt::{self, JwtError};
 use ward_proto::kbs::{Attestation, Challenge, Request, PROTOCOL_VERSION};
 use ward_proto::{b64, Jwk, ResourcePath, Tee};
 use ward_store::{Generations, Store};
-use ward_verifier::{appraise, issue_token, TokenSettings, VerifierRegistry, VerifyError};
+use ward_verifier::{
+    appraise, issue_token, TokenClaims, TokenSettings, VerifierRegistry, VerifyError,
+};
 use zeroize::Zeroizing;
 
 use crate::admin_auth::AdminAuth;
@@ -264,16 +265,16 @@ impl AppState {
         // token is put in the cache below.
         tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
         let keys = self.0.keys.current();
-        let (token, input) = issue_token(
+        let (token, claims) = issue_token(
             &keys.signer,
             appraisal,
-            &verified,
+            verified,
             &self.0.settings.token,
             now,
         )
         .map_err(ApiError::internal)?;
         let entry = TokenEntry {
-            input,
+            claims,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             responses: Default::default(),
@@ -341,7 +342,7 @@ impl AppState {
                 })
             })?;
         let entry = Arc::new(TokenEntry {
-            input: Input::from_value(&claims),
+            claims: TokenClaims::parsed(claims),
             exp,
             recipient,
             responses: Mutex::new(HashMap::new()),
@@ -410,7 +411,7 @@ impl AppState {
             .policies
             .resource_for_path(self.0.store.as_ref(), &gen, path)?;
         let allowed = policy
-            .eval_bool_input(&entry.input, "allow")
+            .eval_bool_claims(&entry.claims, "allow")
             .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
         if !allowed {
             return Err(ApiError::forbidden(
@@ -431,8 +432,9 @@ impl AppState {
 /// while no resource and no policy changed, the same JWE (already encrypted
 /// to this token's TEE key) is answered again.
 pub(crate) struct TokenEntry {
-    /// The token's claims, ready to be a resource policy's input.
-    pub input: Input,
+    /// The token's claims, read by resource policies (converted to an
+    /// engine input only if a verdict is not memoized).
+    pub claims: TokenClaims,
     pub exp: i64,
     pub recipient: Recipient,
     responses: Mutex<HashMap<String, (Generations, Bytes)>>,
@@ -567,7 +569,7 @@ mod tests {
     fn entry(exp: i64) -> Arc<TokenEntry> {
         let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
         Arc::new(TokenEntry {
-            input: Input::from_value(&json!({})),
+            claims: TokenClaims::parsed(json!({})),
             exp,
             recipient: Recipient::from_jwk(&key.public_jwk()).unwrap(),
             responses: Default::default(),

@@ -144,8 +144,56 @@ pub struct Policy {
 /// input's values at the paths the policy can read.
 struct Memo {
     /// `None`: the policy may read more than static paths; nothing is kept.
-    paths: Option<Vec<Vec<regorus::Value>>>,
+    paths: Option<Vec<Vec<String>>>,
+    /// The same paths as engine values, for walking an [`Input`].
+    engine_paths: Option<Vec<Vec<regorus::Value>>>,
     results: Mutex<HashMap<Vec<u8>, Memoized>>,
+}
+
+/// A policy input that can be read at a path without being converted whole:
+/// when a policy's verdict is memoized, only the values at the paths it reads
+/// are looked at, and [`Claims::input`] is not called.
+pub trait Claims {
+    /// The JSON value at `path` (object keys from the input root); `Ok(None)`
+    /// when absent (a missing key, or a non-object on the way), `Err` when
+    /// this source cannot tell without building the whole input.
+    fn json_at(&self, path: &[String]) -> Result<Option<&Value>, Unavailable>;
+    /// The whole input.
+    fn input(&self) -> Result<Input, PolicyError>;
+}
+
+/// [`Claims::json_at`] cannot answer for this path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// The value at `path` below `root`, walking objects only.
+pub fn json_at<'v>(root: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(root, |at, k| at.as_object()?.get(k))
+}
+
+impl Claims for Value {
+    fn json_at(&self, path: &[String]) -> Result<Option<&Value>, Unavailable> {
+        Ok(json_at(self, path))
+    }
+
+    fn input(&self) -> Result<Input, PolicyError> {
+        Ok(Input::from_value(self))
+    }
+}
+
+/// What an evaluation was given.
+enum Given<'a> {
+    Input(&'a Input),
+    Claims(&'a dyn Claims),
+}
+
+impl Given<'_> {
+    fn input(&self) -> Result<std::borrow::Cow<'_, Input>, PolicyError> {
+        match self {
+            Given::Input(i) => Ok(std::borrow::Cow::Borrowed(*i)),
+            Given::Claims(c) => c.input().map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -156,16 +204,14 @@ enum Memoized {
 
 impl Memo {
     fn new(source: &str) -> Self {
+        let paths = input_paths(source);
         Self {
-            paths: input_paths(source).map(|ps| {
-                ps.into_iter()
-                    .map(|p| {
-                        p.into_iter()
-                            .map(|k| regorus::Value::from(k.as_str()))
-                            .collect()
-                    })
+            engine_paths: paths.as_ref().map(|ps| {
+                ps.iter()
+                    .map(|p| p.iter().map(|k| regorus::Value::from(k.as_str())).collect())
                     .collect()
             }),
+            paths,
             results: Mutex::new(HashMap::new()),
         }
     }
@@ -173,33 +219,50 @@ impl Memo {
     fn fresh(&self) -> Self {
         Self {
             paths: self.paths.clone(),
+            engine_paths: self.engine_paths.clone(),
             results: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The source kind (`r`: engine values, `j`: JSON claims; their JSON
+    /// texts may differ for equal numbers, so they never share entries),
     /// `what` (the rules asked for), then per path `u` (absent) or `v`, the
     /// value's JSON and a NUL (JSON text never holds a raw NUL).
-    fn key(&self, what: &str, input: &Input) -> Option<Vec<u8>> {
-        let paths = self.paths.as_ref()?;
-        let mut key = Vec::with_capacity(what.len() + 16 * paths.len());
+    fn key(&self, what: &str, given: &Given<'_>) -> Option<Vec<u8>> {
+        let (paths, engine_paths) = (self.paths.as_ref()?, self.engine_paths.as_ref()?);
+        let mut key = Vec::with_capacity(what.len() + 2 + 16 * paths.len());
+        key.push(match given {
+            Given::Input(_) => b'r',
+            Given::Claims(_) => b'j',
+        });
         key.extend_from_slice(what.as_bytes());
         key.push(0);
-        for path in paths {
-            let mut at = Some(&input.0);
-            for k in path {
-                at = match at {
-                    Some(regorus::Value::Object(m)) => m.get(k),
-                    _ => None,
-                };
-            }
-            match at {
-                None | Some(regorus::Value::Undefined) => key.push(b'u'),
-                Some(v) => {
-                    key.push(b'v');
-                    serde_json::to_writer(&mut key, v).ok()?;
-                    key.push(0);
+        for (path, engine_path) in paths.iter().zip(engine_paths) {
+            let present = match given {
+                Given::Input(input) => {
+                    let at = engine_path.iter().try_fold(&input.0, |at, k| match at {
+                        regorus::Value::Object(m) => m.get(k),
+                        _ => None,
+                    });
+                    match at {
+                        None | Some(regorus::Value::Undefined) => false,
+                        Some(v) => {
+                            key.push(b'v');
+                            serde_json::to_writer(&mut key, v).ok()?;
+                            true
+                        }
+                    }
                 }
-            }
+                Given::Claims(c) => match c.json_at(path).ok()? {
+                    None => false,
+                    Some(v) => {
+                        key.push(b'v');
+                        serde_json::to_writer(&mut key, v).ok()?;
+                        true
+                    }
+                },
+            };
+            key.push(if present { 0 } else { b'u' });
         }
         Some(key)
     }
@@ -404,14 +467,24 @@ impl Policy {
 
     /// [`Policy::eval_bool`] over an already converted input.
     pub fn eval_bool_input(&self, input: &Input, rule: &str) -> Result<bool, PolicyError> {
+        self.eval_bool_given(Given::Input(input), rule)
+    }
+
+    /// [`Policy::eval_bool`] over claims converted only if the verdict is not
+    /// memoized.
+    pub fn eval_bool_claims(&self, claims: &dyn Claims, rule: &str) -> Result<bool, PolicyError> {
+        self.eval_bool_given(Given::Claims(claims), rule)
+    }
+
+    fn eval_bool_given(&self, given: Given<'_>, rule: &str) -> Result<bool, PolicyError> {
         if !self.declares(rule) {
             return Ok(false);
         }
-        let key = self.memo.key(&format!("bool {rule}"), input);
+        let key = self.memo.key(&format!("bool {rule}"), &given);
         if let Some(Memoized::Bool(b)) = self.memo.get(&key) {
             return Ok(b);
         }
-        let mut e = self.engine_with_input(input);
+        let mut e = self.engine_with_input(&*given.input()?);
         let allowed = match self.rule_value(&mut e, rule)? {
             regorus::Value::Undefined => false,
             regorus::Value::Bool(b) => b,
@@ -437,12 +510,30 @@ impl Policy {
         input: &Input,
         rules: &[&str],
     ) -> Result<Vec<(String, i64)>, PolicyError> {
-        let key = self.memo.key(&format!("ints {}", rules.join(",")), input);
+        self.eval_ints_given(Given::Input(input), rules)
+    }
+
+    /// [`Policy::eval_ints`] over claims converted only if the result is not
+    /// memoized.
+    pub fn eval_ints_claims(
+        &self,
+        claims: &dyn Claims,
+        rules: &[&str],
+    ) -> Result<Vec<(String, i64)>, PolicyError> {
+        self.eval_ints_given(Given::Claims(claims), rules)
+    }
+
+    fn eval_ints_given(
+        &self,
+        given: Given<'_>,
+        rules: &[&str],
+    ) -> Result<Vec<(String, i64)>, PolicyError> {
+        let key = self.memo.key(&format!("ints {}", rules.join(",")), &given);
         if let Some(Memoized::Ints(out)) = self.memo.get(&key) {
             return Ok(out);
         }
         let mut out = Vec::with_capacity(rules.len());
-        let mut e = self.engine_with_input(input);
+        let mut e = self.engine_with_input(&*given.input()?);
         for rule in rules.iter().filter(|r| self.declares(r)) {
             let v = self.rule_value(&mut e, rule)?;
             match &v {

@@ -2,9 +2,10 @@
 //! appraisal, and issuance of the signed EAR token.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
-use ward_policy::{Input, Policy, PolicyError};
+use ward_policy::{Claims, Input, Policy, PolicyError, Unavailable};
 use ward_proto::ear::{Appraisal, EarClaims, TrustVector, VerifierId, EAT_PROFILE};
 use ward_proto::jwt::{Es256Signer, JwtError};
 
@@ -41,7 +42,7 @@ pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
 /// Evaluate `policy` (compiled with `data.reference` loaded) over the
 /// verified evidence. A rule value outside -128..=127 is a policy error.
 pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<Appraisal, PolicyError> {
-    let results = policy.eval_ints_input(evidence.policy_input(), &TRUST_RULES)?;
+    let results = policy.eval_ints_claims(evidence, &TRUST_RULES)?;
     let mut tv = TrustVector::default();
     for (rule, value) in results {
         let v = i8::try_from(value).map_err(|_| PolicyError::Type {
@@ -76,17 +77,76 @@ impl Default for TokenSettings {
     }
 }
 
+/// Where the appraised evidence sits in a token's claims.
+pub const EVIDENCE_AT: [&str; 3] = ["submods", "cpu0", "ear.veraison.annotated-evidence"];
+
+/// The claims of an attestation token as a resource policy reads them:
+/// issued here (the small EAR envelope, and the verified evidence kept as it
+/// was appraised rather than copied or converted again), or parsed from a
+/// token's payload. Converted to a policy input only when a policy must
+/// evaluate them, and then once.
+pub struct TokenClaims {
+    envelope: Value,
+    evidence: Option<VerifiedEvidence>,
+    input: OnceLock<Input>,
+}
+
+impl TokenClaims {
+    /// The claims of a token's payload.
+    pub fn parsed(claims: Value) -> Self {
+        Self {
+            envelope: claims,
+            evidence: None,
+            input: OnceLock::new(),
+        }
+    }
+}
+
+impl Claims for TokenClaims {
+    fn json_at(&self, path: &[String]) -> Result<Option<&Value>, Unavailable> {
+        let Some(evidence) = &self.evidence else {
+            return Ok(ward_policy::json_at(&self.envelope, path));
+        };
+        let shared = path
+            .iter()
+            .zip(EVIDENCE_AT)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if shared == EVIDENCE_AT.len() {
+            Ok(ward_policy::json_at(
+                evidence.annotated_evidence(),
+                &path[shared..],
+            ))
+        } else if shared == path.len() {
+            // Above the evidence: the envelope alone holds a null there.
+            Err(Unavailable)
+        } else {
+            Ok(ward_policy::json_at(&self.envelope, path))
+        }
+    }
+
+    fn input(&self) -> Result<Input, PolicyError> {
+        if let Some(input) = self.input.get() {
+            return Ok(input.clone());
+        }
+        let mut input = Input::from_value(&self.envelope);
+        if let Some(evidence) = &self.evidence {
+            input.replace(&EVIDENCE_AT, evidence.policy_input().clone())?;
+        }
+        Ok(self.input.get_or_init(|| input).clone())
+    }
+}
+
 /// Sign an EAR token for one appraisal of `evidence`, valid from `now`.
-/// Returns the token and its claims as a policy input, equal to what parsing
-/// the signed payload gives: the evidence's converted claims are reused
-/// rather than converted a second time.
+/// Returns the token and its claims, which read (and convert) as parsing the
+/// signed payload would, without parsing it: the evidence is kept as is.
 pub fn issue_token(
     signer: &Es256Signer,
     appraisal: Appraisal,
-    evidence: &VerifiedEvidence,
+    evidence: VerifiedEvidence,
     settings: &TokenSettings,
     now: i64,
-) -> Result<(String, Input), JwtError> {
+) -> Result<(String, TokenClaims), JwtError> {
     debug_assert_eq!(&appraisal.annotated_evidence, evidence.annotated_evidence());
     let mut submods = BTreeMap::new();
     submods.insert("cpu0".to_string(), appraisal);
@@ -108,15 +168,15 @@ pub fn issue_token(
     for a in claims.submods.values_mut() {
         a.annotated_evidence = Value::Null;
     }
-    let mut input =
-        Input::from_value(&serde_json::to_value(&claims).map_err(|_| JwtError::Json("claims"))?);
-    input
-        .replace(
-            &["submods", "cpu0", "ear.veraison.annotated-evidence"],
-            evidence.policy_input().clone(),
-        )
-        .map_err(|_| JwtError::Json("claims"))?;
-    Ok((token, input))
+    let envelope = serde_json::to_value(&claims).map_err(|_| JwtError::Json("claims"))?;
+    Ok((
+        token,
+        TokenClaims {
+            envelope,
+            evidence: Some(evidence),
+            input: OnceLock::new(),
+        },
+    ))
 }
 
 /// Load reference values as the `data` document of an attestation policy.
@@ -171,10 +231,10 @@ mod tests {
         .unwrap();
         let appraisal = appraise(&evidence, &policy).unwrap();
         let (signer, _) = Es256Signer::generate().unwrap();
-        let (token, input) = issue_token(
+        let (token, issued) = issue_token(
             &signer,
             appraisal,
-            &evidence,
+            evidence,
             &TokenSettings::default(),
             1000,
         )
@@ -187,15 +247,51 @@ mod tests {
             "1"
         );
         let payload = serde_json::to_vec(&claims).unwrap();
-        assert_eq!(input, Input::from_json(&payload).unwrap());
-        // A resource policy sees the evidence inside the token.
-        let resource = Policy::compile(
-            "r",
+        assert_eq!(issued.input().unwrap(), Input::from_json(&payload).unwrap());
+        // Read at a path, the issued claims answer as the payload does: in
+        // the envelope, in the evidence, absent; above the evidence they
+        // cannot answer alone.
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for p in [
+            &["exp"][..],
+            &["submods", "cpu0", "ear.status"],
+            &["submods", "cpu0", "ear.veraison.annotated-evidence"],
+            &[
+                "submods",
+                "cpu0",
+                "ear.veraison.annotated-evidence",
+                "sample",
+                "svn",
+            ],
+            &["submods", "cpu0", "ear.veraison.annotated-evidence", "nope"],
+            &["submods", "cpu1"],
+            &["nope", "deeper"],
+        ] {
+            assert_eq!(
+                issued.json_at(&path(p)).unwrap(),
+                ward_policy::json_at(&claims, &path(p)),
+                "{p:?}"
+            );
+        }
+        for p in [&[][..], &["submods"], &["submods", "cpu0"]] {
+            assert_eq!(issued.json_at(&path(p)), Err(Unavailable), "{p:?}");
+        }
+        let parsed = TokenClaims::parsed(claims.clone());
+        assert_eq!(
+            parsed.json_at(&path(&["submods", "cpu0"])).unwrap(),
+            Some(&claims["submods"]["cpu0"])
+        );
+        // A resource policy sees the evidence inside the token, whether it
+        // reads one value (memoized) or the whole of it.
+        for src in [
             "package policy\ndefault allow = false\nallow { input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample.svn == \"1\" }\n",
-            "policy",
-        )
-        .unwrap();
-        assert!(resource.eval_bool_input(&input, "allow").unwrap());
+            "package policy\ndefault allow = false\nallow { x := input; x.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample.svn == \"1\" }\n",
+            "package policy\ndefault allow = false\nallow { input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample.svn == \"1\"; input.submods.cpu0 }\n",
+        ] {
+            let resource = Policy::compile("r", src, "policy").unwrap();
+            assert!(resource.eval_bool_claims(&issued, "allow").unwrap(), "{src}");
+            assert!(resource.eval_bool_claims(&parsed, "allow").unwrap(), "{src}");
+        }
     }
 
     /// Every single-leaf change of `v` (removed, nulled, or given other

@@ -16,8 +16,8 @@ pub mod snp;
 mod verify;
 
 pub use appraise::{
-    appraise, default_attestation_policy, issue_token, reference_data, TokenSettings,
-    ATTESTATION_PACKAGE, TRUST_RULES,
+    appraise, default_attestation_policy, issue_token, reference_data, TokenClaims, TokenSettings,
+    ATTESTATION_PACKAGE, EVIDENCE_AT, TRUST_RULES,
 };
 pub use verify::{
     InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use ward_policy::Input;
+use ward_policy::{Claims, Input, PolicyError, Unavailable};
 use ward_proto::initdata::{InitData, InitDataError};
 use ward_proto::kbs::{runtime_data_claims, runtime_data_hash, Attestation, TeeEvidence};
 use ward_proto::{HashAlgorithm, Tee};
@@ -108,8 +108,8 @@ pub trait Verifier: Send + Sync {
 pub struct VerifiedEvidence {
     tee: Tee,
     annotated: Value,
-    /// `annotated`, converted once for the policies that read it.
-    input: Input,
+    /// `annotated`, converted at most once, when a policy must evaluate it.
+    input: std::sync::OnceLock<Input>,
 }
 
 impl VerifiedEvidence {
@@ -124,7 +124,18 @@ impl VerifiedEvidence {
 
     /// [`Self::annotated_evidence`] as a policy input.
     pub fn policy_input(&self) -> &Input {
-        &self.input
+        self.input
+            .get_or_init(|| Input::from_value(&self.annotated))
+    }
+}
+
+impl Claims for VerifiedEvidence {
+    fn json_at(&self, path: &[String]) -> Result<Option<&Value>, Unavailable> {
+        Ok(ward_policy::json_at(&self.annotated, path))
+    }
+
+    fn input(&self) -> Result<Input, PolicyError> {
+        Ok(self.policy_input().clone())
     }
 }
 
@@ -219,7 +230,7 @@ impl VerifierRegistry {
         let annotated = Value::Object(annotated);
         Ok(VerifiedEvidence {
             tee: tee.clone(),
-            input: Input::from_value(&annotated),
+            input: Default::default(),
             annotated,
         })
     }
