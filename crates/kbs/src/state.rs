@@ -2,7 +2,7 @@
 //! wrappers around [`AppState::auth`], [`AppState::attest`] and
 //! [`AppState::get_resource`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -279,11 +279,9 @@ impl AppState {
             recipient,
             responses: Default::default(),
         };
-        self.0.tokens.insert(
-            ward_proto::hash::sha256(token.as_bytes()),
-            Arc::new(entry),
-            now,
-        );
+        self.0
+            .tokens
+            .insert(ward_proto::hash::sha256(token.as_bytes()), Arc::new(entry));
         Ok((status, token))
     }
 
@@ -347,7 +345,7 @@ impl AppState {
             recipient,
             responses: Mutex::new(HashMap::new()),
         });
-        self.0.tokens.insert(digest, entry.clone(), now);
+        self.0.tokens.insert(digest, entry.clone());
         Ok(entry)
     }
 
@@ -464,51 +462,71 @@ impl TokenEntry {
 }
 
 /// Verified tokens by SHA-256 of their text. Bounded, and entries are pure
-/// caches: expired ones are swept ([`AppState::sweep_expired`]) and, when
-/// the cache is full of live ones, it is emptied and refilled on demand.
+/// caches: expired ones are swept ([`AppState::sweep_expired`]), and a full
+/// cache forgets its oldest entry for each new one. Tokens of one server
+/// share a lifetime, so the oldest is the first to expire; and evicting one
+/// at a time lets the allocator reuse that memory at once, where emptying
+/// the whole cache returned it to the system only to fault it in again.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    map: Mutex<HashMap<[u8; 32], Arc<TokenEntry>>>,
+    inner: Mutex<TokenFifo>,
+}
+
+#[derive(Default)]
+struct TokenFifo {
+    map: HashMap<[u8; 32], Arc<TokenEntry>>,
+    /// Keys in insertion order (each key once).
+    order: VecDeque<[u8; 32]>,
 }
 
 const TOKEN_CACHE_MAX: usize = 4096;
 
 impl TokenCache {
-    fn get(&self, k: &[u8; 32]) -> Option<Arc<TokenEntry>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(k)
-            .cloned()
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenFifo> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Add an entry; when full, expired entries go first, and unless that
-    /// frees a quarter of the cache it starts over (so a full cache is
-    /// scanned at most once per quarter of its size in inserts).
-    fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>, now: i64) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= TOKEN_CACHE_MAX {
-            m.retain(|_, e| now < e.exp);
-            if m.len() > TOKEN_CACHE_MAX / 4 * 3 {
-                m.clear();
+    fn get(&self, k: &[u8; 32]) -> Option<Arc<TokenEntry>> {
+        self.lock().map.get(k).cloned()
+    }
+
+    /// Add an entry, evicting the oldest while full.
+    fn insert(&self, k: [u8; 32], v: Arc<TokenEntry>) {
+        let mut evicted = Vec::new();
+        {
+            let mut c = self.lock();
+            if let Some(old) = c.map.insert(k, v) {
+                evicted.push(old);
+            } else {
+                c.order.push_back(k);
+                while c.map.len() > TOKEN_CACHE_MAX {
+                    let Some(oldest) = c.order.pop_front() else {
+                        break;
+                    };
+                    evicted.extend(c.map.remove(&oldest));
+                }
             }
         }
-        m.insert(k, v);
+        // Entries are dropped outside the lock.
+        drop(evicted);
     }
 
     /// Drop the entries of expired tokens; returns how many were dropped.
     fn sweep(&self, now: i64) -> usize {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let before = m.len();
-        m.retain(|_, e| now < e.exp);
-        if m.capacity() > 2 * m.len().max(64) {
-            m.shrink_to_fit();
+        let mut c = self.lock();
+        let before = c.map.len();
+        c.map.retain(|_, e| now < e.exp);
+        let TokenFifo { map, order } = &mut *c;
+        order.retain(|k| map.contains_key(k));
+        if map.capacity() > 2 * map.len().max(64) {
+            map.shrink_to_fit();
+            order.shrink_to_fit();
         }
-        before - m.len()
+        before - map.len()
     }
 
     fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().map.len()
     }
 }
 
@@ -583,46 +601,43 @@ mod tests {
     }
 
     #[test]
-    fn full_token_cache_drops_expired_entries_first_then_starts_over() {
+    fn full_token_cache_forgets_its_oldest_entries_and_sweeps_expired_ones() {
         let (soon, late) = (entry(10), entry(100));
         let cache = TokenCache::default();
-        let quarter = TOKEN_CACHE_MAX / 4;
         for i in 0..TOKEN_CACHE_MAX {
-            cache.insert(
-                key(i),
-                if i <= quarter {
-                    soon.clone()
-                } else {
-                    late.clone()
-                },
-                0,
-            );
+            cache.insert(key(i), if i < 3 { soon.clone() } else { late.clone() });
         }
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
 
-        // Full at t=50: the quarter-and-one expired entries make room.
-        cache.insert(key(TOKEN_CACHE_MAX), late.clone(), 50);
-        assert_eq!(cache.len(), TOKEN_CACHE_MAX - quarter);
+        // Full: each new entry pushes out the oldest one, and only that one.
+        cache.insert(key(TOKEN_CACHE_MAX), late.clone());
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX);
         assert!(cache.get(&key(0)).is_none());
-        assert!(cache.get(&key(TOKEN_CACHE_MAX - 1)).is_some());
+        assert!(cache.get(&key(1)).is_some());
         assert!(cache.get(&key(TOKEN_CACHE_MAX)).is_some());
 
-        // Full of live entries again: too few expire, so it starts over.
-        for i in TOKEN_CACHE_MAX + 1..TOKEN_CACHE_MAX + 1 + quarter {
-            cache.insert(key(i), late.clone(), 50);
+        // Replacing an entry is not a new one: nothing is evicted.
+        cache.insert(key(1), soon.clone());
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX);
+        assert!(cache.get(&key(2)).is_some());
+
+        // The periodic sweep drops only what has expired (keys 1 and 2)...
+        assert_eq!(cache.sweep(50), 2);
+        assert_eq!(cache.sweep(50), 0);
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX - 2);
+        // ...and forgets their place in line: the next two inserts fill the
+        // room it made, the third evicts the oldest live entry (key 3).
+        for i in 1..=2 {
+            cache.insert(key(TOKEN_CACHE_MAX + i), late.clone());
         }
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
-        let newest = key(TOKEN_CACHE_MAX + 1 + quarter);
-        cache.insert(newest, late.clone(), 50);
-        assert_eq!(cache.len(), 1);
-        assert!(cache.get(&newest).is_some());
+        assert!(cache.get(&key(3)).is_some());
+        cache.insert(key(TOKEN_CACHE_MAX + 3), late.clone());
+        assert_eq!(cache.len(), TOKEN_CACHE_MAX);
+        assert!(cache.get(&key(3)).is_none());
+        assert!(cache.get(&key(4)).is_some());
 
-        // The periodic sweep drops only what has expired.
-        cache.insert(key(0), soon.clone(), 50);
-        assert_eq!(cache.sweep(50), 1);
-        assert_eq!(cache.sweep(50), 0);
-        assert_eq!(cache.len(), 1);
-        assert_eq!(cache.sweep(100), 1);
+        assert_eq!(cache.sweep(100), TOKEN_CACHE_MAX);
         assert_eq!(cache.len(), 0);
     }
 }

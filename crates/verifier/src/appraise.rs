@@ -41,6 +41,8 @@ pub fn default_attestation_policy(tee: &str) -> Option<&'static str> {
 
 /// Evaluate `policy` (compiled with `data.reference` loaded) over the
 /// verified evidence. A rule value outside -128..=127 is a policy error.
+/// The appraisal's `annotated_evidence` is left null: [`issue_token`] signs
+/// it from the evidence itself, which is not copied.
 pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<Appraisal, PolicyError> {
     let results = policy.eval_ints_claims(evidence, &TRUST_RULES)?;
     let mut tv = TrustVector::default();
@@ -57,7 +59,7 @@ pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<Appraisa
         status: tv.status(),
         trust_vector: tv,
         policy_id: policy.id().to_string(),
-        annotated_evidence: evidence.annotated_evidence().clone(),
+        annotated_evidence: Value::Null,
     })
 }
 
@@ -142,14 +144,15 @@ impl Claims for TokenClaims {
 /// signed payload would, without parsing it: the evidence is kept as is.
 pub fn issue_token(
     signer: &Es256Signer,
-    appraisal: Appraisal,
-    evidence: VerifiedEvidence,
+    mut appraisal: Appraisal,
+    mut evidence: VerifiedEvidence,
     settings: &TokenSettings,
     now: i64,
 ) -> Result<(String, TokenClaims), JwtError> {
-    debug_assert_eq!(&appraisal.annotated_evidence, evidence.annotated_evidence());
+    // Lent to the claims for signing, and given back below.
+    appraisal.annotated_evidence = std::mem::take(evidence.annotated_mut());
     let mut submods = BTreeMap::new();
-    submods.insert("cpu0".to_string(), appraisal);
+    submods.insert(EVIDENCE_AT[1].to_string(), appraisal);
     let claims = EarClaims {
         eat_profile: EAT_PROFILE.into(),
         iat: now,
@@ -162,12 +165,12 @@ pub fn issue_token(
         eat_nonce: None,
         submods,
     };
-    let payload = serde_json::to_vec(&claims).map_err(|_| JwtError::Json("payload"))?;
-    let token = signer.sign_payload(&payload)?;
+    let payload = serde_json::to_vec(&claims);
     let mut claims = claims;
-    for a in claims.submods.values_mut() {
-        a.annotated_evidence = Value::Null;
+    if let Some(a) = claims.submods.get_mut(EVIDENCE_AT[1]) {
+        *evidence.annotated_mut() = std::mem::take(&mut a.annotated_evidence);
     }
+    let token = signer.sign_payload(&payload.map_err(|_| JwtError::Json("payload"))?)?;
     let envelope = serde_json::to_value(&claims).map_err(|_| JwtError::Json("claims"))?;
     Ok((
         token,
@@ -338,6 +341,29 @@ mod tests {
         let mut out = vec![v.clone()];
         walk(v, &mut Vec::new(), &mut out);
         out
+    }
+
+    /// The built-in policies read per-guest claims (report_data, nonces) not
+    /// at all, so guests with the same measurements share memoized verdicts.
+    /// (az-snp-vtpm reads its claims as a whole and is not listed.)
+    #[test]
+    fn builtin_policies_do_not_key_their_memo_on_report_data() {
+        for tee in ["sample", "snp", "tdx", "sgx"] {
+            let paths = ward_policy::input_paths(default_attestation_policy(tee).unwrap())
+                .unwrap_or_else(|| panic!("{tee}: not memoizable"));
+            let report_data = [tee, "report_data"];
+            for p in &paths {
+                assert!(
+                    !report_data.starts_with(&p.iter().map(String::as_str).collect::<Vec<_>>()[..]),
+                    "{tee} reads {p:?}"
+                );
+                assert_ne!(
+                    p.first().map(String::as_str),
+                    Some("runtime_data_claims"),
+                    "{tee}"
+                );
+            }
+        }
     }
 
     /// The memo of a long-lived policy never changes a verdict: each built-in

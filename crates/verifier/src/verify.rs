@@ -122,6 +122,12 @@ impl VerifiedEvidence {
         &self.annotated
     }
 
+    /// Lend the annotated evidence out (to be signed without a copy); the
+    /// borrower puts it back unchanged, so a converted input stays valid.
+    pub(crate) fn annotated_mut(&mut self) -> &mut Value {
+        &mut self.annotated
+    }
+
     /// [`Self::annotated_evidence`] as a policy input.
     pub fn policy_input(&self) -> &Input {
         self.input

@@ -15,14 +15,31 @@ default executables := 33
 
 executables := 2 if {
 	input.tdx.mr_td in data.reference.tdx_mrtd
-	every i in ["0", "1", "2", "3"] {
-		rtmr_ok(i)
-	}
+	not rtmr_mismatch
 }
 
-rtmr_ok(i) if not data.reference[concat("", ["tdx_rtmr", i])]
+# An RTMR with reference values must be one of them. Each is named (not
+# built from an index) so that the verdict depends on these claims only and
+# is memoized across guests.
+rtmr_mismatch if {
+	data.reference.tdx_rtmr0
+	not input.tdx.rtmr0 in data.reference.tdx_rtmr0
+}
 
-rtmr_ok(i) if input.tdx[concat("", ["rtmr", i])] in data.reference[concat("", ["tdx_rtmr", i])]
+rtmr_mismatch if {
+	data.reference.tdx_rtmr1
+	not input.tdx.rtmr1 in data.reference.tdx_rtmr1
+}
+
+rtmr_mismatch if {
+	data.reference.tdx_rtmr2
+	not input.tdx.rtmr2 in data.reference.tdx_rtmr2
+}
+
+rtmr_mismatch if {
+	data.reference.tdx_rtmr3
+	not input.tdx.rtmr3 in data.reference.tdx_rtmr3
+}
 
 out_of_date := {"OutOfDate", "OutOfDateConfigurationNeeded"}
 
