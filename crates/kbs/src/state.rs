@@ -2,7 +2,7 @@
 //! wrappers around [`AppState::auth`], [`AppState::attest`] and
 //! [`AppState::get_resource`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -216,11 +216,11 @@ impl AppState {
             tee.as_str(),
             result
                 .as_ref()
-                .map(|(s, _)| s.as_str())
+                .map(|(s, _, _)| s.as_str())
                 .map_err(|e| e.kind()),
         );
-        let (_, token) = result?;
-        let exp = now + self.0.settings.token.lifetime_secs;
+        let (_, token, entry) = result?;
+        let exp = entry.exp;
 
         let cookie = session::seal(
             &self.0.keys.current(),
@@ -229,6 +229,7 @@ impl AppState {
                 exp,
             },
         )?;
+        self.0.tokens.insert(cache_key(SESSION_KEY, &cookie), entry);
         Ok((token, cookie, exp))
     }
 
@@ -238,7 +239,7 @@ impl AppState {
         attestation: &Attestation,
         nonce: &str,
         now: i64,
-    ) -> Result<(ward_proto::ear::Status, String), ApiError> {
+    ) -> Result<(ward_proto::ear::Status, String, Arc<TokenEntry>), ApiError> {
         // The TEE key must be usable before we vouch for it.
         let recipient = Recipient::from_jwk(&attestation.runtime_data.tee_pubkey)
             .map_err(|e| ApiError::bad_request("JweError", format!("tee-pubkey: {e}")))?;
@@ -273,21 +274,51 @@ impl AppState {
             now,
         )
         .map_err(ApiError::internal)?;
-        let entry = TokenEntry {
+        let entry = Arc::new(TokenEntry {
             claims,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             responses: Default::default(),
-        };
+        });
         self.0
             .tokens
-            .insert(ward_proto::hash::sha256(token.as_bytes()), Arc::new(entry));
-        Ok((status, token))
+            .insert(cache_key(TOKEN_KEY, &token), entry.clone());
+        Ok((status, token, entry))
     }
 
     /// Resolve a credential into the cached, verified token entry.
     fn token_entry(&self, cred: Credential<'_>) -> Result<Arc<TokenEntry>, ApiError> {
         let now = self.now();
+        let unexpired = |e: Arc<TokenEntry>| {
+            if now >= e.exp {
+                Err(ApiError::unauthorized(
+                    "TokenVerifierError",
+                    "attestation token has expired",
+                ))
+            } else {
+                Ok(e)
+            }
+        };
+        // A session cookie seen before (its exact value was opened, or
+        // sealed, here) is not decrypted again. An attested session expires
+        // with its token.
+        let session_key = match cred {
+            Credential::Cookie(v) => {
+                let k = cache_key(SESSION_KEY, v);
+                if let Some(e) = self.0.tokens.get(&k) {
+                    if now >= e.exp {
+                        // As opening the cookie would have said.
+                        return Err(ApiError::unauthorized(
+                            "ExpiredCookie",
+                            CookieError::Expired.to_string(),
+                        ));
+                    }
+                    return Ok(e);
+                }
+                Some(k)
+            }
+            Credential::Bearer(_) => None,
+        };
         let token = match cred {
             Credential::Cookie(v) => match self.open_cookie(v)? {
                 Session::Attested { token, .. } => token,
@@ -300,15 +331,9 @@ impl AppState {
             },
             Credential::Bearer(t) => t.to_string(),
         };
-        let digest = ward_proto::hash::sha256(token.as_bytes());
+        let digest = cache_key(TOKEN_KEY, &token);
         if let Some(e) = self.0.tokens.get(&digest) {
-            if now >= e.exp {
-                return Err(ApiError::unauthorized(
-                    "TokenVerifierError",
-                    "attestation token has expired",
-                ));
-            }
-            return Ok(e);
+            return unexpired(e);
         }
         let claims = match cred {
             // The cookie is authenticated by our session key, and only ever
@@ -346,6 +371,9 @@ impl AppState {
             responses: Mutex::new(HashMap::new()),
         });
         self.0.tokens.insert(digest, entry.clone());
+        if let Some(k) = session_key {
+            self.0.tokens.insert(k, entry.clone());
+        }
         Ok(entry)
     }
 
@@ -461,7 +489,22 @@ impl TokenEntry {
     }
 }
 
-/// Verified tokens by SHA-256 of their text. Bounded, and entries are pure
+/// [`cache_key`] domains: a token's text, an attested session's cookie value.
+const TOKEN_KEY: &[u8] = b"token\0";
+const SESSION_KEY: &[u8] = b"session\0";
+
+/// The [`TokenCache`] key of `text` in `domain`.
+fn cache_key(domain: &[u8], text: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(domain);
+    ctx.update(text.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Verified tokens by SHA-256 of their text, and by their attested session
+/// cookies. Bounded, and entries are pure
 /// caches: expired ones are swept ([`AppState::sweep_expired`]), and a full
 /// cache forgets its oldest entry for each new one. Tokens of one server
 /// share a lifetime, so the oldest is the first to expire; and evicting one
@@ -513,20 +556,32 @@ impl TokenCache {
 
     /// Drop the entries of expired tokens; returns how many were dropped.
     fn sweep(&self, now: i64) -> usize {
+        let mut dropped = HashSet::new();
         let mut c = self.lock();
-        let before = c.map.len();
-        c.map.retain(|_, e| now < e.exp);
         let TokenFifo { map, order } = &mut *c;
+        map.retain(|_, e| {
+            let live = now < e.exp;
+            if !live {
+                dropped.insert(Arc::as_ptr(e));
+            }
+            live
+        });
         order.retain(|k| map.contains_key(k));
         if map.capacity() > 2 * map.len().max(64) {
             map.shrink_to_fit();
             order.shrink_to_fit();
         }
-        before - map.len()
+        dropped.len()
     }
 
+    /// Tokens cached (each may be found by its text and by a session).
     fn len(&self) -> usize {
-        self.lock().map.len()
+        let c = self.lock();
+        c.map
+            .values()
+            .map(Arc::as_ptr)
+            .collect::<HashSet<_>>()
+            .len()
     }
 }
 
@@ -602,22 +657,22 @@ mod tests {
 
     #[test]
     fn full_token_cache_forgets_its_oldest_entries_and_sweeps_expired_ones() {
-        let (soon, late) = (entry(10), entry(100));
+        let (soon, late) = (|| entry(10), || entry(100));
         let cache = TokenCache::default();
         for i in 0..TOKEN_CACHE_MAX {
-            cache.insert(key(i), if i < 3 { soon.clone() } else { late.clone() });
+            cache.insert(key(i), if i < 3 { soon() } else { late() });
         }
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
 
         // Full: each new entry pushes out the oldest one, and only that one.
-        cache.insert(key(TOKEN_CACHE_MAX), late.clone());
+        cache.insert(key(TOKEN_CACHE_MAX), late());
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
         assert!(cache.get(&key(0)).is_none());
         assert!(cache.get(&key(1)).is_some());
         assert!(cache.get(&key(TOKEN_CACHE_MAX)).is_some());
 
         // Replacing an entry is not a new one: nothing is evicted.
-        cache.insert(key(1), soon.clone());
+        cache.insert(key(1), soon());
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
         assert!(cache.get(&key(2)).is_some());
 
@@ -628,11 +683,11 @@ mod tests {
         // ...and forgets their place in line: the next two inserts fill the
         // room it made, the third evicts the oldest live entry (key 3).
         for i in 1..=2 {
-            cache.insert(key(TOKEN_CACHE_MAX + i), late.clone());
+            cache.insert(key(TOKEN_CACHE_MAX + i), late());
         }
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
         assert!(cache.get(&key(3)).is_some());
-        cache.insert(key(TOKEN_CACHE_MAX + 3), late.clone());
+        cache.insert(key(TOKEN_CACHE_MAX + 3), late());
         assert_eq!(cache.len(), TOKEN_CACHE_MAX);
         assert!(cache.get(&key(3)).is_none());
         assert!(cache.get(&key(4)).is_some());

@@ -493,6 +493,22 @@ async fn expired_tokens_are_swept_from_the_cache_and_still_refused() {
 
     // The first token's lifetime (300 s) is over, the second's is not.
     env.clock.advance(101);
+    // Still cached (by its session, too), the expired one is refused as
+    // opening its cookie would refuse it.
+    for (h, kind) in [
+        (("cookie", old_cookie.as_str()), "ExpiredCookie"),
+        (
+            ("authorization", &format!("Bearer {old_token}")),
+            "TokenVerifierError",
+        ),
+    ] {
+        let r = call(&app, Method::GET, "/kbs/v0/resource/a/b/c", &[h], "").await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::UNAUTHORIZED, kind)
+        );
+    }
+    assert_eq!(state.cached_tokens(), 2);
     assert_eq!(state.sweep_expired(), 1);
     assert_eq!(state.cached_tokens(), 1);
     let r = call(

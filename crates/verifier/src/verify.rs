@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use ward_policy::{Claims, Input, PolicyError, Unavailable};
 use ward_proto::initdata::{InitData, InitDataError};
-use ward_proto::kbs::{runtime_data_claims, runtime_data_hash, Attestation, TeeEvidence};
-use ward_proto::{HashAlgorithm, Tee};
+use ward_proto::kbs::{runtime_data_claims, Attestation, TeeEvidence};
+use ward_proto::{jcs, HashAlgorithm, Tee};
 
 /// Why evidence was not accepted. Every variant names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,17 +205,15 @@ impl VerifierRegistry {
         let verifier = self.get(tee)?;
         let additional = &attestation.tee_evidence.additional_evidence;
         let tee_claims = verifier.verify_evidence(&attestation.tee_evidence, now)?;
-        check_binding(&tee_claims.report_data, |alg| {
-            runtime_data_hash(&attestation.runtime_data, additional, alg)
-                .map_err(|e| VerifyError::Malformed(e.to_string()))
-        })?;
+        // What report_data must bind (hashed as JCS), and a claim as well.
+        let runtime_claims = runtime_data_claims(&attestation.runtime_data, additional);
+        let canonical =
+            jcs::to_vec(&runtime_claims).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        check_binding(&tee_claims.report_data, |alg| Ok(alg.digest(&canonical)))?;
 
         let mut annotated = serde_json::Map::new();
         annotated.insert(tee.as_str().to_string(), tee_claims.claims);
-        annotated.insert(
-            "runtime_data_claims".into(),
-            runtime_data_claims(&attestation.runtime_data, additional),
-        );
+        annotated.insert("runtime_data_claims".into(), runtime_claims);
         annotated.insert("report_data".into(), tee_claims.report_data_claim);
 
         if let Some(msg) = &attestation.init_data {
