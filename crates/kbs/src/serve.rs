@@ -364,11 +364,11 @@ async fn connection(
                     return;
                 }
             };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
             watcher.watch(conn.into_owned()).await
         }
         None => {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
             watcher.watch(conn.into_owned()).await
         }
     };

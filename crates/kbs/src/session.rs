@@ -107,27 +107,26 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<&str> {
 
 /// A `Set-Cookie` header value.
 pub fn set_cookie(value: &str, exp: i64, secure: bool) -> String {
-    let expires = time::OffsetDateTime::from_unix_timestamp(exp)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
-        .map(|s| http_date(&s))
-        .unwrap_or_default();
-    let mut s = format!("{SESSION_COOKIE}={value}; Expires={expires}; Path=/kbs; HttpOnly");
+    let mut s = format!(
+        "{SESSION_COOKIE}={value}; Expires={}; Path=/kbs; HttpOnly",
+        http_date(exp)
+    );
     if secure {
         s.push_str("; Secure");
     }
     s
 }
 
-/// RFC 2822 → IMF-fixdate (`Mon, 23 Nov 2026 03:03:20 GMT`).
-fn http_date(rfc2822: &str) -> String {
-    rfc2822
-        .strip_suffix(" +0000")
-        .map(|s| format!("{s} GMT"))
-        .unwrap_or_else(|| rfc2822.to_string())
+/// Unix seconds as an IMF-fixdate (`Mon, 23 Nov 2026 03:03:20 GMT`); empty
+/// outside 1970..=9999.
+fn http_date(unix: i64) -> String {
+    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    match u64::try_from(unix) {
+        Ok(secs) if secs <= MAX => {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        }
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +141,12 @@ mod tests {
             c.starts_with("kbs-session-id=v; Expires=Mon, 23 Nov 2026 03:03:20 GMT"),
             "{c}"
         );
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(253_402_300_799), "Fri, 31 Dec 9999 23:59:59 GMT");
+        // Out of range: no date rather than a panic.
+        assert_eq!(http_date(-1), "");
+        assert_eq!(http_date(253_402_300_800), "");
+        assert_eq!(http_date(i64::MAX), "");
     }
 
     #[test]

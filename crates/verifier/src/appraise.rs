@@ -83,12 +83,15 @@ impl Default for TokenSettings {
 pub const EVIDENCE_AT: [&str; 3] = ["submods", "cpu0", "ear.veraison.annotated-evidence"];
 
 /// The claims of an attestation token as a resource policy reads them:
-/// issued here (the small EAR envelope, and the verified evidence kept as it
-/// was appraised rather than copied or converted again), or parsed from a
-/// token's payload. Converted to a policy input only when a policy must
-/// evaluate them, and then once.
+/// issued here (the EAR envelope, as JSON only once a policy reads it, and
+/// the verified evidence kept as it was appraised rather than copied or
+/// converted again), or parsed from a token's payload. Converted to a policy
+/// input only when a policy must evaluate them, and then once.
 pub struct TokenClaims {
-    envelope: Value,
+    /// The signed claims, without the evidence (issued tokens).
+    ear: Option<EarClaims>,
+    /// `ear` as JSON, or the parsed payload.
+    envelope: OnceLock<Value>,
     evidence: Option<VerifiedEvidence>,
     input: OnceLock<Input>,
 }
@@ -97,17 +100,29 @@ impl TokenClaims {
     /// The claims of a token's payload.
     pub fn parsed(claims: Value) -> Self {
         Self {
-            envelope: claims,
+            ear: None,
+            envelope: OnceLock::from(claims),
             evidence: None,
             input: OnceLock::new(),
         }
+    }
+
+    fn envelope(&self) -> &Value {
+        self.envelope.get_or_init(|| {
+            // Only string-keyed maps: serializing cannot fail. (If it did,
+            // the policy would read nulls and deny.)
+            self.ear
+                .as_ref()
+                .and_then(|ear| serde_json::to_value(ear).ok())
+                .unwrap_or(Value::Null)
+        })
     }
 }
 
 impl Claims for TokenClaims {
     fn json_at(&self, path: &[String]) -> Result<Option<&Value>, Unavailable> {
         let Some(evidence) = &self.evidence else {
-            return Ok(ward_policy::json_at(&self.envelope, path));
+            return Ok(ward_policy::json_at(self.envelope(), path));
         };
         let shared = path
             .iter()
@@ -123,7 +138,7 @@ impl Claims for TokenClaims {
             // Above the evidence: the envelope alone holds a null there.
             Err(Unavailable)
         } else {
-            Ok(ward_policy::json_at(&self.envelope, path))
+            Ok(ward_policy::json_at(self.envelope(), path))
         }
     }
 
@@ -131,7 +146,7 @@ impl Claims for TokenClaims {
         if let Some(input) = self.input.get() {
             return Ok(input.clone());
         }
-        let mut input = Input::from_value(&self.envelope);
+        let mut input = Input::from_value(self.envelope());
         if let Some(evidence) = &self.evidence {
             input.replace(&EVIDENCE_AT, evidence.policy_input().clone())?;
         }
@@ -171,11 +186,11 @@ pub fn issue_token(
         *evidence.annotated_mut() = std::mem::take(&mut a.annotated_evidence);
     }
     let token = signer.sign_payload(&payload.map_err(|_| JwtError::Json("payload"))?)?;
-    let envelope = serde_json::to_value(&claims).map_err(|_| JwtError::Json("claims"))?;
     Ok((
         token,
         TokenClaims {
-            envelope,
+            ear: Some(claims),
+            envelope: OnceLock::new(),
             evidence: Some(evidence),
             input: OnceLock::new(),
         },
