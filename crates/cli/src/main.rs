@@ -90,6 +90,22 @@ struct ServeArgs {
     workers: Option<usize>,
 }
 
+/// Give memory the allocators hold but no longer use back to the system
+/// (after a burst, once cached tokens expire and are swept): this thread's
+/// mimalloc heap, and the C library's heap, which the crypto library
+/// (aws-lc) allocates from.
+fn return_free_memory() {
+    // SAFETY: mi_collect only tidies the calling thread's mimalloc heap (the
+    // global allocator of this binary) and may be called at any time from
+    // any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    // SAFETY: malloc_trim is thread-safe and only releases free memory.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: log files and collectors get plain text.
@@ -190,13 +206,24 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
     tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), "ward serve listening");
     // Machine-readable line for scripts and tests that bind port 0.
     println!("listening on {addr}");
-    ward_kbs::serve::sweep_periodically(state.clone(), ward_kbs::serve::SWEEP_EVERY);
+    // Memory freed by the token sweep goes back to the system: on the
+    // sweeping thread, and on each worker between sweeps.
+    let upkeep = ward_kbs::serve::Upkeep {
+        every: ward_kbs::serve::SWEEP_EVERY,
+        run: std::sync::Arc::new(return_free_memory),
+    };
+    ward_kbs::serve::sweep_periodically(
+        state.clone(),
+        ward_kbs::serve::SWEEP_EVERY,
+        Some(upkeep.run.clone()),
+    );
     let router = ward_kbs::router(state);
     ward_kbs::serve::serve_with_workers(
         listener,
         router,
         cfg.tls.as_ref(),
         cfg.workers,
+        Some(upkeep),
         ward_kbs::serve::shutdown_signal(),
     )
     .await

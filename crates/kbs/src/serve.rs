@@ -204,17 +204,30 @@ pub async fn serve(
     tls: Option<&crate::config::TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    serve_with_workers(listener, router, tls, None, shutdown).await
+    serve_with_workers(listener, router, tls, None, None, shutdown).await
+}
+
+/// Work each worker thread does for itself periodically, such as returning
+/// memory its allocator holds but no longer uses (thread-local allocator
+/// state can only be tidied by its own thread).
+#[derive(Clone)]
+pub struct Upkeep {
+    /// The period; the first run is half a period after the start, so that
+    /// with the token sweep's period it runs between sweeps.
+    pub every: std::time::Duration,
+    pub run: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// How often `ward serve` drops expired tokens from its cache.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Drop expired cached tokens every `every` (see [`AppState::sweep_expired`])
-/// on the current runtime, for as long as it runs.
+/// on the current runtime, for as long as it runs; then run `upkeep` on this
+/// thread when anything was dropped.
 pub fn sweep_periodically(
     state: AppState,
     every: std::time::Duration,
+    upkeep: Option<Arc<dyn Fn() + Send + Sync>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -224,6 +237,9 @@ pub fn sweep_periodically(
             let dropped = state.sweep_expired();
             if dropped > 0 {
                 tracing::debug!(dropped, "expired tokens dropped from the cache");
+                if let Some(f) = &upkeep {
+                    f();
+                }
             }
         }
     })
@@ -250,6 +266,7 @@ pub async fn serve_with_workers(
     router: Router,
     tls: Option<&crate::config::TlsConfig>,
     workers: Option<usize>,
+    upkeep: Option<Upkeep>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let workers =
@@ -266,10 +283,10 @@ pub async fn serve_with_workers(
             .enable_all()
             .build()
             .map_err(|e| format!("starting worker runtime: {e}"))?;
-        let (router, acceptor) = (router.clone(), acceptor.clone());
+        let (router, acceptor, upkeep) = (router.clone(), acceptor.clone(), upkeep.clone());
         let thread = std::thread::Builder::new()
             .name(format!("ward-worker-{i}"))
-            .spawn(move || rt.block_on(worker(rx, router, acceptor)))
+            .spawn(move || rt.block_on(worker(rx, router, acceptor, upkeep)))
             .map_err(|e| format!("starting worker thread: {e}"))?;
         queues.push(tx);
         threads.push(thread);
@@ -319,10 +336,21 @@ async fn worker(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     router: Router,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    upkeep: Option<Upkeep>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let every = upkeep.as_ref().map_or(SWEEP_EVERY, |u| {
+        u.every.max(std::time::Duration::from_millis(1))
+    });
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every / 2, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tick.tick(), if upkeep.is_some() => {
+                if let Some(u) = &upkeep {
+                    (u.run)();
+                }
+            }
             handoff = queue.recv() => match handoff {
                 Some((tcp, peer, watcher)) => {
                     conns.spawn(connection(tcp, peer, router.clone(), acceptor.clone(), watcher));
@@ -395,4 +423,53 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn upkeep_runs_periodically_on_every_worker_thread() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let runs = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
+        let seen = runs.clone();
+        let upkeep = Upkeep {
+            every: Duration::from_millis(20),
+            run: Arc::new(move || {
+                let thread = std::thread::current().name().unwrap_or("?").to_string();
+                *seen.lock().unwrap().entry(thread).or_default() += 1;
+            }),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with_workers(
+            listener,
+            Router::new(),
+            None,
+            Some(2),
+            Some(upkeep),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let twice_each = || {
+            let r = runs.lock().unwrap();
+            r.len() == 2 && r.values().all(|n| *n >= 2)
+        };
+        for _ in 0..500 {
+            if twice_each() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let names: Vec<String> = runs.lock().unwrap().keys().cloned().collect();
+        assert_eq!(names, ["ward-worker-0", "ward-worker-1"]);
+        assert!(twice_each(), "{:?}", runs.lock().unwrap());
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }
