@@ -188,6 +188,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         _ => None,
     };
     let rss = a.server_pid.and_then(rss_kib);
+    let (jwe_us, es256_us) = crypto_reference()?;
     let out = json!({
         "mode": a.mode,
         "concurrency": a.concurrency,
@@ -199,6 +200,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "p99_ms": pct(&lat, 0.99),
         "server_cpu_ms_per_op": cpu_per_op_ms,
         "server_rss_kib": rss,
+        "reference_jwe_p256_us": jwe_us,
+        "reference_es256_sign_us": es256_us,
     });
     if a.json {
         println!("{out}");
@@ -223,6 +226,37 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         if let Some(r) = rss {
             println!("server RSS {:.1} MiB", r as f64 / 1024.0);
         }
+        println!(
+            "machine reference (one thread, after the run): JWE to a P-256 key {jwe_us:.1} µs, ES256 signature {es256_us:.1} µs"
+        );
     }
     Ok(())
+}
+
+/// Microseconds per JWE encryption to a P-256 key (ECDH-ES+A256KW, the
+/// server's work per first GET) and per ES256 signature (its work per
+/// token), timed here: CPU figures from machines, or moments, of different
+/// speed can be compared through them.
+fn crypto_reference() -> Result<(f64, f64)> {
+    const N: u32 = 200;
+    let key = ward_proto::jwk::TeeKeyPair::generate_ec(ward_proto::jwk::Curve::P256)?;
+    let recipient = ward_proto::jwe::Recipient::from_jwk(&key.public_jwk())?;
+    let (signer, _) = ward_proto::jwt::Es256Signer::generate()?;
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        f()?;
+        let t = Instant::now();
+        for _ in 0..N {
+            f()?;
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+    };
+    let jwe = time(&mut || {
+        ward_proto::jwe::encrypt(&recipient, b"0123456789abcdef0123456789abcdef")?;
+        Ok(())
+    })?;
+    let sig = time(&mut || {
+        signer.sign_payload(br#"{"iss":"ward"}"#)?;
+        Ok(())
+    })?;
+    Ok((jwe, sig))
 }

@@ -99,6 +99,26 @@ fn ward(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `ward admin resource put <uri> <file>` with the data directory's admin token.
+fn admin_put(url: &str, data: &Path, uri: &str, file: &Path) {
+    let out = ward(&[
+        "admin",
+        "--url",
+        url,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "resource",
+        "put",
+        uri,
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn stores_with_admin_fetches_with_get_resource_and_denies_without_dev() {
     let dir = tempfile::tempdir().unwrap();
@@ -831,22 +851,7 @@ fn guest_api_serves_secrets_survives_restarts_and_reports_denials() {
     std::fs::write(&secret_file, secret).unwrap();
     let put = |url: &str, data: &Path, content: &[u8]| {
         std::fs::write(&secret_file, content).unwrap();
-        let out = ward(&[
-            "admin",
-            "--url",
-            url,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "resource",
-            "put",
-            "kbs:///default/app/key",
-            secret_file.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        admin_put(url, data, "kbs:///default/app/key", &secret_file);
     };
 
     let d1 = dir.path().join("kbs1");
@@ -1407,4 +1412,76 @@ fn ward_serve_verifies_simulated_sgx_evidence() {
         (sgx["tcb_status"].as_str(), sgx["simulated"].as_bool()),
         (Some("UpToDate"), Some(true))
     );
+}
+
+/// `ward bench` against `ward serve --dev`: every mode completes its count
+/// and reports consistent figures, server CPU included; without `--dev` the
+/// fetch is denied and the bench says so instead of reporting numbers.
+#[test]
+fn bench_reports_each_mode_and_fails_on_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"bench secret").unwrap();
+    for (dev, name) in [(true, "dev"), (false, "prod")] {
+        let data = dir.path().join(name);
+        let s = serve(&data, if dev { &["--dev"] } else { &[] });
+        admin_put(&s.url, &data, "kbs:///default/bench/key", &secret);
+        let pid = s.child.id().to_string();
+        let bench = |mode: &str, extra: &[&str]| {
+            let mut args = vec![
+                "bench",
+                "--url",
+                &s.url,
+                "--mode",
+                mode,
+                "--concurrency",
+                "2",
+                "--count",
+                "12",
+                "--warmup",
+                "2",
+                "--server-pid",
+                &pid,
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            ward(&args)
+        };
+        if !dev {
+            let out = bench("flow", &[]);
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("denied by the KBS resource policy"), "{err}");
+            continue;
+        }
+        for (mode, extra) in [
+            ("attest", &[][..]),
+            ("flow", &[]),
+            ("get", &[]),
+            ("get", &["--bearer"]),
+            ("healthz", &[]),
+        ] {
+            let out = bench(mode, extra);
+            assert!(
+                out.status.success(),
+                "{mode}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(r["mode"], mode);
+            assert_eq!(r["operations"], 12, "{r}");
+            let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+            assert!(f("rate_per_sec") > 0.0, "{r}");
+            assert!(
+                0.0 < f("p50_ms") && f("p50_ms") <= f("p90_ms") && f("p90_ms") <= f("p99_ms"),
+                "{r}"
+            );
+            assert!(f("server_cpu_ms_per_op") > 0.0, "{r}");
+            assert!(f("server_rss_kib") > 1024.0, "{r}");
+            assert!(
+                f("reference_jwe_p256_us") > 0.0 && f("reference_es256_sign_us") > 0.0,
+                "{r}"
+            );
+        }
+    }
 }
