@@ -522,6 +522,8 @@ struct TokenFifo {
     order: VecDeque<[u8; 32]>,
 }
 
+/// Keys cached at most. A token attested here takes two (its text and its
+/// session cookie), so this holds the last 2048 sessions at least.
 const TOKEN_CACHE_MAX: usize = 4096;
 
 impl TokenCache {
