@@ -261,6 +261,7 @@ type Handoff = (
 /// and CPU-bound (verification, signing, encryption), so this spares the
 /// cross-thread wake-ups and task stealing of a shared work-stealing pool:
 /// measured with `ward bench`, it is the cheaper way to use the cores.
+/// `upkeep`, when given, runs on every worker thread periodically.
 pub async fn serve_with_workers(
     listener: TcpListener,
     router: Router,
