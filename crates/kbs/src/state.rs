@@ -289,16 +289,6 @@ impl AppState {
     /// Resolve a credential into the cached, verified token entry.
     fn token_entry(&self, cred: Credential<'_>) -> Result<Arc<TokenEntry>, ApiError> {
         let now = self.now();
-        let unexpired = |e: Arc<TokenEntry>| {
-            if now >= e.exp {
-                Err(ApiError::unauthorized(
-                    "TokenVerifierError",
-                    "attestation token has expired",
-                ))
-            } else {
-                Ok(e)
-            }
-        };
         // A session cookie seen before (its exact value was opened, or
         // sealed, here) is not decrypted again. An attested session expires
         // with its token.
@@ -333,7 +323,13 @@ impl AppState {
         };
         let digest = cache_key(TOKEN_KEY, &token);
         if let Some(e) = self.0.tokens.get(&digest) {
-            return unexpired(e);
+            if now >= e.exp {
+                return Err(ApiError::unauthorized(
+                    "TokenVerifierError",
+                    "attestation token has expired",
+                ));
+            }
+            return Ok(e);
         }
         let claims = match cred {
             // The cookie is authenticated by our session key, and only ever

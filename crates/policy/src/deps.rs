@@ -19,8 +19,9 @@
 //! * gives up (returns `None`, so nothing is memoized) when `input` is used
 //!   whole (`walk(input)`, `x := input`, `input[k]`, `import input`), when
 //!   the policy uses `with` (which rewrites documents during evaluation), or
-//!   when any identifier names a non-deterministic builtin family (`now_ns`,
-//!   `rand`, `uuid`, `http`, `opa`, `trace`, `print`), wherever it appears;
+//!   when any identifier names a non-deterministic builtin (see `IMPURE`:
+//!   the clock, randomness, the network, the runtime, printing), wherever
+//!   it appears;
 //! * treats every `input` identifier as the root document, even where it is
 //!   only a field name (`x.input`): that can only add paths or give up.
 //!
@@ -28,9 +29,25 @@
 //! longer one, and giving up only costs speed.
 
 /// Identifiers that make a policy's result depend on more than its input and
-/// data (regorus builtins `time.now_ns`, `rand.intn`, `uuid.rfc4122`,
-/// `http.send`, `opa.runtime`, `trace`, `print`).
-const IMPURE: &[&str] = &["now_ns", "rand", "uuid", "http", "opa", "trace", "print"];
+/// data: `time.now_ns`, `rand.intn`, `uuid.rfc4122`, `http.send`,
+/// `opa.runtime`, `trace`, `print`, and the Rego builtins that read the clock
+/// or the network without saying so (`io.jwt.decode_verify` checks expiry
+/// against now, `crypto.x509.parse_and_verify_certificates*` validity
+/// periods, `net.lookup_ip_addr` asks DNS), whether or not this build of the
+/// engine has them.
+const IMPURE: &[&str] = &[
+    "now_ns",
+    "rand",
+    "uuid",
+    "http",
+    "opa",
+    "trace",
+    "print",
+    "decode_verify",
+    "parse_and_verify_certificates",
+    "parse_and_verify_certificates_with_keys",
+    "lookup_ip_addr",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -204,6 +221,10 @@ mod tests {
             "x := opa.runtime()",
             "x := trace(\"t\")",
             "x := print(input.a)",
+            "x := io.jwt.decode_verify(input.t, {\"cert\": data.c})",
+            "x := crypto.x509.parse_and_verify_certificates(input.c)",
+            "x := crypto.x509.parse_and_verify_certificates_with_keys(input.c)",
+            "x := net.lookup_ip_addr(input.host)",
         ] {
             assert_eq!(paths(src), None, "{src}");
         }

@@ -168,7 +168,7 @@ pub fn issue_token(
     appraisal.annotated_evidence = std::mem::take(evidence.annotated_mut());
     let mut submods = BTreeMap::new();
     submods.insert(EVIDENCE_AT[1].to_string(), appraisal);
-    let claims = EarClaims {
+    let mut claims = EarClaims {
         eat_profile: EAT_PROFILE.into(),
         iat: now,
         exp: now + settings.lifetime_secs,
@@ -181,7 +181,6 @@ pub fn issue_token(
         submods,
     };
     let payload = serde_json::to_vec(&claims);
-    let mut claims = claims;
     if let Some(a) = claims.submods.get_mut(EVIDENCE_AT[1]) {
         *evidence.annotated_mut() = std::mem::take(&mut a.annotated_evidence);
     }

@@ -209,7 +209,7 @@ impl VerifierRegistry {
         let runtime_claims = runtime_data_claims(&attestation.runtime_data, additional);
         let canonical =
             jcs::to_vec(&runtime_claims).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        check_binding(&tee_claims.report_data, |alg| Ok(alg.digest(&canonical)))?;
+        check_binding(&tee_claims.report_data, &canonical)?;
 
         let mut annotated = serde_json::Map::new();
         annotated.insert(tee.as_str().to_string(), tee_claims.claims);
@@ -242,12 +242,9 @@ impl VerifierRegistry {
 
 /// report_data must start with H(runtime data) for one of the accepted hash
 /// algorithms and be zero after it.
-fn check_binding(
-    field: &[u8],
-    hash: impl Fn(HashAlgorithm) -> Result<Vec<u8>, VerifyError>,
-) -> Result<(), VerifyError> {
+fn check_binding(field: &[u8], canonical: &[u8]) -> Result<(), VerifyError> {
     for alg in HashAlgorithm::ALL {
-        let h = hash(alg)?;
+        let h = alg.digest(canonical);
         if field.len() >= h.len()
             && constant_time_eq(&field[..h.len()], &h)
             && field[h.len()..].iter().all(|b| *b == 0)
