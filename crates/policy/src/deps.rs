@@ -19,34 +19,150 @@
 //! * gives up (returns `None`, so nothing is memoized) when `input` is used
 //!   whole (`walk(input)`, `x := input`, `input[k]`, `import input`), when
 //!   the policy uses `with` (which rewrites documents during evaluation), or
-//!   when any identifier names a non-deterministic builtin (see `IMPURE`:
-//!   the clock, randomness, the network, the runtime, printing), wherever
-//!   it appears;
+//!   when it calls anything but a builtin known to be pure (see `PURE`) or a
+//!   function it defines itself. This is an allow-list: a builtin that reads
+//!   the clock, randomness, the network or the runtime, including one a
+//!   later engine adds, turns the memo off until it is listed;
 //! * treats every `input` identifier as the root document, even where it is
 //!   only a field name (`x.input`): that can only add paths or give up.
 //!
 //! Paths are never wrong in the unsafe direction: a shorter path covers a
 //! longer one, and giving up only costs speed.
 
-/// Identifiers that make a policy's result depend on more than its input and
-/// data: `time.now_ns`, `rand.intn`, `uuid.rfc4122`, `http.send`,
-/// `opa.runtime`, `trace`, `print`, and the Rego builtins that read the clock
-/// or the network without saying so (`io.jwt.decode_verify` checks expiry
-/// against now, `crypto.x509.parse_and_verify_certificates*` validity
-/// periods, `net.lookup_ip_addr` asks DNS), whether or not this build of the
-/// engine has them.
-const IMPURE: &[&str] = &[
-    "now_ns",
-    "rand",
-    "uuid",
-    "http",
-    "opa",
-    "trace",
-    "print",
-    "decode_verify",
-    "parse_and_verify_certificates",
-    "parse_and_verify_certificates_with_keys",
-    "lookup_ip_addr",
+/// Builtins whose result depends on their arguments alone: the catalogue
+/// of regorus 0.14 without `http.send`, `opa.runtime`, `rand.intn`,
+/// `test.sleep`, `time.now_ns`, `trace` and `uuid.rfc4122` (`print` is a
+/// statement of the interpreter). Sorted, for binary search. OPA builtins
+/// that read the clock or the network implicitly (`io.jwt.decode_verify`,
+/// `crypto.x509.parse_and_verify_certificates`, `net.lookup_ip_addr`) are
+/// deliberately absent, should the engine gain them.
+const PURE: &[&str] = &[
+    "abs",
+    "array.concat",
+    "array.reverse",
+    "array.slice",
+    "base64.decode",
+    "base64.encode",
+    "base64.is_valid",
+    "base64url.decode",
+    "base64url.encode",
+    "base64url.encode_no_pad",
+    "bits.and",
+    "bits.lsh",
+    "bits.negate",
+    "bits.or",
+    "bits.rsh",
+    "bits.xor",
+    "ceil",
+    "concat",
+    "contains",
+    "count",
+    "endswith",
+    "floor",
+    "format_int",
+    "glob.match",
+    "glob.quote_meta",
+    "graph.reachable",
+    "graph.reachable_paths",
+    "hex.decode",
+    "hex.encode",
+    "indexof",
+    "indexof_n",
+    "intersection",
+    "is_array",
+    "is_boolean",
+    "is_null",
+    "is_number",
+    "is_object",
+    "is_set",
+    "is_string",
+    "json.filter",
+    "json.is_valid",
+    "json.marshal",
+    "json.marshal_with_options",
+    "json.match_schema",
+    "json.patch",
+    "json.remove",
+    "json.unmarshal",
+    "json.verify_schema",
+    "lower",
+    "max",
+    "min",
+    "net.cidr_contains",
+    "net.cidr_expand",
+    "net.cidr_is_valid",
+    "numbers.range",
+    "numbers.range_step",
+    "object.filter",
+    "object.get",
+    "object.keys",
+    "object.remove",
+    "object.subset",
+    "object.union",
+    "object.union_n",
+    "product",
+    "regex.find_n",
+    "regex.globs_match",
+    "regex.is_valid",
+    "regex.match",
+    "regex.replace",
+    "regex.split",
+    "regex.template_match",
+    "replace",
+    "round",
+    "semver.compare",
+    "semver.is_valid",
+    "sort",
+    "split",
+    "sprintf",
+    "startswith",
+    "strings.any_prefix_match",
+    "strings.any_suffix_match",
+    "strings.count",
+    "strings.replace_n",
+    "strings.reverse",
+    "substring",
+    "sum",
+    "time.add_date",
+    "time.clock",
+    "time.date",
+    "time.diff",
+    "time.format",
+    "time.parse_duration_ns",
+    "time.parse_ns",
+    "time.parse_rfc3339_ns",
+    "time.weekday",
+    "to_number",
+    "trim",
+    "trim_left",
+    "trim_prefix",
+    "trim_right",
+    "trim_space",
+    "trim_suffix",
+    "type_name",
+    "union",
+    "units.parse",
+    "units.parse_bytes",
+    "upper",
+    "urlquery.decode",
+    "urlquery.decode_object",
+    "urlquery.encode",
+    "urlquery.encode_object",
+    "uuid.parse",
+    "walk",
+    "yaml.is_valid",
+    "yaml.marshal",
+    "yaml.unmarshal",
+];
+
+/// Output-only builtins that a policy could not meaningfully redefine; a
+/// call to them is never taken for a call of the policy's own function.
+const OUTPUT: &[&str] = &["print", "trace"];
+
+/// Words of the language that may stand before `(` without calling it.
+const KEYWORDS: &[&str] = &[
+    "as", "contains", "default", "else", "every", "false", "if", "import", "in", "not", "null",
+    "package", "some", "true",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,15 +234,90 @@ fn tokenize(src: &str) -> Vec<(Tok, usize, usize)> {
     out
 }
 
+/// The functions `source` defines: an identifier followed by `(` that starts
+/// a rule at the top level (first on its line outside any bracket, or after
+/// `default`). Missing one only makes [`calls_are_pure`] give up.
+fn defined_functions<'a>(source: &str, toks: &'a [(Tok, usize, usize)]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    for (i, (tok, start, _)) in toks.iter().enumerate() {
+        match tok {
+            Tok::Punct('(' | '[' | '{') => depth += 1,
+            Tok::Punct(')' | ']' | '}') => depth = depth.saturating_sub(1),
+            Tok::Ident(name) if depth == 0 => {
+                let opens_call = matches!(toks.get(i + 1), Some((Tok::Punct('('), _, _)));
+                let starts_rule = match i.checked_sub(1).and_then(|p| toks.get(p)) {
+                    None => true,
+                    Some((Tok::Ident(d), _, _)) if d == "default" => true,
+                    Some((_, _, prev_end)) => source
+                        .get(*prev_end..*start)
+                        .is_some_and(|gap| gap.contains('\n')),
+                };
+                if opens_call && starts_rule {
+                    out.push(name.as_str());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether every call in `source` is to a builtin in `PURE` or to a function
+/// the policy defines. A call is a dotted name followed by `(`; a name
+/// reached through a bracket (`x[0].f(`) or in another package
+/// (`data.lib.f(`) cannot be checked and fails.
+fn calls_are_pure(source: &str, toks: &[(Tok, usize, usize)]) -> bool {
+    let defined = defined_functions(source, toks);
+    let before = |k: usize| k.checked_sub(1).and_then(|k| toks.get(k)).map(|t| &t.0);
+    let dot = Tok::Punct('.');
+    for (i, (tok, _, _)) in toks.iter().enumerate() {
+        if tok != &Tok::Punct('(') {
+            continue;
+        }
+        // The dotted name before `(`, walked back from its last part.
+        let mut parts = Vec::new();
+        let mut j = i;
+        while let Some(Tok::Ident(part)) = before(j) {
+            parts.push(part.as_str());
+            j -= 1;
+            if before(j) != Some(&dot) {
+                break;
+            }
+            j -= 1;
+        }
+        // A dot after something that is not a name (`"s".f(`, `x[0].f(`,
+        // `x.(`): not a name this scan can resolve.
+        if toks.get(j).map(|t| &t.0) == Some(&dot) || before(j) == Some(&dot) {
+            return false;
+        }
+        if parts.is_empty() {
+            continue; // grouping
+        }
+        parts.reverse();
+        let name = parts.join(".");
+        let single = |set: &[&str]| parts.len() == 1 && set.contains(&parts[0]);
+        if OUTPUT.contains(&name.as_str())
+            || !(single(&defined) || single(KEYWORDS) || PURE.binary_search(&name.as_str()).is_ok())
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// The key paths under `input` that `source` can read, deduplicated and with
 /// paths covered by a shorter one removed; `None` when the result may depend
 /// on more than those (see the module documentation).
 pub fn input_paths(source: &str) -> Option<Vec<Vec<String>>> {
     let toks = tokenize(source);
+    if !calls_are_pure(source, &toks) {
+        return None;
+    }
     let mut paths: Vec<Vec<String>> = Vec::new();
     for (i, (tok, _, end)) in toks.iter().enumerate() {
         let Tok::Ident(name) = tok else { continue };
-        if IMPURE.contains(&name.as_str()) || name == "with" {
+        if name == "with" {
             return None;
         }
         if name != "input" {
@@ -227,6 +418,74 @@ mod tests {
             "x := net.lookup_ip_addr(input.host)",
         ] {
             assert_eq!(paths(src), None, "{src}");
+        }
+    }
+
+    #[test]
+    fn calls_to_pure_builtins_and_own_functions_keep_the_memo() {
+        assert_eq!(
+            paths(
+                "x := count(input.a) + abs(input.b)\ny := data.r[concat(\"\", [\"p\", input.c])]"
+            ),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            paths("below(c) if {\n  input.tcb[c] < 3\n}\ndefault g(_) := 0\nallow if below(\"x\")\ny := g(input.z)\nz if {\n  some c in [1]\n  below(c)\n}"),
+            Some(vec!["tcb".into(), "z".into()])
+        );
+        // Keywords before a parenthesis, and grouping, are not calls.
+        assert_eq!(
+            paths("allow if (input.a + 1) * 2 > 3\nok if not (input.b == 1)\nx if { some y in (input.c) }"),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+    }
+
+    #[test]
+    fn calls_that_cannot_be_shown_pure_give_up() {
+        for src in [
+            // Not (yet) a known pure builtin: a later engine's clock reader
+            // must not be memoized by default.
+            "x := crypto.sha256(input.a)",
+            "x := future.clock_ms()",
+            "x := f(input.a)",
+            // Defined elsewhere, or a dotted name that is not a builtin.
+            "x := data.lib.f(input.a)",
+            "x := input.a(1)",
+            // A call through something this scan cannot resolve.
+            "x := \"s\".upper(input.a)",
+            "x := y[0].count(input.a)",
+            // Output builtins, even if the text pretends to define them.
+            "print(x) := 1\ny := print(input.a)",
+            "trace(x) := 1\ny := trace(input.a)",
+        ] {
+            assert_eq!(paths(src), None, "{src}");
+        }
+        // A function is one the policy defines at the top level, not a call
+        // inside a rule body or after an assignment.
+        assert_eq!(paths("x := f(input.a)\ny if {\n  f(1)\n}"), None);
+    }
+
+    #[test]
+    fn pure_builtins_are_sorted_and_exclude_impure_ones() {
+        assert!(
+            PURE.windows(2).all(|w| w[0] < w[1]),
+            "PURE must stay sorted"
+        );
+        for impure in [
+            "http.send",
+            "opa.runtime",
+            "rand.intn",
+            "test.sleep",
+            "time.now_ns",
+            "trace",
+            "print",
+            "uuid.rfc4122",
+            "io.jwt.decode_verify",
+            "io.jwt.encode_sign",
+            "crypto.x509.parse_and_verify_certificates",
+            "net.lookup_ip_addr",
+        ] {
+            assert!(PURE.binary_search(&impure).is_err(), "{impure}");
         }
     }
 

@@ -4,10 +4,10 @@
 //! attestation policies, per reference-value version, which is loaded as
 //! `data.reference`); each evaluation clones the prepared engine, sets the
 //! input and evaluates a rule. When the policy can only read `input` at
-//! static key paths and calls no impure builtin (see [`input_paths`]), its
-//! results are memoized per policy version, keyed by the input's values at
-//! those paths: guests with the same measurements get the same verdict
-//! without evaluating again. Policies may be written in Rego v0 syntax (as
+//! static key paths and calls only pure builtins and its own functions (see
+//! [`input_paths`]), its results are memoized per policy version, keyed by
+//! the input's values at those paths: guests with the same measurements get
+//! the same verdict without evaluating again. Policies may be written in Rego v0 syntax (as
 //! most CoCo policies are) or v1 (`import rego.v1` or the v1 keywords).
 //!
 //! This crate knows nothing about HTTP, storage or evidence formats.
