@@ -274,15 +274,14 @@ impl AppState {
             now,
         )
         .map_err(ApiError::internal)?;
+        // Cached under the session's cookie only (by the caller): the token
+        // text is added when the token is first used as a bearer credential.
         let entry = Arc::new(TokenEntry {
             claims,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             responses: Default::default(),
         });
-        self.0
-            .tokens
-            .insert(cache_key(TOKEN_KEY, &token), entry.clone());
         Ok((status, token, entry))
     }
 
@@ -518,8 +517,9 @@ struct TokenFifo {
     order: VecDeque<[u8; 32]>,
 }
 
-/// Keys cached at most. A token attested here takes two (its text and its
-/// session cookie), so this holds the last 2048 sessions at least.
+/// Keys cached at most. A session attested here takes one (its cookie
+/// value), and one more once its token is also presented as a bearer
+/// credential, so this holds the last 2048 sessions at least.
 const TOKEN_CACHE_MAX: usize = 4096;
 
 impl TokenCache {

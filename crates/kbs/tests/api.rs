@@ -493,8 +493,8 @@ async fn expired_tokens_are_swept_from_the_cache_and_still_refused() {
 
     // The first token's lifetime (300 s) is over, the second's is not.
     env.clock.advance(101);
-    // Still cached (by its session, too), the expired one is refused as
-    // opening its cookie would refuse it.
+    // Still cached by its session, the expired one is refused as opening
+    // its cookie would refuse it; as a bearer token it fails verification.
     for (h, kind) in [
         (("cookie", old_cookie.as_str()), "ExpiredCookie"),
         (
