@@ -519,8 +519,9 @@ struct TokenFifo {
 
 /// Keys cached at most. A session attested here takes one (its cookie
 /// value), and one more once its token is also presented as a bearer
-/// credential, so this holds the last 2048 sessions at least.
-const TOKEN_CACHE_MAX: usize = 4096;
+/// credential, so this holds the last 1024 sessions at least: seconds of
+/// attestations at full load, in which a session's first GETs come.
+const TOKEN_CACHE_MAX: usize = 2048;
 
 impl TokenCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, TokenFifo> {
