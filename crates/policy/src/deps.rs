@@ -18,9 +18,10 @@
 //!   `input.a`, and `input .a` on all of `input`);
 //! * gives up (returns `None`, so nothing is memoized) when `input` is used
 //!   whole (`walk(input)`, `x := input`, `input[k]`, `import input`), when
-//!   the policy uses `with` (which rewrites documents during evaluation), or
-//!   when it calls anything but a builtin known to be pure (see `PURE`) or a
-//!   function it defines itself. This is an allow-list: a builtin that reads
+//!   the policy uses `with` (which rewrites documents during evaluation) or
+//!   a template string (`$"…{expr}…"`, which hides references in a
+//!   literal), or when it calls anything but a builtin known to be pure
+//!   (see `PURE`) or a function it defines itself. This is an allow-list: a builtin that reads
 //!   the clock, randomness, the network or the runtime, including one a
 //!   later engine adds, turns the memo off until it is listed;
 //! * treats every `input` identifier as the root document, even where it is
@@ -316,6 +317,11 @@ pub fn input_paths(source: &str) -> Option<Vec<Vec<String>>> {
     }
     let mut paths: Vec<Vec<String>> = Vec::new();
     for (i, (tok, _, end)) in toks.iter().enumerate() {
+        // `$"…{input.a}…"`: a template string (newer OPA) hides
+        // references inside a literal.
+        if tok == &Tok::Punct('$') {
+            return None;
+        }
         let Tok::Ident(name) = tok else { continue };
         if name == "with" {
             return None;
@@ -416,6 +422,7 @@ mod tests {
             "x := crypto.x509.parse_and_verify_certificates(input.c)",
             "x := crypto.x509.parse_and_verify_certificates_with_keys(input.c)",
             "x := net.lookup_ip_addr(input.host)",
+            "x := $\"{input.a}\"",
         ] {
             assert_eq!(paths(src), None, "{src}");
         }
