@@ -93,8 +93,26 @@ enum ResourceCmd {
 
 #[derive(Subcommand)]
 enum ResourcePolicyCmd {
-    Set { file: PathBuf },
-    Show,
+    /// Set the default resource policy, or the one bound to `--prefix`.
+    Set {
+        /// Bind the policy to a resource-path prefix (`repo`, `repo/type`
+        /// or `repo/type/tag`): the longest bound prefix of a path decides
+        /// it, other paths keep the default policy.
+        #[arg(long)]
+        prefix: Option<String>,
+        file: PathBuf,
+    },
+    /// Show the default resource policy (built in, if none is set), or the
+    /// one bound to `--prefix`.
+    Show {
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Unbind the policy of a prefix; its paths fall back to a shorter
+    /// prefix's policy or the default one.
+    Delete { prefix: String },
+    /// The stored resource policies (`prefix` null for the default one).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -285,18 +303,32 @@ pub async fn run(a: AdminArgs) -> Result<()> {
             &api.call(Method::GET, "/kbs/v0/admin/resources", None, false)
                 .await?,
         ),
-        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Set { file }) => {
+        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Set { prefix, file }) => {
             let text = crate::read_input(&file)?;
-            print(
-                &api.post_json(
-                    "/kbs/v0/resource-policy",
-                    &json!({"policy": URL_SAFE_NO_PAD.encode(text)}),
-                )
-                .await?,
-            )
+            let mut body = json!({"policy": URL_SAFE_NO_PAD.encode(text)});
+            if let Some(p) = prefix {
+                body["prefix"] = json!(p);
+            }
+            print(&api.post_json("/kbs/v0/resource-policy", &body).await?)
         }
-        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Show) => show_policy(
-            &api.call(Method::GET, "/kbs/v0/resource-policy", None, false)
+        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Show { prefix }) => {
+            let uri = match prefix {
+                Some(p) => format!("/kbs/v0/resource-policy/{}", p.trim_matches('/')),
+                None => "/kbs/v0/resource-policy".to_string(),
+            };
+            show_policy(&api.call(Method::GET, &uri, None, false).await?)
+        }
+        AdminCmd::ResourcePolicy(ResourcePolicyCmd::Delete { prefix }) => print(
+            &api.call(
+                Method::DELETE,
+                &format!("/kbs/v0/resource-policy/{}", prefix.trim_matches('/')),
+                None,
+                false,
+            )
+            .await?,
+        ),
+        AdminCmd::ResourcePolicy(ResourcePolicyCmd::List) => print(
+            &api.call(Method::GET, "/kbs/v0/resource-policies", None, false)
                 .await?,
         ),
         AdminCmd::AttestationPolicy(AttestationPolicyCmd::Set { id, file }) => {

@@ -159,6 +159,37 @@ fn stores_with_admin_fetches_with_get_resource_and_denies_without_dev() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("denied by the KBS resource policy"), "{err}");
             assert!(out.stdout.is_empty());
+            // A policy bound to the prefix `default/test` releases it; once
+            // unbound, the default policy denies again.
+            let policy = dir.path().join("allow.rego");
+            std::fs::write(&policy, "package policy\ndefault allow := true\n").unwrap();
+            let admin = |args: &[&str]| {
+                let mut all = vec!["admin", "--url", &s.url, "--data-dir", data_s];
+                all.extend_from_slice(args);
+                let out = ward(&all);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            };
+            let p = policy.to_str().unwrap();
+            admin(&["resource-policy", "set", "--prefix", "default/test", p]);
+            let shown = admin(&["resource-policy", "show", "--prefix", "default/test"]);
+            assert_eq!(shown, b"package policy\ndefault allow := true\n");
+            let list: Value = serde_json::from_slice(&admin(&["resource-policy", "list"])).unwrap();
+            assert_eq!(list[0]["prefix"], "default/test", "{list}");
+            let out = ward(&["get-resource", "--url", &s.url, "kbs:///default/test/key"]);
+            assert_eq!(
+                out.stdout,
+                secret,
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            admin(&["resource-policy", "delete", "default/test"]);
+            let out = ward(&["get-resource", "--url", &s.url, "kbs:///default/test/key"]);
+            assert!(!out.status.success());
         }
         // Metadata, never content, through admin.
         let out = ward(&[

@@ -20,7 +20,7 @@ use ward_verifier::ATTESTATION_PACKAGE;
 use crate::admin_auth::Permission;
 use crate::error::ApiError;
 use crate::http::{body, resource_path};
-use crate::policy_cache::{RESOURCE_PACKAGE, RESOURCE_POLICY_ID};
+use crate::policy_cache::{PREFIX_ID, RESOURCE_PACKAGE, RESOURCE_POLICY_ID};
 use crate::state::AppState;
 
 /// Authorise, run, count.
@@ -160,6 +160,57 @@ pub async fn resource_metadata(
 #[derive(Deserialize)]
 struct ResourcePolicyBody {
     policy: String,
+    /// ward extension: bind the policy to a resource-path prefix
+    /// (`repo`, `repo/type` or `repo/type/tag`) instead of setting the
+    /// default one.
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+/// The store id of the resource policy bound to `prefix` (validated).
+fn prefix_id(prefix: &str) -> Result<String, ApiError> {
+    let p = ward_proto::resource::parse_prefix(prefix)
+        .map_err(|e| ApiError::bad_request("InvalidRequest", e.to_string()))?;
+    Ok(format!("{PREFIX_ID}{p}"))
+}
+
+/// 404 for the policy of `kind` named by `name` (key, value).
+fn no_policy(kind: PolicyKind, name: (&str, &str)) -> ApiError {
+    let what = match name.0 {
+        "prefix" => format!("no resource policy is bound to prefix {:?}", name.1),
+        _ => format!("{} policy {:?} does not exist", kind.as_str(), name.1),
+    };
+    ApiError::not_found("PolicyNotFound", what)
+}
+
+/// The stored policy `id` of `kind` as an answer: its text (base64url), its
+/// version and `name` (key, value) naming it.
+fn policy_answer(
+    state: &AppState,
+    kind: PolicyKind,
+    id: &str,
+    name: (&str, &str),
+) -> Result<Response, ApiError> {
+    let sp = state
+        .store()
+        .get_policy(kind, id)?
+        .ok_or_else(|| no_policy(kind, name))?;
+    let mut body = json!({"policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version});
+    body[name.0] = json!(name.1);
+    Ok(Json(body).into_response())
+}
+
+/// Delete the stored policy `id` of `kind`; 404 when there is none.
+fn delete_policy(
+    state: &AppState,
+    kind: PolicyKind,
+    id: &str,
+    name: (&str, &str),
+) -> Result<Response, ApiError> {
+    if !state.store().delete_policy(kind, id)? {
+        return Err(no_policy(kind, name));
+    }
+    Ok(Json(json!({"deleted": name.1})).into_response())
 }
 
 pub async fn set_resource_policy(
@@ -174,15 +225,20 @@ pub async fn set_resource_policy(
         "set-resource-policy",
         || {
             let req: ResourcePolicyBody = json_body(b)?;
+            let id = match &req.prefix {
+                Some(p) => prefix_id(p)?,
+                None => RESOURCE_POLICY_ID.to_string(),
+            };
             let text = decode_policy(&req.policy)?;
             compile_check("resource-policy", &text, RESOURCE_PACKAGE)?;
-            let sp = state.store().put_policy(
-                PolicyKind::Resource,
-                RESOURCE_POLICY_ID,
-                &text,
-                state.now(),
-            )?;
-            Ok(Json(json!({"version": sp.version})).into_response())
+            let sp = state
+                .store()
+                .put_policy(PolicyKind::Resource, &id, &text, state.now())?;
+            let mut body = json!({"version": sp.version});
+            if let Some(p) = id.strip_prefix(PREFIX_ID) {
+                body["prefix"] = json!(p);
+            }
+            Ok(Json(body).into_response())
         },
     )
 }
@@ -211,6 +267,71 @@ pub async fn get_resource_policy(
                 }),
             };
             Ok(Json(body).into_response())
+        },
+    )
+}
+
+/// `GET /kbs/v0/resource-policy/<prefix>`: the policy bound to a prefix.
+pub async fn get_prefix_resource_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(prefix): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadPolicies,
+        "get-resource-policy",
+        || {
+            let id = prefix_id(&prefix)?;
+            let name = ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id));
+            policy_answer(&state, PolicyKind::Resource, &id, name)
+        },
+    )
+}
+
+/// `DELETE /kbs/v0/resource-policy/<prefix>`: unbind a prefix; its paths
+/// fall back to a shorter prefix's policy or the default one.
+pub async fn delete_prefix_resource_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(prefix): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::WritePolicies,
+        "delete-resource-policy",
+        || {
+            let id = prefix_id(&prefix)?;
+            let name = ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id));
+            delete_policy(&state, PolicyKind::Resource, &id, name)
+        },
+    )
+}
+
+/// `GET /kbs/v0/resource-policies`: the stored resource policies (`prefix`
+/// null for the default one).
+pub async fn list_resource_policies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(
+        &state,
+        &headers,
+        Permission::ReadPolicies,
+        "list-resource-policies",
+        || {
+            let list: Vec<Value> = state
+                .store()
+                .list_policies(PolicyKind::Resource)?
+                .into_iter()
+                .map(|p| {
+                    let prefix = p.id.strip_prefix(PREFIX_ID).map(str::to_string);
+                    json!({"prefix": prefix, "version": p.version, "updated_at": p.updated_at})
+                })
+                .collect();
+            Ok(Json(list).into_response())
         },
     )
 }
@@ -283,19 +404,7 @@ pub async fn get_attestation_policy(
         &headers,
         Permission::ReadPolicies,
         "get-attestation-policy",
-        || {
-            let sp = state
-                .store()
-                .get_policy(PolicyKind::Attestation, &id)?
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "PolicyNotFound",
-                        format!("attestation policy {id:?} does not exist"),
-                    )
-                })?;
-            Ok(Json(json!({"policy_id": sp.id, "policy": URL_SAFE_NO_PAD.encode(&sp.text), "version": sp.version}))
-            .into_response())
-        },
+        || policy_answer(&state, PolicyKind::Attestation, &id, ("policy_id", &id)),
     )
 }
 
@@ -309,15 +418,7 @@ pub async fn delete_attestation_policy(
         &headers,
         Permission::WritePolicies,
         "delete-attestation-policy",
-        || {
-            if !state.store().delete_policy(PolicyKind::Attestation, &id)? {
-                return Err(ApiError::not_found(
-                    "PolicyNotFound",
-                    format!("attestation policy {id:?} does not exist"),
-                ));
-            }
-            Ok(Json(json!({"deleted": id})).into_response())
-        },
+        || delete_policy(&state, PolicyKind::Attestation, &id, ("policy_id", &id)),
     )
 }
 

@@ -35,6 +35,14 @@ pub fn router(state: AppState) -> Router {
             post(admin::set_resource_policy).get(admin::get_resource_policy),
         )
         .route(
+            "/kbs/v0/resource-policy/{*prefix}",
+            get(admin::get_prefix_resource_policy).delete(admin::delete_prefix_resource_policy),
+        )
+        .route(
+            "/kbs/v0/resource-policies",
+            get(admin::list_resource_policies),
+        )
+        .route(
             "/kbs/v0/attestation-policy",
             post(admin::set_attestation_policy),
         )

@@ -18,15 +18,28 @@ pub const DEFAULT_RESOURCE_POLICY: &str = include_str!("policies/resource-defaul
 pub const DEV_RESOURCE_POLICY: &str = include_str!("policies/resource-dev.rego");
 /// Id of the resource policy set through `POST /resource-policy`.
 pub const RESOURCE_POLICY_ID: &str = "default";
+/// Store ids of resource policies bound to a path prefix start with this,
+/// followed by the prefix (`prefix:repo/type`); no prefix can spell
+/// [`RESOURCE_POLICY_ID`].
+pub const PREFIX_ID: &str = "prefix:";
 /// Package of resource policies.
 pub const RESOURCE_PACKAGE: &str = "policy";
 /// Resource paths whose prepared policy is kept.
 const PER_PATH_MAX: usize = 4096;
 
+/// The resource policies of one policy generation, compiled.
+struct LoadedResourcePolicies {
+    /// For paths no prefix policy covers: the stored default, else built in.
+    base: Arc<Policy>,
+    /// By prefix (`repo`, `repo/type`, `repo/type/tag`).
+    prefixed: HashMap<String, Arc<Policy>>,
+}
+
 struct ResourcePolicies {
     generation: i64,
-    base: Option<Arc<Policy>>,
-    /// The base policy with each path's request data loaded and prepared.
+    loaded: Option<Arc<LoadedResourcePolicies>>,
+    /// The policy deciding each path, with its request data loaded and
+    /// prepared.
     per_path: HashMap<String, Arc<Policy>>,
 }
 
@@ -54,7 +67,7 @@ impl PolicyCache {
             dev,
             resource: Mutex::new(ResourcePolicies {
                 generation: -1,
-                base: None,
+                loaded: None,
                 per_path: HashMap::new(),
             }),
             attestation: Mutex::new(HashMap::new()),
@@ -70,9 +83,37 @@ impl PolicyCache {
         }
     }
 
-    /// The resource policy in force, with the request data of `path` loaded
-    /// (`data.plugin`, `data["resource-path"]`, `data.query`) as the reference
-    /// server passes it.
+    /// Every stored resource policy, compiled.
+    fn load_resource(&self, store: &dyn Store) -> Result<LoadedResourcePolicies, ApiError> {
+        let mut base = None;
+        let mut prefixed = HashMap::new();
+        for sp in store.list_policies(PolicyKind::Resource)? {
+            if sp.id == RESOURCE_POLICY_ID {
+                base = Some(compiled("resource-policy", &sp.text, RESOURCE_PACKAGE)?);
+            } else if let Some(prefix) = sp.id.strip_prefix(PREFIX_ID) {
+                let p = compiled(&sp.id, &sp.text, RESOURCE_PACKAGE)?;
+                prefixed.insert(prefix.to_string(), Arc::new(p));
+            }
+        }
+        let base = match base {
+            Some(b) => b,
+            None => compiled(
+                "resource-policy-builtin",
+                self.builtin_resource_policy(),
+                RESOURCE_PACKAGE,
+            )?,
+        };
+        Ok(LoadedResourcePolicies {
+            base: Arc::new(base),
+            prefixed,
+        })
+    }
+
+    /// The resource policy deciding `path` — bound to its longest prefix
+    /// (`repo/type/tag`, `repo/type`, `repo`), else the default one — with
+    /// the request data of `path` loaded (`data.plugin`,
+    /// `data["resource-path"]`, `data.query`) as the reference server passes
+    /// it.
     pub fn resource_for_path(
         &self,
         store: &dyn Store,
@@ -80,40 +121,37 @@ impl PolicyCache {
         path: &ResourcePath,
     ) -> Result<Arc<Policy>, ApiError> {
         let key = path.to_string();
-        let base = {
+        let loaded = {
             let cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
             if cache.generation == gen.policies {
                 if let Some(p) = cache.per_path.get(&key) {
                     return Ok(p.clone());
                 }
-                cache.base.clone()
+                cache.loaded.clone()
             } else {
                 None
             }
         };
-        let base = match base {
-            Some(b) => b,
-            None => Arc::new(
-                match store.get_policy(PolicyKind::Resource, RESOURCE_POLICY_ID)? {
-                    Some(sp) => compiled("resource-policy", &sp.text, RESOURCE_PACKAGE)?,
-                    None => compiled(
-                        "resource-policy-builtin",
-                        self.builtin_resource_policy(),
-                        RESOURCE_PACKAGE,
-                    )?,
-                },
-            ),
+        let loaded = match loaded {
+            Some(l) => l,
+            None => Arc::new(self.load_resource(store)?),
         };
+        let policy = path
+            .prefixes()
+            .iter()
+            .find_map(|p| loaded.prefixed.get(p))
+            .unwrap_or(&loaded.base);
         let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
         let p = Arc::new(
-            base.with_data(&data)
+            policy
+                .with_data(&data)
                 .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?,
         );
         let mut cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
         if cache.generation != gen.policies || cache.per_path.len() >= PER_PATH_MAX {
             *cache = ResourcePolicies {
                 generation: gen.policies,
-                base: Some(base),
+                loaded: Some(loaded),
                 per_path: HashMap::new(),
             };
         }

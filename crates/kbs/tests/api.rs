@@ -1055,3 +1055,146 @@ async fn expired_reference_values_stop_counting_without_any_other_change() {
     let (_, token, _) = attested(&app).await;
     assert_eq!(status(&token), "contraindicated");
 }
+
+/// Resource policies bound to path prefixes: the longest bound prefix of a
+/// path decides it, other paths keep the default policy; unbinding falls
+/// back; bad prefixes and unknown ones are clear errors.
+#[tokio::test]
+async fn resource_policies_bound_to_prefixes_decide_their_paths() {
+    let env = Env::new();
+    let (app, _) = env.replica(false);
+    let a = format!("Bearer {}", env.admin_token("admin"));
+    let h = [("authorization", a.as_str())];
+    for p in ["open/k/1", "open/closed/1", "other/k/1"] {
+        assert_eq!(
+            put_resource(&app, &env, p, b"v").await.status,
+            StatusCode::OK
+        );
+    }
+    // POST a policy allowing all or nothing, bound to `prefix` if given.
+    let set = |prefix: Option<&'static str>, allow: bool| {
+        let text = format!("package policy\ndefault allow := {allow}\n");
+        let mut body = json!({"policy": URL_SAFE_NO_PAD.encode(text)});
+        if let Some(p) = prefix {
+            body["prefix"] = json!(p);
+        }
+        let (app, a) = (app.clone(), a.clone());
+        async move {
+            let h = [("authorization", a.as_str())];
+            call(
+                &app,
+                Method::POST,
+                "/kbs/v0/resource-policy",
+                &h,
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    // `open` allows everything (the sample TEE included), `open/closed`
+    // denies again; `other` keeps the built-in default (sample denied).
+    for (prefix, allow) in [("open", true), ("/open/closed/", false)] {
+        let r = set(Some(prefix), allow).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["prefix"], prefix.trim_matches('/'));
+    }
+    let (cookie, _, _) = attested(&app).await;
+    let get = |path: &'static str| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move {
+            call(
+                &app,
+                Method::GET,
+                &format!("/kbs/v0/resource/{path}"),
+                &[("cookie", &cookie)],
+                "",
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(get("open/k/1").await, StatusCode::OK);
+    assert_eq!(get("open/closed/1").await, StatusCode::FORBIDDEN);
+    assert_eq!(get("other/k/1").await, StatusCode::FORBIDDEN);
+
+    // Listed (the default one is not stored), shown by prefix.
+    let list = call(&app, Method::GET, "/kbs/v0/resource-policies", &h, "")
+        .await
+        .json();
+    let prefixes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["open", "open/closed"]);
+    let shown = call(
+        &app,
+        Method::GET,
+        "/kbs/v0/resource-policy/open/closed",
+        &h,
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(shown["prefix"], "open/closed");
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(shown["policy"].as_str().unwrap())
+            .unwrap(),
+        b"package policy\ndefault allow := false\n"
+    );
+
+    // Unbinding `open/closed` hands its paths back to `open`.
+    let r = call(
+        &app,
+        Method::DELETE,
+        "/kbs/v0/resource-policy/open/closed",
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(get("open/closed/1").await, StatusCode::OK);
+    // The default policy set without a prefix does not override a prefix.
+    let r = set(None, false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(get("open/k/1").await, StatusCode::OK);
+
+    // Bad and unknown prefixes; nothing is written by a refused request.
+    for bad in ["", "a/b/c/d", "a/../b", "a b"] {
+        let r = set(Some(bad), true).await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            "{bad:?}"
+        );
+    }
+    for method in [Method::GET, Method::DELETE] {
+        let r = call(&app, method, "/kbs/v0/resource-policy/open/closed", &h, "").await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::NOT_FOUND, "PolicyNotFound")
+        );
+    }
+    let list = call(&app, Method::GET, "/kbs/v0/resource-policies", &h, "")
+        .await
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}"); // `open` and the default
+                                                             // Without an admin token: refused.
+    let r = call(
+        &app,
+        Method::DELETE,
+        "/kbs/v0/resource-policy/open",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(get("open/k/1").await, StatusCode::OK);
+}

@@ -82,6 +82,39 @@ impl ResourcePath {
     }
 }
 
+/// Validate a resource-path prefix: one to three segments (`repo`,
+/// `repo/type`, `repo/type/tag`), each as in a [`ResourcePath`]. Returns the
+/// prefix in its canonical form (no leading or trailing `/`).
+pub fn parse_prefix(s: &str) -> Result<String, ResourcePathError> {
+    let err = |reason| ResourcePathError {
+        input: s.chars().take(200).collect(),
+        reason,
+    };
+    let trimmed = s.trim_matches('/');
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if trimmed.is_empty() || parts.len() > 3 {
+        return Err(err("a prefix is one to three segments: repo[/type[/tag]]"));
+    }
+    if !parts.iter().all(|p| valid_segment(p)) {
+        return Err(err(
+            "each segment must match [A-Za-z0-9_-][A-Za-z0-9_.-]* (at most 128 characters)",
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+impl ResourcePath {
+    /// The prefixes that cover this path, most specific first:
+    /// `repo/type/tag`, `repo/type`, `repo`.
+    pub fn prefixes(&self) -> [String; 3] {
+        [
+            self.to_string(),
+            format!("{}/{}", self.repo, self.kind),
+            self.repo.clone(),
+        ]
+    }
+}
+
 impl fmt::Display for ResourcePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.repo, self.kind, self.tag)
@@ -91,6 +124,18 @@ impl fmt::Display for ResourcePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_have_one_to_three_valid_segments() {
+        assert_eq!(parse_prefix("a").unwrap(), "a");
+        assert_eq!(parse_prefix("/a/b/").unwrap(), "a/b");
+        assert_eq!(parse_prefix("a/b/c.1").unwrap(), "a/b/c.1");
+        for bad in ["", "/", "a/b/c/d", "a//b", "a/../b", "a/.b", "a b"] {
+            assert!(parse_prefix(bad).is_err(), "{bad:?}");
+        }
+        let p = ResourcePath::parse("r/t/g").unwrap();
+        assert_eq!(p.prefixes(), ["r/t/g", "r/t", "r"]);
+    }
 
     #[test]
     fn accepts_uris_and_paths() {
