@@ -271,23 +271,31 @@ pub async fn get_resource_policy(
     )
 }
 
+/// An admin operation on the policy bound to `prefix`; `f` gets its store
+/// id and its name for answers.
+fn on_prefix_policy(
+    state: &AppState,
+    headers: &HeaderMap,
+    (perm, op): (Permission, &'static str),
+    prefix: &str,
+    f: impl FnOnce(&str, (&str, &str)) -> Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    admin(state, headers, perm, op, || {
+        let id = prefix_id(prefix)?;
+        f(&id, ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id)))
+    })
+}
+
 /// `GET /kbs/v0/resource-policy/<prefix>`: the policy bound to a prefix.
 pub async fn get_prefix_resource_policy(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(prefix): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(
-        &state,
-        &headers,
-        Permission::ReadPolicies,
-        "get-resource-policy",
-        || {
-            let id = prefix_id(&prefix)?;
-            let name = ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id));
-            policy_answer(&state, PolicyKind::Resource, &id, name)
-        },
-    )
+    let op = (Permission::ReadPolicies, "get-resource-policy");
+    on_prefix_policy(&state, &headers, op, &prefix, |id, name| {
+        policy_answer(&state, PolicyKind::Resource, id, name)
+    })
 }
 
 /// `DELETE /kbs/v0/resource-policy/<prefix>`: unbind a prefix; its paths
@@ -297,17 +305,10 @@ pub async fn delete_prefix_resource_policy(
     headers: HeaderMap,
     Path(prefix): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(
-        &state,
-        &headers,
-        Permission::WritePolicies,
-        "delete-resource-policy",
-        || {
-            let id = prefix_id(&prefix)?;
-            let name = ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id));
-            delete_policy(&state, PolicyKind::Resource, &id, name)
-        },
-    )
+    let op = (Permission::WritePolicies, "delete-resource-policy");
+    on_prefix_policy(&state, &headers, op, &prefix, |id, name| {
+        delete_policy(&state, PolicyKind::Resource, id, name)
+    })
 }
 
 /// `GET /kbs/v0/resource-policies`: the stored resource policies (`prefix`
