@@ -175,12 +175,11 @@ fn prefix_id(prefix: &str) -> Result<String, ApiError> {
 }
 
 /// 404 for the policy of `kind` named by `name` (key, value).
-fn no_policy(kind: PolicyKind, name: (&str, &str)) -> ApiError {
-    let what = match name.0 {
-        "prefix" => format!("no resource policy is bound to prefix {:?}", name.1),
-        _ => format!("{} policy {:?} does not exist", kind.as_str(), name.1),
-    };
-    ApiError::not_found("PolicyNotFound", what)
+fn no_policy(kind: PolicyKind, (key, value): (&str, &str)) -> ApiError {
+    ApiError::not_found(
+        "PolicyNotFound",
+        format!("no {} policy with {key} {value:?}", kind.as_str()),
+    )
 }
 
 /// The stored policy `id` of `kind` as an answer: its text (base64url), its

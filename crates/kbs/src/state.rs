@@ -328,6 +328,9 @@ impl AppState {
                     "attestation token has expired",
                 ));
             }
+            if let Some(k) = session_key {
+                self.0.tokens.insert(k, e.clone());
+            }
             return Ok(e);
         }
         let claims = match cred {
@@ -365,10 +368,11 @@ impl AppState {
             recipient,
             responses: Mutex::new(HashMap::new()),
         });
-        self.0.tokens.insert(digest, entry.clone());
-        if let Some(k) = session_key {
-            self.0.tokens.insert(k, entry.clone());
-        }
+        // Cached under the credential presented: the cookie value, or the
+        // token text (see `TokenCache`).
+        self.0
+            .tokens
+            .insert(session_key.unwrap_or(digest), entry.clone());
         Ok(entry)
     }
 
@@ -498,10 +502,11 @@ fn cache_key(domain: &[u8], text: &str) -> [u8; 32] {
     out
 }
 
-/// Verified tokens by SHA-256 of their text, and by their attested session
-/// cookies. Bounded, and entries are pure
-/// caches: expired ones are swept ([`AppState::sweep_expired`]), and a full
-/// cache forgets its oldest entry for each new one. Tokens of one server
+/// Verified tokens by the exact value of their attested session's cookie
+/// (attested here, or opened here), and by their text once presented as a
+/// bearer credential. Bounded, and entries are pure caches: expired ones
+/// are swept ([`AppState::sweep_expired`]), and a full cache forgets its
+/// oldest entry for each new one. Tokens of one server
 /// share a lifetime, so the oldest is the first to expire; and evicting one
 /// at a time lets the allocator reuse that memory at once, where emptying
 /// the whole cache returned it to the system only to fault it in again.
