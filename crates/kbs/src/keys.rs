@@ -2,7 +2,13 @@
 //! restart uses the same keys: the token signing key ring (ES256) and the
 //! session-cookie key ring (AES-256-GCM). The newest key of a ring is used
 //! for new tokens and cookies; every key in the ring is accepted.
+//!
+//! A key that leaves a ring (two rotations later) is refused at once, also
+//! by what was verified under it and cached: [`KeyManager::retirements`]
+//! changes with every reload that finds a key gone, and cache entries
+//! made before it are checked again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -79,6 +85,8 @@ pub struct KeyManager {
     store: Arc<dyn Store>,
     keys: RwLock<Arc<Keys>>,
     last_reload: std::sync::atomic::AtomicI64,
+    /// How many reloads found a key gone from a ring.
+    retired: AtomicU64,
 }
 
 impl KeyManager {
@@ -94,6 +102,7 @@ impl KeyManager {
             store,
             keys: RwLock::new(Arc::new(keys)),
             last_reload: now.into(),
+            retired: AtomicU64::new(0),
         })
     }
 
@@ -153,8 +162,28 @@ impl KeyManager {
 
     pub fn reload(&self) -> Result<(), ApiError> {
         let keys = Self::read(self.store.as_ref())?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let retired = current
+            .verifying
+            .iter()
+            .any(|(id, _, _)| !keys.verifying.iter().any(|(new, _, _)| new == id))
+            || current
+                .session
+                .iter()
+                .any(|k| keys.session_key(&k.id).is_none());
+        *current = Arc::new(keys);
+        // Under the lock: whoever reads the new count reads the new ring.
+        if retired {
+            self.retired.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(())
+    }
+
+    /// Changes whenever a key has left a ring (here or, once reloaded, on
+    /// another replica). What was verified under the ring as it was at an
+    /// earlier value must be verified again before it is trusted.
+    pub fn retirements(&self) -> u64 {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// Add a new key to `ring` and drop all but the newest two.

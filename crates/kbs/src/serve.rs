@@ -218,11 +218,13 @@ pub struct Upkeep {
     pub run: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// How often `ward serve` drops expired tokens from its cache.
+/// How often `ward serve` drops expired tokens from its cache and reloads
+/// its key rings (so a key retired by another replica is refused here
+/// within this time).
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Drop expired cached tokens every `every` (see [`AppState::sweep_expired`])
-/// on the current runtime, for as long as it runs; then run `upkeep` on this
+/// Reload the key rings ([`AppState::reload_keys`]) and drop expired cached
+/// tokens ([`AppState::sweep_expired`]) every `every` on the current runtime, for as long as it runs; then run `upkeep` on this
 /// thread when anything was dropped.
 pub fn sweep_periodically(
     state: AppState,
@@ -234,6 +236,9 @@ pub fn sweep_periodically(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Err(e) = state.reload_keys() {
+                tracing::warn!(error = ?e, "reloading the key rings failed");
+            }
             let dropped = state.sweep_expired();
             if dropped > 0 {
                 tracing::debug!(dropped, "expired tokens dropped from the cache");

@@ -120,6 +120,13 @@ impl AppState {
         self.0.tokens.sweep(self.now())
     }
 
+    /// Re-read the key rings from the store, so that a key another replica
+    /// retired is refused here too, cached sessions under it included.
+    /// `ward serve` calls this periodically.
+    pub fn reload_keys(&self) -> Result<(), ApiError> {
+        self.0.keys.reload()
+    }
+
     /// Tokens currently cached (verified and ready for resource requests).
     pub fn cached_tokens(&self) -> usize {
         self.0.tokens.len()
@@ -198,6 +205,8 @@ impl AppState {
                 "no kbs-session-id cookie; call /kbs/v0/auth first",
             )
         })?;
+        // Read before any key is used: see `TokenEntry::ring`.
+        let ring = self.0.keys.retirements();
         let (tee, nonce) = match self.open_cookie(cookie)? {
             Session::Pending { tee, nonce, .. } => (tee, nonce),
             Session::Attested { .. } => {
@@ -211,7 +220,7 @@ impl AppState {
             .map_err(|e| ApiError::bad_request("SerdeError", format!("attestation body: {e}")))?;
         let tee = Tee::new(tee);
         let now = self.now();
-        let result = self.attest_verified(&tee, &attestation, &nonce, now);
+        let result = self.attest_verified(&tee, &attestation, &nonce, now, ring);
         self.0.metrics.attest(
             tee.as_str(),
             result
@@ -239,6 +248,7 @@ impl AppState {
         attestation: &Attestation,
         nonce: &str,
         now: i64,
+        ring: u64,
     ) -> Result<(ward_proto::ear::Status, String, Arc<TokenEntry>), ApiError> {
         // The TEE key must be usable before we vouch for it.
         let recipient = Recipient::from_jwk(&attestation.runtime_data.tee_pubkey)
@@ -280,6 +290,7 @@ impl AppState {
             claims,
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
+            ring,
             responses: Default::default(),
         });
         Ok((status, token, entry))
@@ -288,13 +299,14 @@ impl AppState {
     /// Resolve a credential into the cached, verified token entry.
     fn token_entry(&self, cred: Credential<'_>) -> Result<Arc<TokenEntry>, ApiError> {
         let now = self.now();
+        let ring = self.0.keys.retirements();
         // A session cookie seen before (its exact value was opened, or
-        // sealed, here) is not decrypted again. An attested session expires
-        // with its token.
+        // sealed, here) is not decrypted again, unless a key has left a
+        // ring since. An attested session expires with its token.
         let session_key = match cred {
             Credential::Cookie(v) => {
                 let k = cache_key(SESSION_KEY, v);
-                if let Some(e) = self.0.tokens.get(&k) {
+                if let Some(e) = self.0.tokens.get(&k).filter(|e| e.ring == ring) {
                     if now >= e.exp {
                         // As opening the cookie would have said.
                         return Err(ApiError::unauthorized(
@@ -321,7 +333,7 @@ impl AppState {
             Credential::Bearer(t) => t.to_string(),
         };
         let digest = cache_key(TOKEN_KEY, &token);
-        if let Some(e) = self.0.tokens.get(&digest) {
+        if let Some(e) = self.0.tokens.get(&digest).filter(|e| e.ring == ring) {
             if now >= e.exp {
                 return Err(ApiError::unauthorized(
                     "TokenVerifierError",
@@ -335,10 +347,19 @@ impl AppState {
         }
         let claims = match cred {
             // The cookie is authenticated by our session key, and only ever
-            // holds a token we issued: its signature need not be re-checked.
-            Credential::Cookie(_) => jwt::UnverifiedJwt::parse(&token)
-                .map(|t| t.claims)
-                .map_err(|e| ApiError::internal(format!("token in session: {e}")))?,
+            // holds a token we issued: its signature need not be re-checked,
+            // only that its signing key is still in the ring.
+            Credential::Cookie(_) => {
+                let t = jwt::UnverifiedJwt::parse(&token)
+                    .map_err(|e| ApiError::internal(format!("token in session: {e}")))?;
+                if !signed_by_ring(&t.header, &self.0.keys.current()) {
+                    return Err(ApiError::unauthorized(
+                        "TokenVerifierError",
+                        "the session's token was signed by a key that has been retired",
+                    ));
+                }
+                t.claims
+            }
             Credential::Bearer(_) => self.verify_bearer(&token, now)?,
         };
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
@@ -366,6 +387,7 @@ impl AppState {
             claims: TokenClaims::parsed(claims),
             exp,
             recipient,
+            ring,
             responses: Mutex::new(HashMap::new()),
         });
         // Cached under the credential presented: the cookie value, or the
@@ -462,6 +484,10 @@ pub(crate) struct TokenEntry {
     pub claims: TokenClaims,
     pub exp: i64,
     pub recipient: Recipient,
+    /// [`KeyManager::retirements`](crate::keys::KeyManager::retirements)
+    /// before the credential was verified: if a key has left a ring since,
+    /// the entry is not trusted until verified again.
+    pub ring: u64,
     responses: Mutex<HashMap<String, (Generations, Bytes)>>,
 }
 
@@ -486,6 +512,15 @@ impl TokenEntry {
         }
         r.insert(path.to_string(), (gen, body));
     }
+}
+
+/// Whether a token header's `jwk` is one of the ring's signing keys.
+fn signed_by_ring(header: &Value, keys: &crate::keys::Keys) -> bool {
+    let jwk = &header["jwk"];
+    keys.verifying.iter().any(|(_, _, k)| {
+        k.x.as_deref().is_some_and(|x| jwk["x"] == x)
+            && k.y.as_deref().is_some_and(|y| jwk["y"] == y)
+    })
 }
 
 /// [`cache_key`] domains: a token's text, an attested session's cookie value.
@@ -649,6 +684,7 @@ mod tests {
             claims: TokenClaims::parsed(json!({})),
             exp,
             recipient: Recipient::from_jwk(&key.public_jwk()).unwrap(),
+            ring: 0,
             responses: Default::default(),
         })
     }

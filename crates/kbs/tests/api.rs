@@ -1001,6 +1001,95 @@ async fn rotated_session_key_is_picked_up_by_other_replicas() {
     );
 }
 
+/// GET a/b/c with one credential header: the status and the error type
+/// (empty when served).
+async fn get_abc_with(app: &Router, h: (&str, &str)) -> (StatusCode, String) {
+    let r = call(app, Method::GET, "/kbs/v0/resource/a/b/c", &[h], "").await;
+    let kind = if r.status == StatusCode::OK {
+        String::new()
+    } else {
+        r.kind()
+    };
+    (r.status, kind)
+}
+
+async fn rotate(app: &Router, env: &Env, ring: &str) {
+    let admin = format!("Bearer {}", env.admin_token("admin"));
+    let body = json!({ "ring": ring }).to_string();
+    let r = call(
+        app,
+        Method::POST,
+        "/kbs/v0/admin/rotate-key",
+        &[("authorization", &admin)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sessions_and_tokens_under_retired_keys_are_refused_though_cached() {
+    let env = Env::new();
+    let (sa, _) = env.replica_state(true);
+    let (sb, _) = env.replica_state(true);
+    let (a, b) = (router(sa.clone()), router(sb.clone()));
+    put_resource(&a, &env, "a/b/c", b"v").await;
+    let ok = (StatusCode::OK, String::new());
+
+    // Token signing key retired: the session's cookie and its token as a
+    // bearer credential are refused, though both replicas cached them.
+    let (cookie, token, _) = attested(&a).await;
+    let bearer = format!("Bearer {token}");
+    let creds = [
+        ("cookie", cookie.as_str()),
+        ("authorization", bearer.as_str()),
+    ];
+    for app in [&a, &b] {
+        for h in creds {
+            assert_eq!(get_abc_with(app, h).await.0, StatusCode::OK, "{}", h.0);
+        }
+    }
+    rotate(&a, &env, "token-signing").await;
+    // One rotation keeps the previous key: still served.
+    for h in creds {
+        assert_eq!(get_abc_with(&a, h).await.0, StatusCode::OK, "{}", h.0);
+    }
+    rotate(&a, &env, "token-signing").await;
+    let refused = (StatusCode::UNAUTHORIZED, "TokenVerifierError".to_string());
+    for h in creds {
+        assert_eq!(get_abc_with(&a, h).await, refused, "{}", h.0);
+    }
+    // B sees the retirement when it reloads its rings (`ward serve` does so
+    // periodically).
+    sb.reload_keys().unwrap();
+    for h in creds {
+        assert_eq!(get_abc_with(&b, h).await, refused, "{}", h.0);
+    }
+
+    // Session key retired: the cookie is refused; the token, whose signing
+    // key is still in the ring, is still good as a bearer credential.
+    let (cookie, token, _) = attested(&b).await;
+    let bearer = format!("Bearer {token}");
+    for app in [&a, &b] {
+        assert_eq!(get_abc_with(app, ("cookie", &cookie)).await, ok);
+    }
+    rotate(&a, &env, "session").await;
+    rotate(&a, &env, "session").await;
+    sb.reload_keys().unwrap();
+    for app in [&a, &b] {
+        assert_eq!(
+            get_abc_with(app, ("cookie", &cookie)).await,
+            (StatusCode::UNAUTHORIZED, "InvalidCookie".to_string())
+        );
+        assert_eq!(get_abc_with(app, ("authorization", &bearer)).await, ok);
+    }
+    // New sessions are served by both.
+    let (cookie, _, _) = attested(&a).await;
+    for app in [&a, &b] {
+        assert_eq!(get_abc_with(app, ("cookie", &cookie)).await, ok);
+    }
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let env = Env::new();
