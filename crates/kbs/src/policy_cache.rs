@@ -4,7 +4,7 @@
 //! effect on all of them at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use ward_policy::Policy;
@@ -27,12 +27,20 @@ pub const RESOURCE_PACKAGE: &str = "policy";
 /// Resource paths whose prepared policy is kept.
 const PER_PATH_MAX: usize = 4096;
 
+/// A stored policy compiled, or why it does not compile (a stored policy
+/// was compiled when it was set, so this build cannot compile what another
+/// wrote). Only the paths such a policy decides are refused.
+type Compiled = Result<Arc<Policy>, String>;
+
 /// The resource policies of one policy generation, compiled.
 struct LoadedResourcePolicies {
     /// For paths no prefix policy covers: the stored default, else built in.
-    base: Arc<Policy>,
+    base: Compiled,
     /// By prefix (`repo`, `repo/type`, `repo/type/tag`).
-    prefixed: HashMap<String, Arc<Policy>>,
+    prefixed: HashMap<String, Compiled>,
+    /// Each stored policy's text and compilation by store id, reused at the
+    /// next generation for the policies whose text has not changed.
+    by_id: HashMap<String, (String, Compiled)>,
 }
 
 struct ResourcePolicies {
@@ -50,6 +58,8 @@ type AttestationPolicies = HashMap<String, ((i64, i64), i64, Arc<Policy>)>;
 
 pub struct PolicyCache {
     dev: bool,
+    /// The built-in resource policy, compiled on first use.
+    builtin: OnceLock<Arc<Policy>>,
     resource: Mutex<ResourcePolicies>,
     attestation: Mutex<AttestationPolicies>,
 }
@@ -65,6 +75,7 @@ impl PolicyCache {
     pub fn new(dev: bool) -> Self {
         Self {
             dev,
+            builtin: OnceLock::new(),
             resource: Mutex::new(ResourcePolicies {
                 generation: -1,
                 loaded: None,
@@ -83,37 +94,70 @@ impl PolicyCache {
         }
     }
 
-    /// Every stored resource policy, compiled.
-    fn load_resource(&self, store: &dyn Store) -> Result<LoadedResourcePolicies, ApiError> {
+    /// Every stored resource policy, compiled; those whose text is the same
+    /// in `previous` (an earlier generation) are not compiled again.
+    fn load_resource(
+        &self,
+        store: &dyn Store,
+        previous: Option<&LoadedResourcePolicies>,
+    ) -> Result<LoadedResourcePolicies, ApiError> {
         let mut base = None;
         let mut prefixed = HashMap::new();
+        let mut by_id = HashMap::new();
         for sp in store.list_policies(PolicyKind::Resource)? {
-            if sp.id == RESOURCE_POLICY_ID {
-                base = Some(compiled("resource-policy", &sp.text, RESOURCE_PACKAGE)?);
-            } else if let Some(prefix) = sp.id.strip_prefix(PREFIX_ID) {
-                let p = compiled(&sp.id, &sp.text, RESOURCE_PACKAGE)?;
-                prefixed.insert(prefix.to_string(), Arc::new(p));
+            let reused = previous
+                .and_then(|p| p.by_id.get(&sp.id))
+                .filter(|(text, _)| *text == sp.text)
+                .map(|(_, c)| c.clone());
+            let c = reused.unwrap_or_else(|| {
+                let name = if sp.id == RESOURCE_POLICY_ID {
+                    "resource-policy"
+                } else {
+                    sp.id.as_str()
+                };
+                Policy::compile(name, &sp.text, RESOURCE_PACKAGE)
+                    .map(Arc::new)
+                    .map_err(|e| format!("stored resource policy {:?}: {e}", sp.id))
+            });
+            if let Err(e) = &c {
+                tracing::error!(error = %e, "a stored resource policy does not compile; the paths it decides are refused");
             }
+            if sp.id == RESOURCE_POLICY_ID {
+                base = Some(c.clone());
+            } else if let Some(prefix) = sp.id.strip_prefix(PREFIX_ID) {
+                prefixed.insert(prefix.to_string(), c.clone());
+            }
+            by_id.insert(sp.id, (sp.text, c));
         }
         let base = match base {
             Some(b) => b,
-            None => compiled(
-                "resource-policy-builtin",
-                self.builtin_resource_policy(),
-                RESOURCE_PACKAGE,
-            )?,
+            None => Ok(self.builtin_resource()?),
         };
         Ok(LoadedResourcePolicies {
-            base: Arc::new(base),
+            base,
             prefixed,
+            by_id,
         })
+    }
+
+    fn builtin_resource(&self) -> Result<Arc<Policy>, ApiError> {
+        if let Some(p) = self.builtin.get() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(compiled(
+            "resource-policy-builtin",
+            self.builtin_resource_policy(),
+            RESOURCE_PACKAGE,
+        )?);
+        Ok(self.builtin.get_or_init(|| p).clone())
     }
 
     /// The resource policy deciding `path` — bound to its longest prefix
     /// (`repo/type/tag`, `repo/type`, `repo`), else the default one — with
     /// the request data of `path` loaded (`data.plugin`,
     /// `data["resource-path"]`, `data.query`) as the reference server passes
-    /// it.
+    /// it. A path decided by a stored policy that does not compile is
+    /// refused (an internal error); other paths are not affected.
     pub fn resource_for_path(
         &self,
         store: &dyn Store,
@@ -121,26 +165,40 @@ impl PolicyCache {
         path: &ResourcePath,
     ) -> Result<Arc<Policy>, ApiError> {
         let key = path.to_string();
-        let loaded = {
+        let (current, previous) = {
             let cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
             if cache.generation == gen.policies {
                 if let Some(p) = cache.per_path.get(&key) {
                     return Ok(p.clone());
                 }
-                cache.loaded.clone()
+                (cache.loaded.clone(), None)
             } else {
-                None
+                (None, cache.loaded.clone())
             }
         };
-        let loaded = match loaded {
+        let loaded = match current {
             Some(l) => l,
-            None => Arc::new(self.load_resource(store)?),
+            None => {
+                let l = Arc::new(self.load_resource(store, previous.as_deref())?);
+                // Kept at once, so that a refused path does not reload it.
+                let mut cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.generation != gen.policies {
+                    *cache = ResourcePolicies {
+                        generation: gen.policies,
+                        loaded: Some(l.clone()),
+                        per_path: HashMap::new(),
+                    };
+                }
+                l
+            }
         };
         let policy = path
             .prefixes()
             .iter()
             .find_map(|p| loaded.prefixed.get(p))
-            .unwrap_or(&loaded.base);
+            .unwrap_or(&loaded.base)
+            .as_ref()
+            .map_err(|e| ApiError::internal(e.clone()))?;
         let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
         let p = Arc::new(
             policy

@@ -1287,3 +1287,60 @@ async fn resource_policies_bound_to_prefixes_decide_their_paths() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(get("open/k/1").await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_stored_policy_that_does_not_compile_refuses_only_the_paths_it_decides() {
+    let env = Env::new();
+    let (app, store) = env.replica(true);
+    for p in ["a/b/c", "x/y/z", "x/ok/1"] {
+        assert_eq!(
+            put_resource(&app, &env, p, b"v").await.status,
+            StatusCode::OK
+        );
+    }
+    let (cookie, _, _) = attested(&app).await;
+    let get = |path: &'static str| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move {
+            let r = call(
+                &app,
+                Method::GET,
+                &format!("/kbs/v0/resource/{path}"),
+                &[("cookie", &cookie)],
+                "",
+            )
+            .await;
+            (r.status, String::from_utf8_lossy(&r.body).into_owned())
+        }
+    };
+    // As another build might have stored them (the API compiles a policy
+    // before storing it): `x` does not compile here, `x/ok` does.
+    let kind = ward_store::PolicyKind::Resource;
+    store
+        .put_policy(kind, "prefix:x", "package policy\nallow if {", T0)
+        .unwrap();
+    store
+        .put_policy(
+            kind,
+            "prefix:x/ok",
+            "package policy\ndefault allow := true\n",
+            T0,
+        )
+        .unwrap();
+    let (status, body) = get("x/y/z").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // The compiler's complaint is logged, not answered.
+    assert!(!body.contains("allow if"), "{body}");
+    assert_eq!(get("x/ok/1").await.0, StatusCode::OK);
+    assert_eq!(get("a/b/c").await.0, StatusCode::OK);
+    // Replaced by a policy that compiles, the prefix works again.
+    store
+        .put_policy(
+            kind,
+            "prefix:x",
+            "package policy\ndefault allow := true\n",
+            T0,
+        )
+        .unwrap();
+    assert_eq!(get("x/y/z").await.0, StatusCode::OK);
+}
