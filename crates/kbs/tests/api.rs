@@ -978,16 +978,7 @@ async fn rotated_session_key_is_picked_up_by_other_replicas() {
     let env = Env::new();
     let (a, _) = env.replica(true);
     let (b, _) = env.replica(true);
-    let h = format!("Bearer {}", env.admin_token("admin"));
-    let r = call(
-        &a,
-        Method::POST,
-        "/kbs/v0/admin/rotate-key",
-        &[("authorization", &h)],
-        r#"{"ring":"session"}"#,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
+    rotate(&a, &env, "session").await;
     // A's new cookies use the new key; B reloads its ring when it sees it.
     env.clock.advance(2);
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
