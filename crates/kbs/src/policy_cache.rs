@@ -205,15 +205,15 @@ impl PolicyCache {
                 .with_data(&data)
                 .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?,
         );
+        // Remembered only under the generation it was loaded for (installed
+        // above); another generation installed since is left alone.
         let mut cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.generation != gen.policies || cache.per_path.len() >= PER_PATH_MAX {
-            *cache = ResourcePolicies {
-                generation: gen.policies,
-                loaded: Some(loaded),
-                per_path: HashMap::new(),
-            };
+        if cache.generation == gen.policies {
+            if cache.per_path.len() >= PER_PATH_MAX {
+                cache.per_path.clear();
+            }
+            cache.per_path.insert(key, p.clone());
         }
-        cache.per_path.insert(key, p.clone());
         Ok(p)
     }
 

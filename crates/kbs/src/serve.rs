@@ -224,8 +224,9 @@ pub struct Upkeep {
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reload the key rings ([`AppState::reload_keys`]) and drop expired cached
-/// tokens ([`AppState::sweep_expired`]) every `every` on the current runtime, for as long as it runs; then run `upkeep` on this
-/// thread when anything was dropped.
+/// tokens ([`AppState::sweep_expired`]) every `every` on the current
+/// runtime, for as long as it runs; then run `upkeep` on this thread when
+/// anything was dropped.
 pub fn sweep_periodically(
     state: AppState,
     every: std::time::Duration,
