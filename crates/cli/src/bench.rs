@@ -31,6 +31,12 @@ pub struct BenchArgs {
     /// Unmeasured operations before measuring.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Measured runs of `--count` operations each, back to back. With more
+    /// than one, each run is printed and the server CPU per operation is
+    /// summarised by the median run (robust to a machine whose speed drifts
+    /// during the measurement); latencies and rate cover all operations.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
     /// Resource to fetch in `flow` and `get` modes.
     #[arg(long, default_value = "kbs:///default/bench/key")]
     resource: String,
@@ -178,59 +184,128 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             .await
             .context("warm-up failed (is the resource there and allowed?)")?;
     }
-    let cpu0 = a.server_pid.map(cpu_ns).transpose()?;
-    let (mut lat, wall) = phase(&a, &http, &path, a.count).await?;
-    let cpu1 = a.server_pid.map(cpu_ns).transpose()?;
+    let mut runs = Vec::new();
+    let mut lat = Vec::with_capacity(a.count * a.runs as usize);
+    let mut wall = Duration::ZERO;
+    for _ in 0..a.runs {
+        let cpu0 = a.server_pid.map(cpu_ns).transpose()?;
+        let (mut l, w) = phase(&a, &http, &path, a.count).await?;
+        let cpu1 = a.server_pid.map(cpu_ns).transpose()?;
+        l.sort();
+        let run = Run::new(&l, w, cpu0.zip(cpu1));
+        lat.extend(l);
+        wall += w;
+        runs.push(run);
+    }
     lat.sort();
-    let rate = lat.len() as f64 / wall.as_secs_f64();
-    let cpu_per_op_ms = match (cpu0, cpu1) {
-        (Some(c0), Some(c1)) => Some((c1 - c0) as f64 / lat.len() as f64 / 1e6),
-        _ => None,
-    };
+    let all = Run::new(&lat, wall, None);
+    // One run: its own figure; several: the median run's.
+    let cpu_per_op_ms = median(runs.iter().filter_map(|r| r.cpu_ms_per_op));
     let rss = a.server_pid.and_then(rss_kib);
     let (jwe_us, es256_us) = crypto_reference()?;
-    let out = json!({
+    let mut out = json!({
         "mode": a.mode,
         "concurrency": a.concurrency,
         "operations": lat.len(),
         "seconds": wall.as_secs_f64(),
-        "rate_per_sec": rate,
-        "p50_ms": pct(&lat, 0.50),
-        "p90_ms": pct(&lat, 0.90),
-        "p99_ms": pct(&lat, 0.99),
+        "rate_per_sec": all.rate,
+        "p50_ms": all.p50,
+        "p90_ms": all.p90,
+        "p99_ms": all.p99,
         "server_cpu_ms_per_op": cpu_per_op_ms,
         "server_rss_kib": rss,
         "reference_jwe_p256_us": jwe_us,
         "reference_es256_sign_us": es256_us,
     });
+    if a.runs > 1 {
+        out["runs"] = runs.iter().map(Run::json).collect();
+    }
     if a.json {
         println!("{out}");
-    } else {
-        println!(
-            "mode {} concurrency {} operations {} in {:.2}s",
-            a.mode,
-            a.concurrency,
-            lat.len(),
-            wall.as_secs_f64()
-        );
-        println!(
-            "rate {:.0}/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms",
-            rate,
-            pct(&lat, 0.5),
-            pct(&lat, 0.9),
-            pct(&lat, 0.99)
-        );
-        if let Some(c) = cpu_per_op_ms {
-            println!("server CPU {:.4} ms/op", c);
-        }
-        if let Some(r) = rss {
-            println!("server RSS {:.1} MiB", r as f64 / 1024.0);
-        }
-        println!(
-            "machine reference (one thread, after the run): JWE to a P-256 key {jwe_us:.1} µs, ES256 signature {es256_us:.1} µs"
-        );
+        return Ok(());
     }
+    if a.runs > 1 {
+        for (i, r) in runs.iter().enumerate() {
+            println!("run {}: {}", i + 1, r.line());
+        }
+    }
+    println!(
+        "mode {} concurrency {} operations {} in {:.2}s",
+        a.mode,
+        a.concurrency,
+        lat.len(),
+        wall.as_secs_f64()
+    );
+    println!(
+        "rate {:.0}/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms",
+        all.rate, all.p50, all.p90, all.p99
+    );
+    if let Some(c) = cpu_per_op_ms {
+        if a.runs > 1 {
+            println!("server CPU {c:.4} ms/op (median of {} runs)", a.runs);
+        } else {
+            println!("server CPU {c:.4} ms/op");
+        }
+    }
+    if let Some(r) = rss {
+        println!("server RSS {:.1} MiB", r as f64 / 1024.0);
+    }
+    println!(
+        "machine reference (one thread, after the run): JWE to a P-256 key {jwe_us:.1} µs, ES256 signature {es256_us:.1} µs"
+    );
     Ok(())
+}
+
+/// The figures of one measured run (or of all runs pooled).
+struct Run {
+    rate: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    cpu_ms_per_op: Option<f64>,
+}
+
+impl Run {
+    /// `sorted` latencies over `wall`; `cpu` is the server's CPU time
+    /// (ns) before and after.
+    fn new(sorted: &[Duration], wall: Duration, cpu: Option<(u64, u64)>) -> Self {
+        Self {
+            rate: sorted.len() as f64 / wall.as_secs_f64().max(f64::MIN_POSITIVE),
+            p50: pct(sorted, 0.50),
+            p90: pct(sorted, 0.90),
+            p99: pct(sorted, 0.99),
+            cpu_ms_per_op: cpu
+                .map(|(c0, c1)| c1.saturating_sub(c0) as f64 / sorted.len().max(1) as f64 / 1e6),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "rate_per_sec": self.rate,
+            "p50_ms": self.p50,
+            "p90_ms": self.p90,
+            "p99_ms": self.p99,
+            "server_cpu_ms_per_op": self.cpu_ms_per_op,
+        })
+    }
+
+    fn line(&self) -> String {
+        let mut s = format!(
+            "rate {:.0}/s  p50 {:.3} ms  p99 {:.3} ms",
+            self.rate, self.p50, self.p99
+        );
+        if let Some(c) = self.cpu_ms_per_op {
+            s.push_str(&format!("  server CPU {c:.4} ms/op"));
+        }
+        s
+    }
+}
+
+/// The median (the lower middle one for an even count), if any.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
 /// Microseconds per JWE encryption to a P-256 key (ECDH-ES+A256KW, the
@@ -259,4 +334,30 @@ fn crypto_reference() -> Result<(f64, f64)> {
         Ok(())
     })?;
     Ok((jwe, sig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_takes_the_lower_middle_and_nothing_of_nothing() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([5.0].into_iter()), Some(5.0));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn run_figures_come_from_sorted_latencies_and_cpu_time() {
+        let lat: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let r = Run::new(&lat, Duration::from_secs(2), Some((1_000_000, 101_000_000)));
+        assert_eq!(r.rate, 50.0);
+        assert_eq!((r.p50, r.p90, r.p99), (50.0, 90.0, 99.0));
+        assert_eq!(r.cpu_ms_per_op, Some(1.0));
+        assert_eq!(
+            Run::new(&lat, Duration::from_secs(1), None).cpu_ms_per_op,
+            None
+        );
+    }
 }

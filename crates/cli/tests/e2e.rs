@@ -1513,6 +1513,62 @@ fn bench_reports_each_mode_and_fails_on_denial() {
                 f("reference_jwe_p256_us") > 0.0 && f("reference_es256_sign_us") > 0.0,
                 "{r}"
             );
+            assert!(r.get("runs").is_none(), "one run lists no runs: {r}");
         }
+        // Several runs: each is reported, latencies cover all operations and
+        // the CPU figure is the median run's (the lower one of two).
+        let out = bench("flow", &["--runs", "2"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["operations"], 24, "{r}");
+        let runs = r["runs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("runs in {r}"));
+        assert_eq!(runs.len(), 2, "{r}");
+        let cpu: Vec<f64> = runs
+            .iter()
+            .map(|x| x["server_cpu_ms_per_op"].as_f64().unwrap())
+            .collect();
+        assert!(cpu.iter().all(|c| *c > 0.0), "{r}");
+        assert_eq!(
+            r["server_cpu_ms_per_op"].as_f64(),
+            Some(cpu[0].min(cpu[1])),
+            "{r}"
+        );
+        let text = ward(&[
+            "bench",
+            "--url",
+            &s.url,
+            "--mode",
+            "get",
+            "--concurrency",
+            "1",
+            "--count",
+            "3",
+            "--warmup",
+            "0",
+            "--server-pid",
+            &pid,
+            "--runs",
+            "3",
+        ]);
+        assert!(text.status.success());
+        let text = String::from_utf8_lossy(&text.stdout);
+        for needle in [
+            "run 1: ",
+            "run 2: ",
+            "run 3: ",
+            "operations 9 ",
+            "(median of 3 runs)",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(!ward(&["bench", "--url", &s.url, "--runs", "0"])
+            .status
+            .success());
     }
 }
