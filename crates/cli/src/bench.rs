@@ -3,6 +3,7 @@
 //! percentiles and — given the server's pid — server CPU time per operation
 //! (from /proc/<pid>/task/*/schedstat, nanosecond resolution) and its RSS.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +67,36 @@ fn cpu_ns(pid: u32) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list` of
+/// /proc/<pid>/status; `None`: this process).
+fn allowed_cpus(pid: Option<u32>) -> Option<BTreeSet<u32>> {
+    let who = pid.map_or_else(|| "self".to_string(), |p| p.to_string());
+    let s = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
+    let list = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    parse_cpu_list(list.trim())
+}
+
+/// A kernel CPU list (`0-3,6,8-9`); `None` if malformed.
+fn parse_cpu_list(list: &str) -> Option<BTreeSet<u32>> {
+    let mut cpus = BTreeSet::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi): (u32, u32) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let c: u32 = part.parse().ok()?;
+                (c, c)
+            }
+        };
+        if lo > hi || hi - lo > 65_536 {
+            return None;
+        }
+        cpus.extend(lo..=hi);
+    }
+    Some(cpus)
 }
 
 /// Resident set size of `pid`, KiB.
@@ -202,6 +233,12 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     // One run: its own figure; several: the median run's.
     let cpu_per_op_ms = median(runs.iter().filter_map(|r| r.cpu_ms_per_op));
     let rss = a.server_pid.and_then(rss_kib);
+    // Whether the server can run on this load generator's CPUs: then the
+    // two preempt each other, which a remote client would not.
+    let shared_cpus = a.server_pid.and_then(|p| {
+        let (server, bench) = (allowed_cpus(Some(p))?, allowed_cpus(None)?);
+        Some(!server.is_disjoint(&bench))
+    });
     let (jwe_us, es256_us) = crypto_reference()?;
     let mut out = json!({
         "mode": a.mode,
@@ -214,6 +251,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "p99_ms": all.p99,
         "server_cpu_ms_per_op": cpu_per_op_ms,
         "server_rss_kib": rss,
+        "shared_cpus": shared_cpus,
         "reference_jwe_p256_us": jwe_us,
         "reference_es256_sign_us": es256_us,
     });
@@ -249,6 +287,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     if let Some(r) = rss {
         println!("server RSS {:.1} MiB", r as f64 / 1024.0);
+    }
+    if shared_cpus == Some(true) {
+        println!(
+            "note: the server may run on this load generator's CPUs, so its CPU figure includes their contention (README, Measuring)"
+        );
     }
     println!(
         "machine reference (one thread, after the run): JWE to a P-256 key {jwe_us:.1} µs, ES256 signature {es256_us:.1} µs"
@@ -339,6 +382,19 @@ fn crypto_reference() -> Result<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_the_kernel_prints_them() {
+        let l = |s: &str| parse_cpu_list(s).map(|c| c.into_iter().collect::<Vec<_>>());
+        assert_eq!(l("0-3,6,8-9"), Some(vec![0, 1, 2, 3, 6, 8, 9]));
+        assert_eq!(l("1"), Some(vec![1]));
+        assert_eq!(l(""), Some(vec![]));
+        for bad in ["3-1", "a", "1-", "0-99999999", "1,,x"] {
+            assert_eq!(l(bad), None, "{bad}");
+        }
+        let me = allowed_cpus(None).expect("this process's CPU list");
+        assert!(!me.is_empty());
+    }
 
     #[test]
     fn median_takes_the_lower_middle_and_nothing_of_nothing() {
