@@ -1,9 +1,9 @@
 # ward default attestation policy for the sample TEE.
 #
 # Output: AR4SI trustworthiness claims (integers). The sample TEE has no
-# hardware root, so `hardware` is at best "warning" unless the operator lists
-# its svn as a reference value; the default resource policy refuses sample
-# evidence whatever this policy says.
+# hardware root, so `hardware` is contraindicated (97, as in the reference
+# default policy) unless the operator lists its svn as a reference value; the
+# default resource policy refuses sample evidence whatever this policy says.
 package policy
 
 import rego.v1
