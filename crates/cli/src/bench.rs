@@ -69,15 +69,19 @@ fn cpu_ns(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
-/// The CPUs a process may run on (`Cpus_allowed_list` of
-/// /proc/<pid>/status; `None`: this process).
-fn allowed_cpus(pid: Option<u32>) -> Option<BTreeSet<u32>> {
+/// The value of `field` in /proc/<pid>/status (`None` for `pid`: this
+/// process), trimmed.
+fn status_field(pid: Option<u32>, field: &str) -> Option<String> {
     let who = pid.map_or_else(|| "self".to_string(), |p| p.to_string());
     let s = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
-    let list = s
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-    parse_cpu_list(list.trim())
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// The CPUs a process may run on (`None`: this process).
+fn allowed_cpus(pid: Option<u32>) -> Option<BTreeSet<u32>> {
+    parse_cpu_list(&status_field(pid, "Cpus_allowed_list")?)
 }
 
 /// A kernel CPU list (`0-3,6,8-9`); `None` if malformed.
@@ -101,11 +105,10 @@ fn parse_cpu_list(list: &str) -> Option<BTreeSet<u32>> {
 
 /// Resident set size of `pid`, KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+    // "12345 kB"
+    status_field(Some(pid), "VmRSS")?
         .split_whitespace()
-        .nth(1)?
+        .next()?
         .parse()
         .ok()
 }
@@ -394,6 +397,8 @@ mod tests {
         }
         let me = allowed_cpus(None).expect("this process's CPU list");
         assert!(!me.is_empty());
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert_eq!(status_field(None, "NoSuchField"), None);
     }
 
     #[test]
