@@ -19,6 +19,9 @@ pub enum ApiError {
     Forbidden { kind: &'static str, detail: String },
     /// 404: no such resource or policy.
     NotFound { kind: &'static str, detail: String },
+    /// 405: the endpoint exists but not for this method (the router adds
+    /// the `Allow` header).
+    MethodNotAllowed,
     /// 413: body over the configured limit.
     TooLarge,
     /// 500: our fault; the detail is logged, never sent.
@@ -60,6 +63,7 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,6 +76,7 @@ impl ApiError {
             | Self::Unauthorized { kind, .. }
             | Self::Forbidden { kind, .. }
             | Self::NotFound { kind, .. } => kind,
+            Self::MethodNotAllowed => "MethodNotAllowed",
             Self::TooLarge => "PayloadTooLarge",
             Self::Internal(_) => "InternalError",
         }
@@ -96,6 +101,7 @@ impl IntoResponse for ApiError {
                 tracing::info!(status = status.as_u16(), kind, %detail, "request refused");
                 detail
             }
+            Self::MethodNotAllowed => "this endpoint does not take this method".to_string(),
             Self::TooLarge => "request body is larger than the configured limit".to_string(),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -205,4 +206,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn fallback() -> ApiError {
     ApiError::not_found("NotFound", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

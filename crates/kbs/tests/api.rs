@@ -1105,6 +1105,48 @@ async fn health_readiness_and_metrics() {
     );
     let r = call(&app, Method::GET, "/nope", &[], "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.kind(), "NotFound");
+}
+
+#[tokio::test]
+async fn wrong_method_gets_405_with_allow_header_and_a_kbs_error_body() {
+    let env = Env::new();
+    let (app, store) = env.replica(true);
+    for (method, uri, allow) in [
+        (Method::PUT, "/kbs/v0/auth", "POST"),
+        (Method::GET, "/kbs/v0/attest", "POST"),
+        (
+            Method::PATCH,
+            "/kbs/v0/resource/a/b/c",
+            "GET,HEAD,POST,DELETE",
+        ),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(
+                HttpRequest::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert_eq!(resp.headers()["allow"], allow, "{method} {uri}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["type"],
+            "https://github.com/confidential-containers/kbs/errors/MethodNotAllowed"
+        );
+        assert!(v["detail"].as_str().unwrap().contains("method"), "{v}");
+    }
+    assert!(store.list_resources().unwrap().is_empty());
 }
 
 #[tokio::test]
