@@ -31,6 +31,12 @@ pub trait Attester: Send + Sync {
     fn init_data_pcr(&self) -> Result<Option<[u8; 32]>, AttesterError> {
         Ok(None)
     }
+
+    /// Whether these calls may wait on a device or the network; the client
+    /// then runs them off the async runtime's worker.
+    fn blocks(&self) -> bool {
+        true
+    }
 }
 
 /// The `sample` TEE: no hardware, for trials and tests. Never accepted by a
@@ -44,6 +50,11 @@ pub struct SampleAttester {
 impl Attester for SampleAttester {
     fn tee(&self) -> Tee {
         Tee::new(Tee::SAMPLE)
+    }
+
+    /// Computed in memory.
+    fn blocks(&self) -> bool {
+        false
     }
 
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError> {

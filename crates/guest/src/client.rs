@@ -289,7 +289,7 @@ impl KbsClient {
         if st.checked {
             return Ok(());
         }
-        if let Some(pcr) = off_runtime(|| self.attester.init_data_pcr())? {
+        if let Some(pcr) = off_runtime(&*self.attester, |a| a.init_data_pcr())? {
             // vTPM platforms: the PCR was extended once from zero with the digest.
             let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
             ctx.update(&[0u8; 32]);
@@ -304,7 +304,7 @@ impl KbsClient {
             st.checked = true;
             return Ok(());
         }
-        let field = off_runtime(|| self.attester.init_data_field())?.ok_or_else(|| {
+        let field = off_runtime(&*self.attester, |a| a.init_data_field())?.ok_or_else(|| {
             GuestError::InitData(format!(
                 "TEE {} cannot report its init-data binding; refusing to use init-data",
                 self.attester.tee()
@@ -351,7 +351,7 @@ impl KbsClient {
         };
         let hash = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384)
             .map_err(|e| GuestError::Protocol(e.to_string()))?;
-        let evidence = off_runtime(|| self.attester.evidence(&hash))?;
+        let evidence = off_runtime(&*self.attester, |a| a.evidence(&hash))?;
         let attestation = Attestation {
             init_data: self.init_data.as_ref().map(|st| InitDataMessage {
                 format: "toml".into(),
@@ -443,18 +443,87 @@ impl KbsClient {
 
     /// The raw evidence JSON this client would send for `report_data`.
     pub fn evidence(&self, report_data: &[u8]) -> Result<Value, GuestError> {
-        Ok(off_runtime(|| self.attester.evidence(report_data))?)
+        Ok(off_runtime(&*self.attester, |a| a.evidence(report_data))?)
     }
 }
 
-/// Run a blocking attester call (device I/O, the vTPM's report refresh,
-/// IMDS/QGS requests). On a multi-threaded runtime the worker hands its
-/// other tasks off first, so the local API keeps serving meanwhile.
-fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+/// Run an attester call. One that may block (device I/O, the vTPM's report
+/// refresh, IMDS/QGS requests) on a multi-threaded runtime is run after the
+/// worker hands its other tasks off, so the local API keeps serving
+/// meanwhile; an in-memory one runs in place.
+fn off_runtime<T>(attester: &dyn Attester, f: impl FnOnce(&dyn Attester) -> T) -> T {
+    if !attester.blocks() {
+        return f(attester);
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(|| f(attester))
         }
-        _ => f(),
+        _ => f(attester),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use ward_proto::Tee;
+
+    use super::*;
+    use crate::attester::SampleAttester;
+
+    /// Waits (bounded) in `evidence` for another task of the runtime, which
+    /// can only run meanwhile if the call was handed off the worker.
+    struct Probe {
+        blocks: bool,
+        other_ran: Arc<AtomicBool>,
+    }
+
+    impl Attester for Probe {
+        fn tee(&self) -> Tee {
+            Tee::new(Tee::SAMPLE)
+        }
+        fn evidence(&self, _: &[u8]) -> Result<Value, AttesterError> {
+            let wait = Duration::from_millis(if self.blocks { 10_000 } else { 200 });
+            let start = Instant::now();
+            while start.elapsed() < wait && !self.other_ran.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(Value::Bool(self.other_ran.load(Ordering::SeqCst)))
+        }
+        fn blocks(&self) -> bool {
+            self.blocks
+        }
+    }
+
+    #[test]
+    fn only_blocking_attesters_hand_the_worker_off() {
+        assert!(!SampleAttester::default().blocks());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        for blocks in [true, false] {
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let probe = Probe {
+                blocks,
+                other_ran: other_ran.clone(),
+            };
+            // Both tasks on the one worker: the second runs during the
+            // attester call only if that call left the worker.
+            let ran = rt.block_on(async move {
+                tokio::spawn(async move {
+                    let other =
+                        tokio::spawn(async move { other_ran.store(true, Ordering::SeqCst) });
+                    let v = off_runtime(&probe, |a| a.evidence(b"")).unwrap();
+                    other.await.unwrap();
+                    v
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(ran, Value::Bool(blocks), "blocks: {blocks}");
+        }
     }
 }
