@@ -412,6 +412,13 @@ pub enum GuestCmd {
 
 pub async fn run(cmd: GuestCmd) -> Result<()> {
     let GuestCmd::Serve(a) = cmd;
+    // Refused before anything is bound or said to listen.
+    if !a.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve the guest API on {}: it must listen on a loopback address (127.0.0.1, ::1)",
+            a.listen
+        );
+    }
     let client = client(&a.guest)?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -422,6 +429,7 @@ pub async fn run(cmd: GuestCmd) -> Result<()> {
     ward_guest::api::serve(
         listener,
         ward_guest::api::GuestApi::new(client),
+        ward_guest::api::limits(),
         ward_kbs::serve::shutdown_signal(),
     )
     .await

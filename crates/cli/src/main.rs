@@ -140,7 +140,7 @@ fn main() -> Result<()> {
     if let Cmd::Serve(a) = cli.cmd {
         let cfg = serve_config(&a)?;
         // This runtime only accepts connections; the workers that serve them
-        // run their own (see `ward_kbs::serve::serve_with_workers`).
+        // run their own (see `ward_listen::Workers::Threads`).
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -231,12 +231,10 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
         ward_kbs::serve::SWEEP_EVERY,
         Some(upkeep.run.clone()),
     );
-    let router = ward_kbs::router(state);
-    ward_kbs::serve::serve_with_workers(
+    ward_kbs::serve::serve_state(
         listener,
-        router,
-        cfg.tls.as_ref(),
-        cfg.workers,
+        state,
+        &cfg,
         Some(upkeep),
         ward_kbs::serve::shutdown_signal(),
     )

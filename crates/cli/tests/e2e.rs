@@ -962,6 +962,126 @@ fn guest_api_refuses_a_non_loopback_address() {
     let out = ward(&["guest", "serve", "--listen", "0.0.0.0:0", "--tee", "sample"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    // Issue 18, item 4: nothing claimed to listen before the refusal.
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("listening"), "{said}");
+}
+
+/// Issue 18, item 1: with the descriptor limit at 64, sockets that send
+/// nothing used to exhaust the server until `/healthz` timed out. Now they
+/// are closed after the first-request deadline, the longest idle make room
+/// for new ones at the cap, and a trickled body gets 408.
+#[test]
+fn healthz_is_answered_while_200_idle_sockets_hold_a_server_limited_to_64_descriptors() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ward.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nfirst_request_secs = 2.0\nidle_secs = 2.0\nbody_secs = 1.0\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(WARD);
+    cmd.args([
+        "serve",
+        "--insecure-http",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir.path().join("data"))
+    .arg("--config")
+    .arg(&config);
+    // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let r = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let s = spawn_listening(cmd, Stdio::null());
+    let addr = s.url.strip_prefix("http://").unwrap().to_string();
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let first_request = Duration::from_secs(2);
+    let ask = |req: &[u8]| -> String {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(first_request)).unwrap();
+        c.write_all(req).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "no complete answer within the first-request deadline ({e}): {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let health = ask(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok"), "{health}");
+    // Every idle socket is closed, within the deadline plus the time to
+    // drain the backlog.
+    let start = Instant::now();
+    for sock in &mut idle {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(sock.read(&mut b), Ok(0)),
+            "an idle socket stayed open"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let metrics = ask(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let limit_line = metrics
+        .lines()
+        .find(|l| l.starts_with("ward_kbs_connections_limit "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(
+        limit_line, "ward_kbs_connections_limit 32",
+        "64 descriptors less 32 reserved"
+    );
+    assert!(metrics.contains("ward_kbs_connections_closed_total{reason=\"evicted\"}"));
+    // A body trickled a byte at a time is refused when the body deadline
+    // passes, with a KBS error body.
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"POST /kbs/v0/auth HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = c.write_all(b" ");
+        c.set_nonblocking(true).unwrap();
+        if let Ok(n) = c.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        c.set_nonblocking(false).unwrap();
+        if String::from_utf8_lossy(&out).contains("RequestTimeout") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("/errors/RequestTimeout"), "{text}");
 }
 
 /// `--tee auto` tries configfs-tsm, /dev/sev-guest, /dev/tdx_guest and an

@@ -164,12 +164,16 @@ async fn unseal(State(api): State<GuestApi>, body: String) -> Result<Response, A
     }
 }
 
-/// Serve the API on `listener` until `shutdown` completes. Refuses a
+/// Serve the API on `listener` until `shutdown` completes, with the
+/// connection limits of `ward_listen` (defaults: [`limits`]). Refuses a
 /// listener that is not on a loopback address: secrets are served in
-/// plaintext to whoever can connect.
+/// plaintext to whoever can connect. Connections run on the calling
+/// runtime, which must be multi-threaded (attester calls that may block use
+/// `block_in_place`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: GuestApi,
+    limits: ward_listen::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -178,8 +182,19 @@ pub async fn serve(
             "refusing to serve the guest API on {addr}: it must listen on a loopback address"
         ));
     }
-    axum::serve(listener, api.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| e.to_string())
+    let opts = ward_listen::Options {
+        limits,
+        workers: Some(ward_listen::Workers::Current),
+        ..Default::default()
+    };
+    ward_listen::serve(listener, api.router(), opts, shutdown).await
+}
+
+/// The guest API's default connection limits: few containers call it, and
+/// each call is short.
+pub fn limits() -> ward_listen::Limits {
+    ward_listen::Limits {
+        max_connections: 256,
+        ..Default::default()
+    }
 }

@@ -34,6 +34,71 @@ pub struct Config {
     pub admin: AdminConfig,
     pub snp: SnpConfig,
     pub dcap: DcapConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: how long a client may take and how many connections may be
+/// open (see `ward_listen`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most connections open at once; lowered to fit the descriptor limit.
+    /// At the cap the longest-idle connection is closed for a new one.
+    pub max_connections: usize,
+    /// Seconds from accept to the first request's headers (TLS included).
+    pub first_request_secs: f64,
+    /// Seconds a connection may stay open with no request in flight.
+    pub idle_secs: f64,
+    /// Seconds to receive a request's whole body.
+    pub body_secs: f64,
+    /// Seconds between HTTP/2 pings (and to wait for their answer).
+    pub http2_keepalive_secs: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = ward_listen::Limits::default();
+        Self {
+            max_connections: d.max_connections,
+            first_request_secs: d.first_request.as_secs_f64(),
+            idle_secs: d.idle.as_secs_f64(),
+            body_secs: d.body.as_secs_f64(),
+            http2_keepalive_secs: d.http2_keepalive.as_secs_f64(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits to serve with; call after [`Config::validate`].
+    pub fn to_limits(&self) -> ward_listen::Limits {
+        let d = std::time::Duration::from_secs_f64;
+        ward_listen::Limits {
+            max_connections: self.max_connections,
+            first_request: d(self.first_request_secs),
+            idle: d(self.idle_secs),
+            body: d(self.body_secs),
+            http2_keepalive: d(self.http2_keepalive_secs),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("first_request_secs", self.first_request_secs),
+            ("idle_secs", self.idle_secs),
+            ("body_secs", self.body_secs),
+            ("http2_keepalive_secs", self.http2_keepalive_secs),
+        ] {
+            if !(v.is_finite() && (0.01..=86_400.0).contains(&v)) {
+                return Err(format!(
+                    "limits.{name} must be between 0.01 and 86400 seconds, not {v}"
+                ));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,6 +184,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             snp: SnpConfig::default(),
             dcap: DcapConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -160,6 +226,6 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
-        Ok(())
+        self.limits.validate()
     }
 }

@@ -22,6 +22,8 @@ pub enum ApiError {
     /// 405: the endpoint exists but not for this method (the router adds
     /// the `Allow` header).
     MethodNotAllowed,
+    /// 408: the request body did not arrive within the body deadline.
+    BodyTimeout,
     /// 413: body over the configured limit.
     TooLarge,
     /// 500: our fault; the detail is logged, never sent.
@@ -64,6 +66,7 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,6 +80,7 @@ impl ApiError {
             | Self::Forbidden { kind, .. }
             | Self::NotFound { kind, .. } => kind,
             Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::BodyTimeout => "RequestTimeout",
             Self::TooLarge => "PayloadTooLarge",
             Self::Internal(_) => "InternalError",
         }
@@ -103,6 +107,9 @@ impl IntoResponse for ApiError {
             }
             Self::MethodNotAllowed => "this endpoint does not take this method".to_string(),
             Self::TooLarge => "request body is larger than the configured limit".to_string(),
+            Self::BodyTimeout => {
+                "the request body did not arrive within the configured time".to_string()
+            }
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 "internal error".to_string()

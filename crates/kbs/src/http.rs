@@ -88,6 +88,8 @@ pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> 
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge
+        } else if ward_listen::is_body_timeout(&e) {
+            ApiError::BodyTimeout
         } else {
             ApiError::bad_request("InvalidRequest", format!("request body: {e}"))
         }

@@ -35,6 +35,7 @@ pub struct Metrics {
     attest: Family<AttestLabels, Counter>,
     resource: Family<ResultLabel, Counter>,
     admin: Family<AdminLabels, Counter>,
+    listener: ward_listen::ListenerMetrics,
 }
 
 impl Default for Metrics {
@@ -66,13 +67,21 @@ impl Metrics {
             resource.clone(),
         );
         registry.register("admin_requests", "Admin API requests", admin.clone());
+        let listener = ward_listen::ListenerMetrics::default();
+        listener.register(&mut registry);
         Self {
             registry,
             auth,
             attest,
             resource,
             admin,
+            listener,
         }
+    }
+
+    /// The connection metrics, for the listener that serves this state.
+    pub fn listener(&self) -> &ward_listen::ListenerMetrics {
+        &self.listener
     }
 
     pub fn auth(&self, tee: &str) {

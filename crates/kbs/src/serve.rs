@@ -5,12 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+pub use ward_listen::Upkeep;
+use ward_listen::{Options, Workers};
 use ward_store::Store;
 use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
 use ward_verifier::az_tdx_vtpm::AzTdxVtpmVerifier;
@@ -195,27 +194,49 @@ fn tls_config(cfg: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, St
     Ok(sc)
 }
 
-/// Serve `router` on `listener` with one worker thread per CPU until
-/// `shutdown` completes, then let in-flight requests finish. See
-/// [`serve_with_workers`].
+/// Serve `router` on `listener` with one worker thread per CPU and the
+/// default [`Limits`] until `shutdown` completes, then let in-flight
+/// requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<&crate::config::TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    serve_with_workers(listener, router, tls, None, None, shutdown).await
+    let opts = Options {
+        tls: tls_acceptor(tls)?,
+        ..Options::default()
+    };
+    ward_listen::serve(listener, router, opts, shutdown).await
 }
 
-/// Work each worker thread does for itself periodically, such as returning
-/// memory its allocator holds but no longer uses (thread-local allocator
-/// state can only be tidied by its own thread).
-#[derive(Clone)]
-pub struct Upkeep {
-    /// The period; the first run is half a period after the start, so that
-    /// with the token sweep's period it runs between sweeps.
-    pub every: std::time::Duration,
-    pub run: Arc<dyn Fn() + Send + Sync>,
+/// The TLS acceptor of the `[tls]` configuration, if any.
+pub fn tls_acceptor(
+    tls: Option<&crate::config::TlsConfig>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    tls.map(|t| Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?))))
+        .transpose()
+}
+
+/// Serve the trust service of `state` as `cfg` says (TLS, workers,
+/// connection limits; connection metrics on its `/metrics`) until
+/// `shutdown` completes. `upkeep`, when given, runs on every worker thread
+/// periodically.
+pub async fn serve_state(
+    listener: TcpListener,
+    state: AppState,
+    cfg: &Config,
+    upkeep: Option<Upkeep>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let opts = Options {
+        limits: cfg.limits.to_limits(),
+        tls: tls_acceptor(cfg.tls.as_ref())?,
+        workers: Some(Workers::Threads(cfg.workers.unwrap_or(0))),
+        upkeep,
+        metrics: state.listener_metrics(),
+    };
+    ward_listen::serve(listener, crate::router(state), opts, shutdown).await
 }
 
 /// How often `ward serve` drops expired tokens from its cache and reloads
@@ -223,10 +244,11 @@ pub struct Upkeep {
 /// within this time).
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Reload the key rings ([`AppState::reload_keys`]) and drop expired cached
-/// tokens ([`AppState::sweep_expired`]) every `every` on the current
-/// runtime, for as long as it runs; then run `upkeep` on this thread when
-/// anything was dropped.
+/// Reload the key rings ([`AppState::reload_keys`]), drop expired cached
+/// tokens ([`AppState::sweep_expired`]) and forget answered challenges of
+/// expired sessions ([`AppState::sweep_used_nonces`]) every `every` on the
+/// current runtime, for as long as it runs; then run `upkeep` on this
+/// thread when any token was dropped.
 pub fn sweep_periodically(
     state: AppState,
     every: std::time::Duration,
@@ -240,6 +262,13 @@ pub fn sweep_periodically(
             if let Err(e) = state.reload_keys() {
                 tracing::warn!(error = ?e, "reloading the key rings failed");
             }
+            match state.sweep_used_nonces() {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(dropped = n, "expired answered challenges forgotten")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "sweeping answered challenges failed"),
+            }
             let dropped = state.sweep_expired();
             if dropped > 0 {
                 tracing::debug!(dropped, "expired tokens dropped from the cache");
@@ -249,167 +278,6 @@ pub fn sweep_periodically(
             }
         }
     })
-}
-
-/// An accepted connection on its way to a worker.
-type Handoff = (
-    std::net::TcpStream,
-    std::net::SocketAddr,
-    hyper_util::server::graceful::Watcher,
-);
-
-/// Serve `router` on `listener` until `shutdown` completes, then let
-/// in-flight requests finish.
-///
-/// The caller's task accepts connections and hands them round-robin to
-/// `workers` threads (default: one per CPU), each running its own single-threaded runtime; a
-/// connection stays on its worker for its whole life. Requests are short
-/// and CPU-bound (verification, signing, encryption), so this spares the
-/// cross-thread wake-ups and task stealing of a shared work-stealing pool:
-/// measured with `ward bench`, it is the cheaper way to use the cores.
-/// `upkeep`, when given, runs on every worker thread periodically.
-pub async fn serve_with_workers(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<&crate::config::TlsConfig>,
-    workers: Option<usize>,
-    upkeep: Option<Upkeep>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let workers =
-        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let acceptor = match tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?))),
-        None => None,
-    };
-    let mut queues = Vec::new();
-    let mut threads = Vec::new();
-    for i in 0..workers.max(1) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handoff>();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("starting worker runtime: {e}"))?;
-        let (router, acceptor, upkeep) = (router.clone(), acceptor.clone(), upkeep.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("ward-worker-{i}"))
-            .spawn(move || rt.block_on(worker(rx, router, acceptor, upkeep)))
-            .map_err(|e| format!("starting worker thread: {e}"))?;
-        queues.push(tx);
-        threads.push(thread);
-    }
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    let mut next = 0usize;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        // Out of file descriptors and the like: do not spin.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let tcp = match tcp.into_std() {
-                    Ok(t) => t,
-                    Err(e) => { tracing::warn!(%peer, error = %e, "connection dropped"); continue; }
-                };
-                let queue = &queues[next % queues.len()];
-                next = next.wrapping_add(1);
-                if queue.send((tcp, peer, graceful.watcher())).is_err() {
-                    return Err("a worker thread stopped".into());
-                }
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(queues);
-    graceful.shutdown().await;
-    tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await
-    .map_err(|e| format!("joining workers: {e}"))
-}
-
-/// One worker: serve each handed-over connection on this thread until the
-/// queue closes, then wait for the open ones to finish.
-async fn worker(
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
-    router: Router,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    upkeep: Option<Upkeep>,
-) {
-    let mut conns = tokio::task::JoinSet::new();
-    let every = upkeep.as_ref().map_or(SWEEP_EVERY, |u| {
-        u.every.max(std::time::Duration::from_millis(1))
-    });
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every / 2, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick(), if upkeep.is_some() => {
-                if let Some(u) = &upkeep {
-                    (u.run)();
-                }
-            }
-            handoff = queue.recv() => match handoff {
-                Some((tcp, peer, watcher)) => {
-                    conns.spawn(connection(tcp, peer, router.clone(), acceptor.clone(), watcher));
-                }
-                None => break,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    while conns.join_next().await.is_some() {}
-}
-
-/// Serve HTTP/1.1 or HTTP/2 (over TLS when configured) on one connection.
-async fn connection(
-    tcp: std::net::TcpStream,
-    peer: std::net::SocketAddr,
-    router: Router,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let tcp = match tokio::net::TcpStream::from_std(tcp) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "connection dropped");
-            return;
-        }
-    };
-    let _ = tcp.set_nodelay(true);
-    let svc = TowerToHyperService::new(router);
-    let mut builder = Builder::new(TokioExecutor::new());
-    // A timer enables hyper's limit on slow request headers.
-    builder.http1().timer(TokioTimer::new());
-    let result = match acceptor {
-        Some(acceptor) => {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            watcher.watch(conn.into_owned()).await
-        }
-        None => {
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-            watcher.watch(conn.into_owned()).await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -430,53 +298,4 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn upkeep_runs_periodically_on_every_worker_thread() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let runs = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
-        let seen = runs.clone();
-        let upkeep = Upkeep {
-            every: Duration::from_millis(20),
-            run: Arc::new(move || {
-                let thread = std::thread::current().name().unwrap_or("?").to_string();
-                *seen.lock().unwrap().entry(thread).or_default() += 1;
-            }),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with_workers(
-            listener,
-            Router::new(),
-            None,
-            Some(2),
-            Some(upkeep),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let twice_each = || {
-            let r = runs.lock().unwrap();
-            r.len() == 2 && r.values().all(|n| *n >= 2)
-        };
-        for _ in 0..500 {
-            if twice_each() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let names: Vec<String> = runs.lock().unwrap().keys().cloned().collect();
-        assert_eq!(names, ["ward-worker-0", "ward-worker-1"]);
-        assert!(twice_each(), "{:?}", runs.lock().unwrap());
-        stop.send(()).unwrap();
-        server.await.unwrap().unwrap();
-    }
 }

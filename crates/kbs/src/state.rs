@@ -105,6 +105,12 @@ impl AppState {
         &self.0.settings
     }
 
+    /// The connection metrics reported on `/metrics`: serve this state
+    /// with them (see `serve::serve_state`).
+    pub fn listener_metrics(&self) -> ward_listen::ListenerMetrics {
+        self.0.metrics.listener().clone()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
     }
@@ -118,6 +124,12 @@ impl AppState {
     /// this periodically; returns how many were dropped.
     pub fn sweep_expired(&self) -> usize {
         self.0.tokens.sweep(self.now())
+    }
+
+    /// Drop the records of answered challenges whose sessions have expired
+    /// (see [`Store::consume_nonce`]); `ward serve` calls this periodically.
+    pub fn sweep_used_nonces(&self) -> Result<usize, ApiError> {
+        Ok(self.0.store.sweep_nonces(self.now())?)
     }
 
     /// Re-read the key rings from the store, so that a key another replica
@@ -207,8 +219,8 @@ impl AppState {
         })?;
         // Read before any key is used: see `TokenEntry::ring`.
         let ring = self.0.keys.retirements();
-        let (tee, nonce) = match self.open_cookie(cookie)? {
-            Session::Pending { tee, nonce, .. } => (tee, nonce),
+        let (tee, nonce, session_exp) = match self.open_cookie(cookie)? {
+            Session::Pending { tee, nonce, exp } => (tee, nonce, exp),
             Session::Attested { .. } => {
                 return Err(ApiError::unauthorized(
                     "InvalidCookie",
@@ -220,7 +232,7 @@ impl AppState {
             .map_err(|e| ApiError::bad_request("SerdeError", format!("attestation body: {e}")))?;
         let tee = Tee::new(tee);
         let now = self.now();
-        let result = self.attest_verified(&tee, &attestation, &nonce, now, ring);
+        let result = self.attest_verified(&tee, &attestation, &nonce, session_exp, now, ring);
         self.0.metrics.attest(
             tee.as_str(),
             result
@@ -247,6 +259,7 @@ impl AppState {
         tee: &Tee,
         attestation: &Attestation,
         nonce: &str,
+        session_exp: i64,
         now: i64,
         ring: u64,
     ) -> Result<(ward_proto::ear::Status, String, Arc<TokenEntry>), ApiError> {
@@ -271,6 +284,16 @@ impl AppState {
             .attestation(self.0.store.as_ref(), &gen, tee.as_str(), now)?;
         let appraisal = appraise(&verified, &policy)
             .map_err(|e| ApiError::internal(format!("attestation policy: {e}")))?;
+        // Each challenge is answered once, on whichever replica: recorded
+        // in the store until the session could expire anyway. Only evidence
+        // that verified gets this far, so garbage costs no write. Fails
+        // closed: no record, no token.
+        if !self.0.store.consume_nonce(nonce, session_exp)? {
+            return Err(ApiError::unauthorized(
+                "InvalidCookie",
+                "this challenge has already been answered; start a new session with /kbs/v0/auth",
+            ));
+        }
         let status = appraisal.status;
         // The session's first GET usually reaches this replica: the verified
         // token is put in the cache below.

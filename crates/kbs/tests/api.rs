@@ -467,6 +467,50 @@ async fn rejects_nonce_replayed_from_another_session() {
     );
 }
 
+/// Issue 18, item 2: the same pending cookie and the same body posted again
+/// used to mint a fresh token each time within the session's lifetime.
+#[tokio::test]
+async fn rejects_a_replayed_attestation_on_the_same_and_on_another_replica() {
+    let env = Env::new();
+    let (a, store) = env.replica(true);
+    let (b, _) = env.replica(true);
+    let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    let (cookie, nonce) = auth(&a).await;
+    let body = attestation(&nonce, &key, None);
+    let first = attest(&a, &cookie, body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    for (replica, name) in [(&a, "same replica"), (&b, "other replica")] {
+        let r = attest(replica, &cookie, body.clone()).await;
+        assert_eq!(
+            (r.status, r.kind().as_str(), r.cookie.is_some()),
+            (StatusCode::UNAUTHORIZED, "InvalidCookie", false),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already been answered"));
+    }
+    // Evidence that fails verification does not use the challenge up.
+    let (cookie2, nonce2) = auth(&a).await;
+    let bad = attest(&b, &cookie2, attestation(&nonce2, &key, Some(vec![0; 48]))).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let good = attest(&b, &cookie2, attestation(&nonce2, &key, None)).await;
+    assert_eq!(good.status, StatusCode::OK);
+    // The records outlive the session only until it expires: then they are
+    // swept, and the expired cookie is refused on its own.
+    assert_eq!(store.sweep_nonces(T0).unwrap(), 0);
+    env.clock.advance(Settings::default().session_ttl_secs);
+    let (state, _) = env.replica_state(true);
+    assert_eq!(state.sweep_used_nonces().unwrap(), 2);
+    let r = attest(&a, &cookie, body).await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "ExpiredCookie")
+    );
+}
+
 async fn attested(app: &Router) -> (String, String, TeeKeyPair) {
     let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
     let (cookie, nonce) = auth(app).await;

@@ -177,6 +177,16 @@ pub trait Store: Send + Sync {
     fn get_collateral(&self, kind: &str, key: &str) -> Result<Option<Collateral>>;
     /// Keys and fetch times of one kind.
     fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>>;
+
+    /// Record that the single-use value `nonce` (an attestation challenge)
+    /// has been answered, until `expires_at` (Unix seconds). Returns `false`
+    /// when it was already recorded: the caller must refuse the replay.
+    /// Every process sharing the backing database sees the record at once,
+    /// and the record is durable once this returns.
+    fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool>;
+    /// Forget consumed nonces whose expiry is at or before `now` (their
+    /// sessions can no longer be opened); returns how many were dropped.
+    fn sweep_nonces(&self, now: i64) -> Result<usize>;
 }
 
 /// A cached collateral document.

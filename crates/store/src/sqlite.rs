@@ -29,6 +29,10 @@ const MIGRATIONS: &[&str] = &[
     // TCB info, CRLs), keyed by kind and the key of its source.
     "CREATE TABLE collateral (kind TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,
                              fetched_at INTEGER NOT NULL, PRIMARY KEY (kind, key));",
+    // 3: attestation nonces already answered, kept until their session
+    // expires so that a replayed /attest is refused on every replica.
+    "CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX used_nonces_expiry ON used_nonces (expires_at);",
 ];
 
 /// Number of pooled connections (readers run concurrently in WAL mode).
@@ -190,6 +194,14 @@ impl SqliteStore {
         self.write_epoch.fetch_add(1, Ordering::AcqRel);
         committed?;
         Ok(out)
+    }
+
+    /// A write that changes no change counter (so cached counters stay
+    /// valid): one statement in its own transaction.
+    fn execute_uncounted(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        stmt.execute(params).map_err(db)
     }
 
     fn bump(tx: &rusqlite::Transaction<'_>, counter: &str) -> Result<i64> {
@@ -542,6 +554,21 @@ impl Store for SqliteStore {
             .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
+        let n = self.execute_uncounted(
+            "INSERT INTO used_nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING",
+            params![nonce, expires_at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn sweep_nonces(&self, now: i64) -> Result<usize> {
+        self.execute_uncounted(
+            "DELETE FROM used_nonces WHERE expires_at <= ?1",
+            params![now],
+        )
     }
 
     fn list_reference_values(&self) -> Result<Vec<ReferenceValue>> {

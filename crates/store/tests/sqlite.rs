@@ -208,3 +208,29 @@ fn collateral_cache_overwrites_and_persists() {
         vec![("a".to_string(), 20), ("b".to_string(), 30)]
     );
 }
+
+#[test]
+fn a_nonce_is_consumed_once_across_handles_and_swept_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let a = SqliteStore::open(&db, kek(6)).unwrap();
+    let b = SqliteStore::open(&db, kek(6)).unwrap();
+    let g = a.generations().unwrap();
+    assert!(a.consume_nonce("n1", 100).unwrap());
+    assert!(!a.consume_nonce("n1", 100).unwrap());
+    assert!(!b.consume_nonce("n1", 500).unwrap(), "other handle");
+    assert!(b.consume_nonce("n2", 200).unwrap());
+    // Recording a nonce is not a change any cache depends on.
+    assert_eq!(a.generations().unwrap(), g);
+    assert_eq!(a.sweep_nonces(99).unwrap(), 0);
+    assert_eq!(a.sweep_nonces(100).unwrap(), 1);
+    assert!(!b.consume_nonce("n2", 200).unwrap(), "n2 not yet expired");
+    assert_eq!(b.sweep_nonces(1000).unwrap(), 1);
+    drop((a, b));
+    // Durable: a reopened store still knows what was not swept.
+    let c = SqliteStore::open(&db, kek(6)).unwrap();
+    assert!(c.consume_nonce("n3", 300).unwrap());
+    drop(c);
+    let c = SqliteStore::open(&db, kek(6)).unwrap();
+    assert!(!c.consume_nonce("n3", 300).unwrap());
+}
