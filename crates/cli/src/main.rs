@@ -197,6 +197,11 @@ fn serve_config(a: &ServeArgs) -> Result<ward_kbs::Config> {
 }
 
 async fn serve(cfg: ward_kbs::Config) -> Result<()> {
+    // Bound before anything is created: a port clash leaves no data
+    // directory, key or token behind.
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     let (state, info) = ward_kbs::serve::build_state(&cfg, |store| {
         ward_kbs::serve::configured_verifiers_with(&cfg, Some(store))
     })
@@ -213,9 +218,6 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
     if cfg.tls.is_none() {
         tracing::warn!("serving plain HTTP (--insecure-http): use TLS outside trials");
     }
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), "ward serve listening");
     // Machine-readable line for scripts and tests that bind port 0.

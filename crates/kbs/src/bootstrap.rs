@@ -1,7 +1,6 @@
 //! First start: the data directory, the key-encryption key, the store and
 //! the bootstrap admin credentials.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,29 +41,27 @@ fn pem(label: &str, der: &[u8]) -> String {
     s
 }
 
-/// Write a file that only the owner can read, refusing to overwrite.
+/// Write a file that only the owner can read, refusing to overwrite, all
+/// or nothing (see [`ward_store::files::create_private`]).
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(content)?;
-    f.sync_all()
+    ward_store::files::create_private(path, content)
 }
 
 /// Open the store, creating the data directory and KEK on first start.
+///
+/// A KEK is generated only on a true first start: when the database exists
+/// but its KEK file does not (a restore done out of order, a lost file),
+/// starting is refused with the file to restore, since a new key could not
+/// open what is stored.
 pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), String> {
     std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("data directory {}: {e}", cfg.data_dir.display()))?;
+        .map_err(|e| format!("data directory {}", describe(&cfg.data_dir, &e)))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     }
+    let db = cfg.data_dir.join(DB_FILE);
     let mut created = None;
     let kek = match Kek::from_env().map_err(|e| e.to_string())? {
         Some(k) => k,
@@ -72,6 +69,25 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
             Some(p) => Kek::from_file(p).map_err(|e| e.to_string())?,
             None => {
                 let p = cfg.data_dir.join(KEK_FILE);
+                let kek_len = std::fs::metadata(&p).map(|m| m.len()).ok();
+                let db_exists = db.exists();
+                if db_exists && kek_len.is_none() {
+                    return Err(format!(
+                        "{} exists but its key-encryption key {} is missing: restore that file \
+                         from your backup (or give the key with {} or kek_file). No new key is \
+                         created: it could not read the stored secrets.",
+                        db.display(),
+                        p.display(),
+                        ward_store::KEK_ENV,
+                    ));
+                }
+                if kek_len == Some(0) && !db_exists {
+                    // An empty key file and no database: an older ward
+                    // stopped during its first start (say, on a full disk).
+                    // Nothing was ever sealed with it.
+                    tracing::warn!(path = %p.display(), "replacing an empty key-encryption key file left by an interrupted first start");
+                    std::fs::remove_file(&p).map_err(|e| describe(&p, &e))?;
+                }
                 let (k, new) = Kek::load_or_create(&p).map_err(|e| e.to_string())?;
                 if new {
                     created = Some(p);
@@ -80,8 +96,12 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
             }
         },
     };
-    let store = SqliteStore::open(&cfg.data_dir.join(DB_FILE), kek).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(&db, kek).map_err(|e| format!("{}: {e}", db.display()))?;
     Ok((Arc::new(store), created))
+}
+
+fn describe(path: &Path, e: &std::io::Error) -> String {
+    ward_store::files::describe(path, e)
 }
 
 /// Create (first start) or reuse the bootstrap admin key; returns its
@@ -91,7 +111,7 @@ pub fn admin_bootstrap(
     now: i64,
 ) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), String> {
     let dir = cfg.data_dir.join(ADMIN_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| describe(&dir, &e))?;
     let pub_path = dir.join(ADMIN_PUB);
     let token_path = dir.join(ADMIN_TOKEN);
     if pub_path.exists() {
@@ -118,16 +138,27 @@ pub fn admin_bootstrap(
         "exp": now + cfg.admin.bootstrap_token_lifetime_secs,
     });
     let token = signer.sign(&claims).map_err(|e| e.to_string())?;
+    // The key and token of an interrupted bootstrap (no public key yet)
+    // are replaced: nothing trusts them.
+    for leftover in [dir.join(ADMIN_KEY), token_path.clone()] {
+        match std::fs::remove_file(&leftover) {
+            Ok(()) => {
+                tracing::warn!(path = %leftover.display(), "replacing a file left by an interrupted bootstrap")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(describe(&leftover, &e)),
+        }
+    }
     write_private(
         &dir.join(ADMIN_KEY),
         pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes(),
     )
-    .map_err(|e| format!("{}: {e}", dir.join(ADMIN_KEY).display()))?;
+    .map_err(|e| describe(&dir.join(ADMIN_KEY), &e))?;
     write_private(&token_path, format!("{token}\n").as_bytes())
-        .map_err(|e| format!("{}: {e}", token_path.display()))?;
+        .map_err(|e| describe(&token_path, &e))?;
     // Written last: its presence means the bootstrap completed.
-    std::fs::write(&pub_path, pem("PUBLIC KEY", spki.as_ref()))
-        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    write_private(&pub_path, pem("PUBLIC KEY", spki.as_ref()).as_bytes())
+        .map_err(|e| describe(&pub_path, &e))?;
     let vk = VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())?;
     Ok((vk, Some(token_path.clone()), token_path))
 }

@@ -197,8 +197,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store().reference_values_generation() {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+    // Ready only if the store takes writes: releases and admin changes
+    // need it, and a full disk must take the replica out of rotation.
+    match state.store().check_writable(state.now()) {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()

@@ -5,7 +5,6 @@
 //! with a fresh 256-bit DEK per seal; `aad` names the row the secret belongs
 //! to, so sealed values cannot be moved between rows.
 
-use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -31,6 +30,8 @@ pub enum KekError {
     Env,
     #[error("random number generator failed")]
     Random,
+    #[error("writing the key-encryption key: {0}")]
+    Write(String),
 }
 
 /// A 256-bit key-encryption key.
@@ -94,37 +95,23 @@ impl Kek {
     }
 
     /// Read the KEK file, or create it (mode 0600, base64 text) if it does
-    /// not exist. Returns the key and whether it was created.
+    /// not exist, all or nothing (see [`crate::files::create_private`]).
+    /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), KekError> {
         if path.exists() {
             return Ok((Self::from_file(path)?, false));
         }
-        let err = |reason: String| KekError::File {
-            path: path.display().to_string(),
-            reason,
-        };
         let kek = Self::generate()?;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        match opts.open(path) {
-            Ok(mut f) => {
-                f.write_all(STANDARD.encode(kek.0).as_bytes())
-                    .map_err(|e| err(e.to_string()))?;
-                f.write_all(b"\n")
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| err(e.to_string()))?;
-                Ok((kek, true))
-            }
+        let mut text = STANDARD.encode(kek.0).into_bytes();
+        text.push(b'\n');
+        // All or nothing: a crash or a full disk leaves no partial key.
+        match crate::files::create_private(path, &text) {
+            Ok(()) => Ok((kek, true)),
             // Another process created it first: use theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Ok((Self::from_file(path)?, false))
             }
-            Err(e) => Err(err(e.to_string())),
+            Err(e) => Err(KekError::Write(crate::files::describe(path, &e))),
         }
     }
 

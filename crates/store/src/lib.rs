@@ -10,10 +10,11 @@
 //! portable (TEXT, INTEGER, BLOB) so that a PostgreSQL implementation of the
 //! same trait can follow.
 
+pub mod files;
 mod kek;
 mod sqlite;
 
-pub use kek::{Kek, KekError};
+pub use kek::{Kek, KekError, KEK_ENV};
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,12 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{path}: the disk is full ({available} bytes available, at least {needed} needed)")]
+    DiskFull {
+        path: String,
+        available: u64,
+        needed: u64,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -187,6 +194,11 @@ pub trait Store: Send + Sync {
     /// Forget consumed nonces whose expiry is at or before `now` (their
     /// sessions can no longer be opened); returns how many were dropped.
     fn sweep_nonces(&self, now: i64) -> Result<usize>;
+
+    /// Whether the store can take writes now: a write that commits, and
+    /// room left on the disk (an error naming the path when it is full).
+    /// Cheap enough for a readiness probe.
+    fn check_writable(&self, now: i64) -> Result<()>;
 }
 
 /// A cached collateral document.

@@ -31,8 +31,10 @@ const MIGRATIONS: &[&str] = &[
                              fetched_at INTEGER NOT NULL, PRIMARY KEY (kind, key));",
     // 3: attestation nonces already answered, kept until their session
     // expires so that a replayed /attest is refused on every replica.
+    // The heartbeat row is rewritten by readiness probes.
     "CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
-     CREATE INDEX used_nonces_expiry ON used_nonces (expires_at);",
+     CREATE INDEX used_nonces_expiry ON used_nonces (expires_at);
+     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
 ];
 
 /// Number of pooled connections (readers run concurrently in WAL mode).
@@ -45,6 +47,7 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
+    path: std::path::PathBuf,
     conns: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     kek: Kek,
@@ -83,6 +86,26 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Below this much free space on the database's file system the store
+/// reports itself unable to write (SQLite may still fit a small write in
+/// pages it holds, but a resource or a new key may not fit).
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// Bytes available to this process on the file system holding `dir`.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the struct passed, and `c` is a
+    // NUL-terminated path that outlives the call.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+}
+
 /// Sentinel sealed with the KEK on first use, to detect a wrong KEK at start.
 const KEK_CHECK: &[u8] = b"ward key-encryption key check v1";
 
@@ -97,6 +120,7 @@ impl SqliteStore {
             conns.push(Mutex::new(open_conn(path)?));
         }
         let store = Self {
+            path: path.to_path_buf(),
             conns,
             next: AtomicUsize::new(0),
             kek,
@@ -569,6 +593,27 @@ impl Store for SqliteStore {
             "DELETE FROM used_nonces WHERE expires_at <= ?1",
             params![now],
         )
+    }
+
+    fn check_writable(&self, now: i64) -> Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Some(available) = available_bytes(dir) {
+            if available < MIN_FREE_BYTES {
+                return Err(StoreError::DiskFull {
+                    path: dir.display().to_string(),
+                    available,
+                    needed: MIN_FREE_BYTES,
+                });
+            }
+        }
+        self.execute_uncounted(
+            "INSERT INTO heartbeat (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            params![now],
+        )
+        .map(|_| ())
     }
 
     fn list_reference_values(&self) -> Result<Vec<ReferenceValue>> {
