@@ -273,10 +273,9 @@ fn verify_attestation(
         .map_err(|e| e.to_string())?;
     let mut out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
     if let Some(src) = ward_verifier::default_attestation_policy(tee.as_str()) {
-        let policy =
-            ward_policy::Policy::compile("default", src, ward_verifier::ATTESTATION_PACKAGE)
-                .and_then(|p| p.with_data(&json!({"reference": {}})))
-                .map_err(|e| e.to_string())?;
+        let policy = ward_verifier::compile_attestation_policy("default", src)
+            .and_then(|p| p.with_data(&ward_verifier::reference_data(&Default::default())))
+            .map_err(|e| e.to_string())?;
         let appraisal = ward_verifier::appraise(&verified, &policy).map_err(|e| e.to_string())?;
         out["default_appraisal"] = json!({
             "ear.status": appraisal.status,

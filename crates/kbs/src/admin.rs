@@ -15,7 +15,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use ward_policy::Policy;
 use ward_store::{PolicyKind, ReferenceValue};
-use ward_verifier::ATTESTATION_PACKAGE;
 
 use crate::admin_auth::Permission;
 use crate::error::ApiError;
@@ -67,10 +66,22 @@ fn decode_policy(s: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("SerdeError", "policy is not UTF-8 text"))
 }
 
+/// A resource policy is accepted only if it compiles, every call resolves
+/// (so it cannot fail later for lack of a function) and it declares `allow`.
 fn compile_check(id: &str, text: &str, package: &str) -> Result<(), ApiError> {
-    Policy::compile(id, text, package)
-        .map(|_| ())
-        .map_err(|e| ApiError::bad_request("PolicyEngine", e.to_string()))
+    let p = Policy::compile(id, text, package)
+        .map_err(|e| ApiError::bad_request("PolicyEngine", e.to_string()))?;
+    if !p.declares("allow") {
+        return Err(ApiError::bad_request(
+            "PolicyEngine",
+            ward_policy::PolicyError::MissingRule {
+                id: id.into(),
+                expected: "the rule allow".into(),
+            }
+            .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn put_resource(
@@ -382,7 +393,8 @@ pub async fn set_attestation_policy(
                 }
             }
             let text = decode_policy(&req.policy)?;
-            compile_check(&req.policy_id, &text, ATTESTATION_PACKAGE)?;
+            ward_verifier::compile_attestation_policy(&req.policy_id, &text)
+                .map_err(|e| ApiError::bad_request("PolicyEngine", e.to_string()))?;
             let sp = state.store().put_policy(
                 PolicyKind::Attestation,
                 &req.policy_id,
@@ -469,14 +481,15 @@ fn parse_reference_values(v: Value) -> Result<Vec<ReferenceValue>, ApiError> {
         return map
             .into_iter()
             .map(|(name, vals)| {
-                let values = match vals {
-                    Value::Array(a) => a,
-                    other => vec![other],
+                let (values, single) = match vals {
+                    Value::Array(a) => (a, false),
+                    other => (vec![other], true),
                 };
                 valid_id(&name)?;
                 Ok(ReferenceValue {
                     name,
                     values,
+                    single,
                     expires_at: None,
                     version: 0,
                     updated_at: 0,

@@ -10,7 +10,7 @@ use serde_json::json;
 use ward_policy::Policy;
 use ward_proto::ResourcePath;
 use ward_store::{Generations, PolicyKind, Store};
-use ward_verifier::{default_attestation_policy, reference_data, ATTESTATION_PACKAGE};
+use ward_verifier::{compile_attestation_policy, default_attestation_policy, reference_data};
 
 use crate::error::ApiError;
 
@@ -218,7 +218,9 @@ impl PolicyCache {
     }
 
     /// The attestation policy for `tee`: a stored policy with the TEE's name,
-    /// else the stored `default`, else the built-in default of the TEE; with
+    /// else one stored as `default_cpu` (Trustee's `<id>_<class>` convention;
+    /// every TEE ward verifies is of the cpu class), else the stored
+    /// `default`, else the built-in default of the TEE; with
     /// the reference values (unexpired as of `now`) loaded as `data.reference`.
     pub fn attestation(
         &self,
@@ -238,19 +240,26 @@ impl PolicyCache {
                 return Ok(p.clone());
             }
         }
-        let stored = match store.get_policy(PolicyKind::Attestation, tee)? {
-            Some(p) => Some(p),
-            None => store.get_policy(PolicyKind::Attestation, "default")?,
-        };
+        // The TEE's own, then Trustee's id for the cpu class (what kbs-client
+        // uploads by default), then ward's `default`, then the built-in.
+        let mut stored = None;
+        for id in [tee, "default_cpu", "default"] {
+            stored = store.get_policy(PolicyKind::Attestation, id)?;
+            if stored.is_some() {
+                break;
+            }
+        }
         let base = match &stored {
-            Some(sp) => compiled(&sp.id, &sp.text, ATTESTATION_PACKAGE)?,
+            Some(sp) => compile_attestation_policy(&sp.id, &sp.text)
+                .map_err(|e| ApiError::internal(format!("stored policy: {e}")))?,
             None => {
                 let text = default_attestation_policy(tee).ok_or_else(|| {
                     ApiError::internal(format!(
                         "no attestation policy for TEE {tee:?} (set one with ward admin)"
                     ))
                 })?;
-                compiled("default", text, ATTESTATION_PACKAGE)?
+                compile_attestation_policy("default", text)
+                    .map_err(|e| ApiError::internal(format!("built-in policy: {e}")))?
             }
         };
         let mut values = std::collections::BTreeMap::new();
@@ -258,7 +267,11 @@ impl PolicyCache {
         for rv in store.list_reference_values()? {
             if rv.expires_at.is_none_or(|e| e > now) {
                 until = until.min(rv.expires_at.unwrap_or(i64::MAX));
-                values.insert(rv.name, rv.values);
+                let stored = match rv.values.as_slice() {
+                    [one] if rv.single => one.clone(),
+                    _ => serde_json::Value::Array(rv.values),
+                };
+                values.insert(rv.name, stored);
             }
         }
         let policy = Arc::new(

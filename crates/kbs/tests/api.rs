@@ -1421,3 +1421,149 @@ async fn a_stored_policy_that_does_not_compile_refuses_only_the_paths_it_decides
         .unwrap();
     assert_eq!(get("x/y/z").await.0, StatusCode::OK);
 }
+
+fn trustee_policy(name: &str) -> Option<String> {
+    let dir = std::env::var_os("WARD_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    let p = dir.join("trustee/policies").join(name);
+    match std::fs::read_to_string(&p) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            eprintln!("NOTICE: skipping: fixture {} is absent", p.display());
+            None
+        }
+    }
+}
+
+/// The trust vector and policy id of a freshly attested sample guest.
+async fn appraised(app: &Router) -> (Value, Value) {
+    let (_, token, _) = attested(app).await;
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
+    let sub = &claims["submods"]["cpu0"];
+    (
+        sub["ear.trustworthiness-vector"].clone(),
+        sub["ear.appraisal-policy-id"].clone(),
+    )
+}
+
+/// Issue 18, item 8: Trustee's default CPU attestation policy, uploaded
+/// unchanged under kbs-client's default id `default_cpu`, used to be stored
+/// with 200 and then fail every attestation (`query_reference_value` was
+/// unknown), and the id was never selected. Policies calling unknown
+/// functions, or lacking the rules they are evaluated for, are now refused
+/// at upload.
+#[tokio::test]
+async fn trustees_default_cpu_policy_runs_unchanged_and_unrunnable_policies_are_refused() {
+    let env = Env::new();
+    let (app, _) = env.replica(true);
+    let auth = format!("Bearer {}", env.admin_token("admin"));
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let set = |id: &str, text: &str| {
+        json!({"policy_id": id, "policy": URL_SAFE_NO_PAD.encode(text), "type": "rego"}).to_string()
+    };
+    let unknown = "package policy\nimport rego.v1\nexecutables := 3 if input.sample.svn in lookup_rv(\"svn\")\n";
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/attestation-policy",
+        &h,
+        set("default_cpu", unknown),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::BAD_REQUEST, "PolicyEngine")
+    );
+    assert!(r.json()["detail"].as_str().unwrap().contains("lookup_rv()"));
+    let no_rules = "package policy\nimport rego.v1\nsomething := 1\n";
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/attestation-policy",
+        &h,
+        set("x", no_rules),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("trust-claim rules"));
+    let no_allow =
+        json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nimport rego.v1\ndeny := true\n")})
+            .to_string();
+    let r = call(&app, Method::POST, "/kbs/v0/resource-policy", &h, no_allow).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["detail"].as_str().unwrap().contains("allow"));
+    let bad_call = json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nimport rego.v1\nallow if nope(input)\n")}).to_string();
+    let r = call(&app, Method::POST, "/kbs/v0/resource-policy", &h, bad_call).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["detail"].as_str().unwrap().contains("nope()"));
+    // Nothing refused was stored: the built-in sample policy still decides.
+    assert_eq!(appraised(&app).await.1, "default");
+
+    let Some(cpu) = trustee_policy("ear_default_policy_cpu.rego") else {
+        return;
+    };
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/attestation-policy",
+        &h,
+        set("default_cpu", &cpu),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // No reference values: query_reference_value answers null, as Trustee's
+    // does for an unknown id; only the sample's debug claim is approved.
+    let (tv, id) = appraised(&app).await;
+    assert_eq!(id, "default_cpu");
+    assert_eq!(
+        (&tv["executables"], &tv["hardware"], &tv["configuration"]),
+        (&json!(33), &json!(97), &json!(2)),
+        "{tv}"
+    );
+    // Reference values as Trustee's RVPS sample message carries them:
+    // lists for `in`, single values for `==` and `>=`.
+    let payload = json!({"launch_digest": ["abcde"], "svn": ["1"], "major_version": 1, "minimum_minor_version": 0});
+    let rv = json!({"version": "0.1.0", "type": "sample", "payload": base64::engine::general_purpose::STANDARD.encode(payload.to_string())}).to_string();
+    let r = call(&app, Method::POST, "/kbs/v0/reference-value", &h, rv).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let (tv, _) = appraised(&app).await;
+    assert_eq!(
+        (&tv["executables"], &tv["hardware"], &tv["configuration"]),
+        (&json!(3), &json!(2), &json!(2)),
+        "{tv}"
+    );
+    // A policy stored under the TEE's own name still comes first.
+    let own =
+        "package policy\nimport rego.v1\nhardware := 2\nexecutables := 2\nconfiguration := 2\n";
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/attestation-policy",
+        &h,
+        set("sample", own),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(appraised(&app).await.1, "sample");
+}

@@ -146,6 +146,7 @@ async fn simulated_snp_guest_gets_the_secret_only_with_the_reference_measurement
         .put_reference_value(
             &ward_store::ReferenceValue {
                 name: "snp_launch_measurement".into(),
+                single: false,
                 values: vec![json!(hex::encode(good))],
                 expires_at: None,
                 version: 0,

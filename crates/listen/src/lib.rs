@@ -588,9 +588,10 @@ async fn http<I>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        // A backstop: the watchdog below enforces both bounds itself (hyper
-        // also times the wait for the next request on a kept-alive connection).
-        .header_read_timeout(limits.first_request.max(limits.idle));
+        // Only a backstop, well after the watchdog below, which enforces
+        // both bounds itself and counts them (hyper also times the wait for
+        // the next request on a kept-alive connection).
+        .header_read_timeout(limits.first_request.max(limits.idle) * 2);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -307,6 +307,45 @@ fn calls_are_pure(source: &str, toks: &[(Tok, usize, usize)]) -> bool {
     true
 }
 
+/// The names `source` calls that it does not define itself: dotted names
+/// before `(` (`time.now_ns`, `query_reference_value`), keywords and
+/// grouping parentheses left out, each once, in order of first call. A call
+/// through a bracket (`x[0].f(`) is not a name and is not listed.
+pub fn called_functions(source: &str) -> Vec<String> {
+    let toks = tokenize(source);
+    let defined = defined_functions(source, &toks);
+    let before = |k: usize| k.checked_sub(1).and_then(|k| toks.get(k)).map(|t| &t.0);
+    let dot = Tok::Punct('.');
+    let mut out: Vec<String> = Vec::new();
+    for (i, (tok, _, _)) in toks.iter().enumerate() {
+        if tok != &Tok::Punct('(') {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut j = i;
+        while let Some(Tok::Ident(part)) = before(j) {
+            parts.push(part.as_str());
+            j -= 1;
+            if before(j) != Some(&dot) {
+                break;
+            }
+            j -= 1;
+        }
+        if parts.is_empty() || toks.get(j).map(|t| &t.0) == Some(&dot) || before(j) == Some(&dot) {
+            continue;
+        }
+        parts.reverse();
+        if parts.len() == 1 && (defined.contains(&parts[0]) || KEYWORDS.contains(&parts[0])) {
+            continue;
+        }
+        let name = parts.join(".");
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// The key paths under `input` that `source` can read, deduplicated and with
 /// paths covered by a shorter one removed; `None` when the result may depend
 /// on more than those (see the module documentation).

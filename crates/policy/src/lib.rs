@@ -13,13 +13,13 @@
 //! This crate knows nothing about HTTP, storage or evidence formats.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use regorus::Engine;
 use serde_json::Value;
 
 mod deps;
-pub use deps::input_paths;
+pub use deps::{called_functions, input_paths};
 
 /// Memoized results kept per policy version before the memo starts over.
 const MEMO_MAX: usize = 1024;
@@ -36,6 +36,13 @@ pub enum PolicyError {
     /// The policy is not in the package the caller requires.
     #[error("policy {id:?} must be in package {expected:?}")]
     Package { id: String, expected: String },
+    /// The policy calls a function that is neither a builtin, one of its
+    /// own, nor one the service provides: it would fail when evaluated.
+    #[error("policy {id:?} calls {function}(), which is not a builtin, not defined in the policy and not provided by ward")]
+    UnknownFunction { id: String, function: String },
+    /// The policy lacks a rule its caller evaluates.
+    #[error("policy {id:?} must declare {expected}")]
+    MissingRule { id: String, expected: String },
     /// The policy text is too large.
     #[error("policy {id:?} is larger than {MAX_POLICY_LEN} bytes")]
     TooLarge { id: String },
@@ -56,6 +63,15 @@ pub enum PolicyError {
         expected: &'static str,
         got: String,
     },
+}
+
+/// A function the service offers policies, written in Rego: `module` is
+/// the body of a module (without its `package` line) that defines
+/// `function`, typically over a `data` document the service loads.
+#[derive(Debug, Clone, Copy)]
+pub struct Provided {
+    pub function: &'static str,
+    pub module: &'static str,
 }
 
 /// An input document in the engine's own representation: converted once,
@@ -309,15 +325,77 @@ fn try_compile(id: &str, source: &str, v0: bool) -> Result<(Engine, String), Str
     Ok((engine, package))
 }
 
+/// Whether `name` is a builtin of the policy engine: a call of it with no
+/// arguments fails for any reason but its absence. Answers are kept.
+fn is_builtin(name: &str) -> bool {
+    static KNOWN: std::sync::OnceLock<RwLock<HashMap<String, bool>>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(b) = known.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        return *b;
+    }
+    let valid = !name.is_empty()
+        && name
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let b = valid && {
+        let mut e = Engine::new();
+        match e.eval_query(format!("{name}()"), false) {
+            Ok(_) => true,
+            Err(err) => !err.to_string().contains("could not find function"),
+        }
+    };
+    if known.read().unwrap_or_else(|e| e.into_inner()).len() < 4096 {
+        known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), b);
+    }
+    b
+}
+
 impl Policy {
     /// Compile `source`; it must declare `package <package>`.
     pub fn compile(id: &str, source: &str, package: &str) -> Result<Self, PolicyError> {
+        Self::compile_with(id, source, package, &[])
+    }
+
+    /// Compile `source` together with `provided`: modules of the same
+    /// package that define functions the service offers policies (such as
+    /// Trustee's `query_reference_value`). Each is added only when `source`
+    /// calls a function it defines and does not define that function
+    /// itself. Every call in `source` must then resolve to a builtin, a
+    /// function of `source` or a provided one, or compilation fails with
+    /// [`PolicyError::UnknownFunction`].
+    pub fn compile_with(
+        id: &str,
+        source: &str,
+        package: &str,
+        provided: &[Provided],
+    ) -> Result<Self, PolicyError> {
         if source.len() > MAX_POLICY_LEN {
             return Err(PolicyError::TooLarge { id: id.into() });
         }
+        let calls = deps::called_functions(source);
+        let own = format!("data.{package}.");
+        let mut extra = Vec::new();
+        for name in &calls {
+            let local = name.strip_prefix(&own).unwrap_or(name);
+            if let Some(p) = provided.iter().find(|p| p.function == local) {
+                if !extra.iter().any(|e: &&Provided| e.function == p.function) {
+                    extra.push(p);
+                }
+                continue;
+            }
+            if !is_builtin(name) {
+                return Err(PolicyError::UnknownFunction {
+                    id: id.into(),
+                    function: name.clone(),
+                });
+            }
+        }
         // v0 mode also honours `import rego.v1`; pure v1 text without that
         // import compiles in the second attempt.
-        let (engine, pkg) = match try_compile(id, source, true) {
+        let (mut engine, pkg) = match try_compile(id, source, true) {
             Ok(ok) => ok,
             Err(e0) => try_compile(id, source, false).map_err(|_| PolicyError::Compile {
                 id: id.into(),
@@ -330,6 +408,17 @@ impl Policy {
                 id: id.into(),
                 expected: package.into(),
             });
+        }
+        for p in extra {
+            engine
+                .add_policy(
+                    format!("ward-{}.rego", p.function),
+                    format!("package {package}\n\n{}", p.module),
+                )
+                .map_err(|e| PolicyError::Compile {
+                    id: id.into(),
+                    reason: format!("provided function {}: {e}", p.function),
+                })?;
         }
         let mut p = Self {
             id: id.into(),
@@ -772,5 +861,40 @@ mod tests {
             assert_eq!(p.eval_bool(&json!({"n": n}), "allow").unwrap(), n > 0);
         }
         assert_eq!(p.memo.len(), 5);
+    }
+
+    #[test]
+    fn rejects_calls_to_unknown_functions_and_accepts_builtins_and_provided_ones() {
+        let src = "package policy\nimport rego.v1\nallow if { x := lower(\"A\"); time.now_ns() > 0; helper(x) }\nhelper(v) := v\n";
+        Policy::compile("p", src, "policy").unwrap();
+        let bad =
+            "package policy\nimport rego.v1\nallow if input.a in query_reference_value(\"a\")\n";
+        assert_eq!(
+            Policy::compile("p", bad, "policy").unwrap_err(),
+            PolicyError::UnknownFunction {
+                id: "p".into(),
+                function: "query_reference_value".into()
+            }
+        );
+        let nested = "package policy\nimport rego.v1\nallow if crypto.x509.no_such_thing(\"a\")\n";
+        assert!(matches!(
+            Policy::compile("p", nested, "policy"),
+            Err(PolicyError::UnknownFunction { function, .. }) if function == "crypto.x509.no_such_thing"
+        ));
+        // Provided: compiled in only when called, and then it evaluates.
+        let provided = [Provided {
+            function: "query_reference_value",
+            module: "query_reference_value(id) := object.get(data.rv, id, null)\n",
+        }];
+        let p = Policy::compile_with("p", bad, "policy", &provided)
+            .unwrap()
+            .with_data(&serde_json::json!({"rv": {"a": [1, 2]}}))
+            .unwrap();
+        assert!(p.eval_bool(&serde_json::json!({"a": 2}), "allow").unwrap());
+        assert!(!p.eval_bool(&serde_json::json!({"a": 3}), "allow").unwrap());
+        // A policy defining the function itself keeps its own.
+        let own = "package policy\nimport rego.v1\nallow if input.a in query_reference_value(\"a\")\nquery_reference_value(_) := [3]\n";
+        let p = Policy::compile_with("p", own, "policy", &provided).unwrap();
+        assert!(p.eval_bool(&serde_json::json!({"a": 3}), "allow").unwrap());
     }
 }

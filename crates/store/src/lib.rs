@@ -113,6 +113,11 @@ pub struct Generations {
 pub struct ReferenceValue {
     pub name: String,
     pub values: Vec<serde_json::Value>,
+    /// Given as one value rather than a list (an RVPS payload
+    /// `{"major_version": 1}`): Trustee's `query_reference_value` then
+    /// answers the value itself, not a list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single: bool,
     /// Unix seconds after which the value is no longer served to policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,

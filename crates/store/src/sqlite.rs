@@ -303,11 +303,16 @@ fn rv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<i64
 
 fn rv_from(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValue> {
     let (name, body, expires_at, version, updated_at) = row;
-    let values = serde_json::from_str(&body)
+    let parsed: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| StoreError::Corrupt(format!("reference value {name:?}: {e}")))?;
+    let (values, single) = match parsed {
+        serde_json::Value::Array(a) => (a, false),
+        one => (vec![one], true),
+    };
     Ok(ReferenceValue {
         name,
         values,
+        single,
         expires_at,
         version,
         updated_at,
@@ -500,8 +505,13 @@ impl Store for SqliteStore {
     }
 
     fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue> {
-        let body =
-            serde_json::to_string(&rv.values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // A single value is stored as itself, a list as a list (older
+        // stores hold lists only).
+        let body = match rv.values.as_slice() {
+            [one] if rv.single => serde_json::to_string(one),
+            _ => serde_json::to_string(&rv.values),
+        }
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with_write(|tx| {
             let version = Self::bump(tx, "reference_values")?;
             tx.execute(

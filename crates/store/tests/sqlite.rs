@@ -28,6 +28,7 @@ fn accepts_roundtrip_and_persists_across_reopen() {
         s.put_reference_value(
             &ReferenceValue {
                 name: "svn".into(),
+                single: false,
                 values: vec![json!("1")],
                 expires_at: None,
                 version: 0,
@@ -120,6 +121,7 @@ fn two_handles_on_one_file_see_each_others_writes() {
     b.put_reference_value(
         &ReferenceValue {
             name: "m".into(),
+            single: false,
             values: vec![],
             expires_at: Some(9),
             version: 0,
@@ -134,6 +136,7 @@ fn two_handles_on_one_file_see_each_others_writes() {
 fn rv(name: &str) -> ReferenceValue {
     ReferenceValue {
         name: name.into(),
+        single: false,
         values: vec![],
         expires_at: None,
         version: 0,

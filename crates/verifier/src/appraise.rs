@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use ward_policy::{Claims, Input, Policy, PolicyError, Unavailable};
+use ward_policy::{Claims, Input, Policy, PolicyError, Provided, Unavailable};
 use ward_proto::ear::{Appraisal, EarClaims, TrustVector, VerifierId, EAT_PROFILE};
 use ward_proto::jwt::{Es256Signer, JwtError};
 
@@ -197,8 +197,43 @@ pub fn issue_token(
 }
 
 /// Load reference values as the `data` document of an attestation policy.
-pub fn reference_data(values: &BTreeMap<String, Vec<Value>>) -> Value {
-    serde_json::json!({ "reference": values })
+/// Each value is given as stored: a list, or one value given on its own.
+/// ward's policies read `data.reference.<name>`, always a list; Trustee's
+/// `query_reference_value(name)` answers the stored shape (see
+/// [`ATTESTATION_FUNCTIONS`]).
+pub fn reference_data(values: &BTreeMap<String, Value>) -> Value {
+    let lists: BTreeMap<&String, Value> = values
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Array(_) => (k, v.clone()),
+            one => (k, Value::Array(vec![one.clone()])),
+        })
+        .collect();
+    serde_json::json!({ "reference": lists, "rvps": values })
+}
+
+/// Functions attestation policies may call besides the builtins:
+/// `query_reference_value(name)`, as Trustee registers it in its policy
+/// engine (the reference value stored under `name`, a list or a single
+/// value as it was set, and `null` when there is none), so that Trustee's
+/// policies run unchanged.
+pub const ATTESTATION_FUNCTIONS: [Provided; 1] = [Provided {
+    function: "query_reference_value",
+    module: "query_reference_value(name) := object.get(data.rvps, name, null)\n",
+}];
+
+/// Compile an attestation policy: package `policy`, at least one rule named
+/// after an AR4SI trust claim ([`TRUST_RULES`]), and every call resolved
+/// (builtins, its own functions, [`ATTESTATION_FUNCTIONS`]).
+pub fn compile_attestation_policy(id: &str, text: &str) -> Result<Policy, PolicyError> {
+    let p = Policy::compile_with(id, text, ATTESTATION_PACKAGE, &ATTESTATION_FUNCTIONS)?;
+    if !TRUST_RULES.iter().any(|r| p.declares(r)) {
+        return Err(PolicyError::MissingRule {
+            id: id.into(),
+            expected: format!("one of the trust-claim rules {}", TRUST_RULES.join(", ")),
+        });
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ pub mod snp;
 mod verify;
 
 pub use appraise::{
-    appraise, default_attestation_policy, issue_token, reference_data, TokenClaims, TokenSettings,
-    ATTESTATION_PACKAGE, EVIDENCE_AT, TRUST_RULES,
+    appraise, compile_attestation_policy, default_attestation_policy, issue_token, reference_data,
+    TokenClaims, TokenSettings, ATTESTATION_FUNCTIONS, ATTESTATION_PACKAGE, EVIDENCE_AT,
+    TRUST_RULES,
 };
 pub use verify::{
     InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError,
