@@ -264,38 +264,56 @@ fn defined_functions<'a>(source: &str, toks: &'a [(Tok, usize, usize)]) -> Vec<&
     out
 }
 
+/// What stands before the `(` at token `i`.
+enum Callee<'a> {
+    /// A dotted name, in order (`["time", "now_ns"]`).
+    Name(Vec<&'a str>),
+    /// A name reached through something that is not a name (`"s".f(`,
+    /// `x[0].f(`, `x.(`): not one this scan can resolve.
+    Unresolvable,
+    /// No name: a grouping parenthesis.
+    Grouping,
+}
+
+fn callee(toks: &[(Tok, usize, usize)], i: usize) -> Callee<'_> {
+    let before = |k: usize| k.checked_sub(1).and_then(|k| toks.get(k)).map(|t| &t.0);
+    let dot = Tok::Punct('.');
+    // Walked back from the name's last part.
+    let mut parts = Vec::new();
+    let mut j = i;
+    while let Some(Tok::Ident(part)) = before(j) {
+        parts.push(part.as_str());
+        j -= 1;
+        if before(j) != Some(&dot) {
+            break;
+        }
+        j -= 1;
+    }
+    if toks.get(j).map(|t| &t.0) == Some(&dot) || before(j) == Some(&dot) {
+        return Callee::Unresolvable;
+    }
+    if parts.is_empty() {
+        return Callee::Grouping;
+    }
+    parts.reverse();
+    Callee::Name(parts)
+}
+
 /// Whether every call in `source` is to a builtin in `PURE` or to a function
 /// the policy defines. A call is a dotted name followed by `(`; a name
 /// reached through a bracket (`x[0].f(`) or in another package
 /// (`data.lib.f(`) cannot be checked and fails.
 fn calls_are_pure(source: &str, toks: &[(Tok, usize, usize)]) -> bool {
     let defined = defined_functions(source, toks);
-    let before = |k: usize| k.checked_sub(1).and_then(|k| toks.get(k)).map(|t| &t.0);
-    let dot = Tok::Punct('.');
     for (i, (tok, _, _)) in toks.iter().enumerate() {
         if tok != &Tok::Punct('(') {
             continue;
         }
-        // The dotted name before `(`, walked back from its last part.
-        let mut parts = Vec::new();
-        let mut j = i;
-        while let Some(Tok::Ident(part)) = before(j) {
-            parts.push(part.as_str());
-            j -= 1;
-            if before(j) != Some(&dot) {
-                break;
-            }
-            j -= 1;
-        }
-        // A dot after something that is not a name (`"s".f(`, `x[0].f(`,
-        // `x.(`): not a name this scan can resolve.
-        if toks.get(j).map(|t| &t.0) == Some(&dot) || before(j) == Some(&dot) {
-            return false;
-        }
-        if parts.is_empty() {
-            continue; // grouping
-        }
-        parts.reverse();
+        let parts = match callee(toks, i) {
+            Callee::Name(parts) => parts,
+            Callee::Unresolvable => return false,
+            Callee::Grouping => continue,
+        };
         let name = parts.join(".");
         let single = |set: &[&str]| parts.len() == 1 && set.contains(&parts[0]);
         if OUTPUT.contains(&name.as_str())
@@ -314,27 +332,14 @@ fn calls_are_pure(source: &str, toks: &[(Tok, usize, usize)]) -> bool {
 pub fn called_functions(source: &str) -> Vec<String> {
     let toks = tokenize(source);
     let defined = defined_functions(source, &toks);
-    let before = |k: usize| k.checked_sub(1).and_then(|k| toks.get(k)).map(|t| &t.0);
-    let dot = Tok::Punct('.');
     let mut out: Vec<String> = Vec::new();
     for (i, (tok, _, _)) in toks.iter().enumerate() {
         if tok != &Tok::Punct('(') {
             continue;
         }
-        let mut parts = Vec::new();
-        let mut j = i;
-        while let Some(Tok::Ident(part)) = before(j) {
-            parts.push(part.as_str());
-            j -= 1;
-            if before(j) != Some(&dot) {
-                break;
-            }
-            j -= 1;
-        }
-        if parts.is_empty() || toks.get(j).map(|t| &t.0) == Some(&dot) || before(j) == Some(&dot) {
+        let Callee::Name(parts) = callee(&toks, i) else {
             continue;
-        }
-        parts.reverse();
+        };
         if parts.len() == 1 && (defined.contains(&parts[0]) || KEYWORDS.contains(&parts[0])) {
             continue;
         }
