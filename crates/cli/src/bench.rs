@@ -134,7 +134,7 @@ async fn one_op(
             fresh()?.attest().await?;
         }
         "flow" => {
-            let mut c = fresh()?;
+            let c = fresh()?;
             c.attest().await?;
             c.fetch(path, false).await?;
         }
@@ -166,7 +166,7 @@ async fn phase(
         let (a, http, path, remaining) = (a.clone(), http.clone(), path.clone(), remaining.clone());
         tasks.push(tokio::spawn(async move {
             let session = if a.mode == "get" {
-                let mut c = KbsClient::with_http(
+                let c = KbsClient::with_http(
                     http.clone(),
                     &a.url,
                     Arc::new(SampleAttester::default()),

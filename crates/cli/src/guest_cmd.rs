@@ -372,7 +372,7 @@ pub fn client(a: &GuestArgs) -> Result<KbsClient> {
 }
 
 pub async fn attest(a: AttestArgs) -> Result<()> {
-    let mut c = client(&a.guest)?;
+    let c = client(&a.guest)?;
     let token = c.attest().await?;
     if a.claims {
         let t = ward_proto::jwt::UnverifiedJwt::parse(&token)?;
@@ -385,7 +385,7 @@ pub async fn attest(a: AttestArgs) -> Result<()> {
 
 pub async fn get_resource(a: GetResourceArgs) -> Result<()> {
     let path = ResourcePath::parse_uri(&a.uri)?;
-    let mut c = client(&a.guest)?;
+    let c = client(&a.guest)?;
     let data = c.get_resource(&path).await?;
     match &a.output {
         Some(p) => std::fs::write(p, &data).with_context(|| format!("writing {}", p.display()))?,
@@ -401,6 +401,20 @@ pub struct GuestServeArgs {
     /// Local API address; must be loopback.
     #[arg(long, default_value = "127.0.0.1:8006")]
     pub listen: std::net::SocketAddr,
+    /// Overall deadline, in seconds, of a call that needs the KBS
+    /// (attestation, retries and fetch together); past it the call answers
+    /// 504 KbsTimeout.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
+    pub deadline_secs: f64,
+}
+
+fn positive_secs(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.01..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.01 and 3600"
+        )),
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -428,7 +442,8 @@ pub async fn run(cmd: GuestCmd) -> Result<()> {
     println!("listening on {addr}");
     ward_guest::api::serve(
         listener,
-        ward_guest::api::GuestApi::new(client),
+        ward_guest::api::GuestApi::new(client)
+            .with_deadline(std::time::Duration::from_secs_f64(a.deadline_secs)),
         ward_guest::api::limits(),
         ward_kbs::serve::shutdown_signal(),
     )

@@ -13,11 +13,15 @@
 //!
 //! Errors are `{"error": <kind>, "detail": <text>}` with a status telling a
 //! policy denial (403) from an unknown resource (404), a refused attestation
-//! (401) and an unreachable or misbehaving KBS (502). Resource bytes never
-//! reach a log line.
+//! (401), an unreachable or misbehaving KBS (502) and a KBS that did not
+//! answer within the call deadline (504), also for unknown paths (404) and
+//! methods (405). Resource bytes never reach a log line.
+//!
+//! Calls run concurrently: `/aa/evidence` never waits on the KBS, and calls
+//! that need a session share one in-flight attestation. Every call that
+//! needs the KBS has an overall deadline ([`GuestApi::with_deadline`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -25,16 +29,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::sync::Mutex;
 use ward_proto::ResourcePath;
 
 use crate::client::{GuestError, KbsClient};
 
-/// Shared state: one KBS client (one TEE key, one session).
+/// Shared state: one KBS client (one TEE key, one session, shared by all
+/// calls) and the deadline of a call that needs the KBS.
 #[derive(Clone)]
 pub struct GuestApi {
-    client: Arc<Mutex<KbsClient>>,
+    client: KbsClient,
+    deadline: std::time::Duration,
 }
+
+/// Default overall deadline of a call that needs the KBS.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct ApiError(StatusCode, &'static str, String);
 
@@ -65,7 +73,38 @@ impl From<GuestError> for ApiError {
 impl GuestApi {
     pub fn new(client: KbsClient) -> Self {
         Self {
-            client: Arc::new(Mutex::new(client)),
+            client,
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+
+    /// The overall deadline of a call that needs the KBS (attestation and
+    /// resource fetch together, retries included); past it the call
+    /// answers 504 `KbsTimeout`.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Run `op` against the KBS within the call deadline.
+    async fn kbs<T>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, GuestError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.deadline, op).await {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                tracing::warn!(%what, deadline_ms = self.deadline.as_millis() as u64, "the KBS did not answer in time");
+                Err(ApiError(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "KbsTimeout",
+                    format!(
+                        "the KBS did not answer within {} s ({what})",
+                        self.deadline.as_secs_f64()
+                    ),
+                ))
+            }
         }
     }
 
@@ -76,6 +115,16 @@ impl GuestApi {
             .route("/cdh/resource/{repo}/{kind}/{tag}", get(resource))
             .route("/cdh/unseal", axum::routing::post(unseal))
             .route("/healthz", get(|| async { "ok" }))
+            .fallback(|| async {
+                ApiError(StatusCode::NOT_FOUND, "NotFound", "no such endpoint".into())
+            })
+            .method_not_allowed_fallback(|| async {
+                ApiError(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "this endpoint does not take this method".into(),
+                )
+            })
             .with_state(self)
     }
 }
@@ -94,7 +143,7 @@ async fn token(
             ))
         }
     }
-    let token = api.client.lock().await.valid_token().await?;
+    let token = api.kbs("token", api.client.valid_token()).await?;
     Ok(Json(json!({ "token": token })))
 }
 
@@ -113,8 +162,8 @@ async fn evidence(
             ),
         ));
     }
-    let client = api.client.lock().await;
-    Ok(Json(client.evidence(rd)?))
+    // Needs only the attester: never waits on the KBS.
+    Ok(Json(api.client.evidence(rd)?))
 }
 
 async fn resource(
@@ -128,7 +177,7 @@ async fn resource(
             e.to_string(),
         )
     })?;
-    let data = api.client.lock().await.get_resource(&path).await?;
+    let data = api.kbs("resource", api.client.get_resource(&path)).await?;
     tracing::info!(resource = %path, bytes = data.len(), "resource delivered");
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
@@ -144,8 +193,21 @@ async fn unseal(State(api): State<GuestApi>, body: String) -> Result<Response, A
         })?,
         Err(_) => body,
     };
-    let mut client = api.client.lock().await;
-    match crate::sealed::unseal(&mut client, &text).await {
+    let unsealed =
+        match tokio::time::timeout(api.deadline, crate::sealed::unseal(&api.client, &text)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(ApiError(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "KbsTimeout",
+                    format!(
+                        "the KBS did not answer within {} s (unseal)",
+                        api.deadline.as_secs_f64()
+                    ),
+                ))
+            }
+        };
+    match unsealed {
         Ok(plain) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], plain).into_response())
         }

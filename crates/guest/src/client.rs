@@ -23,7 +23,7 @@ const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 /// What went wrong, kept apart so callers can tell a policy denial from a
 /// network problem from a failed attestation. No variant carries secrets.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum GuestError {
     #[error("cannot reach the KBS: {0}")]
@@ -85,25 +85,44 @@ impl Default for ClientOptions {
 }
 
 /// A KBS client bound to one server and one attester, holding the
-/// ephemeral TEE key for its lifetime.
-pub struct KbsClient {
+/// ephemeral TEE key for its lifetime. Cheap to clone (the clones share the
+/// session), and usable from many tasks at once: resource requests run
+/// concurrently, and those that need a session share one in-flight
+/// attestation instead of each running their own.
+#[derive(Clone)]
+pub struct KbsClient(Arc<Inner>);
+
+struct Inner {
     http: reqwest::Client,
     base: String,
     attester: Arc<dyn Attester>,
     key: TeeKeyPair,
+    attempts: u32,
+    init_data: Option<InitDataState>,
+    max_response: usize,
+    session: std::sync::Mutex<Session>,
+    /// The attestation running now, if any: the generation it replaces and
+    /// where its outcome will appear.
+    inflight: std::sync::Mutex<Option<(u64, AttestWatch)>>,
+}
+
+type AttestWatch = tokio::sync::watch::Receiver<Option<Result<String, GuestError>>>;
+
+/// The session: cookie and token of the last attestation, and a counter of
+/// attestations so a stale failure does not start a second one.
+#[derive(Clone, Default)]
+struct Session {
     cookie: Option<String>,
     token: Option<String>,
     /// Expiry (unix seconds) of `token`, from its `exp` claim.
     token_exp: i64,
-    attempts: u32,
-    init_data: Option<InitDataState>,
-    max_response: usize,
+    generation: u64,
 }
 
 struct InitDataState {
     toml: String,
     parsed: InitData,
-    checked: bool,
+    checked: std::sync::atomic::AtomicBool,
 }
 
 /// Re-attest this long before the token expires.
@@ -157,19 +176,27 @@ impl KbsClient {
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| GuestError::Setup(e.to_string()))?;
-        let mut c = Self::with_http(http, url, attester, opts.rsa_key)?;
-        c.attempts = opts.attempts.max(1);
-        c.max_response = opts.max_response;
-        if let Some(toml) = opts.init_data {
-            let parsed =
-                InitData::parse("toml", &toml).map_err(|e| GuestError::InitData(e.to_string()))?;
-            c.init_data = Some(InitDataState {
-                toml,
-                parsed,
-                checked: false,
-            });
-        }
-        Ok(c)
+        let init_data = match opts.init_data {
+            Some(toml) => {
+                let parsed = InitData::parse("toml", &toml)
+                    .map_err(|e| GuestError::InitData(e.to_string()))?;
+                Some(InitDataState {
+                    toml,
+                    parsed,
+                    checked: false.into(),
+                })
+            }
+            None => None,
+        };
+        Self::build(
+            http,
+            url,
+            attester,
+            opts.rsa_key,
+            opts.attempts.max(1),
+            init_data,
+            opts.max_response,
+        )
     }
 
     /// Share one HTTP client (connection pool) between many KBS clients.
@@ -179,40 +206,76 @@ impl KbsClient {
         attester: Arc<dyn Attester>,
         rsa: bool,
     ) -> Result<Self, GuestError> {
+        Self::build(http, url, attester, rsa, 3, None, MAX_RESPONSE)
+    }
+
+    fn build(
+        http: reqwest::Client,
+        url: &str,
+        attester: Arc<dyn Attester>,
+        rsa: bool,
+        attempts: u32,
+        init_data: Option<InitDataState>,
+        max_response: usize,
+    ) -> Result<Self, GuestError> {
         let key = if rsa {
             TeeKeyPair::generate_rsa()
         } else {
             TeeKeyPair::generate_ec(Curve::P256)
         }
         .map_err(|e| GuestError::Setup(e.to_string()))?;
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             http,
             base: url.trim_end_matches('/').to_string(),
             attester,
             key,
-            cookie: None,
-            token: None,
-            token_exp: 0,
-            attempts: 3,
-            init_data: None,
-            max_response: MAX_RESPONSE,
-        })
+            attempts,
+            init_data,
+            max_response,
+            session: Default::default(),
+            inflight: Default::default(),
+        })))
     }
 
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    fn session(&self) -> Session {
+        self.0
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The token of the current session, if any.
+    pub fn token(&self) -> Option<String> {
+        self.session().token
+    }
+
+    /// The attester this client gathers evidence with.
+    pub fn attester(&self) -> &Arc<dyn Attester> {
+        &self.0.attester
     }
 
     /// A token valid for a while yet, attesting when there is none or it
     /// is about to expire.
-    pub async fn valid_token(&mut self) -> Result<String, GuestError> {
-        match &self.token {
-            Some(t) if unix_now() + EXPIRY_MARGIN_SECS < self.token_exp => Ok(t.clone()),
-            _ => self.attest().await,
+    pub async fn valid_token(&self) -> Result<String, GuestError> {
+        let s = self.session();
+        match s.token {
+            Some(t) if unix_now() + EXPIRY_MARGIN_SECS < s.token_exp => Ok(t),
+            _ => self.attest_after(s.generation).await,
         }
     }
 
     /// Run `op` up to `attempts` times while it fails transiently.
+    async fn retrying<T, F, Fut>(&self, what: &str, op: F) -> Result<T, GuestError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GuestError>>,
+    {
+        self.0.retrying(what, op).await
+    }
+}
+
+impl Inner {
     async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, GuestError>
     where
         F: FnMut() -> Fut,
@@ -266,27 +329,69 @@ impl KbsClient {
         Ok((status, cookie, body))
     }
 
-    /// Run `/auth` and `/attest` (retrying transient failures); keeps the
+    /// Run `/auth` and `/attest` (retrying transient failures) unless
+    /// another one is already running, then share its outcome; keeps the
     /// session cookie and the token.
-    pub async fn attest(&mut self) -> Result<String, GuestError> {
+    async fn attest_shared(self: &Arc<Self>, after: u64) -> Result<String, GuestError> {
+        let mut rx = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // A newer session than the caller saw: use it.
+            {
+                let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                if s.generation > after {
+                    if let Some(t) = &s.token {
+                        return Ok(t.clone());
+                    }
+                }
+            }
+            match &*inflight {
+                Some((_, rx)) => rx.clone(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    *inflight = Some((after, rx.clone()));
+                    let me = self.clone();
+                    // Its own task: the attestation completes for the other
+                    // waiters even if the caller that started it gives up.
+                    tokio::spawn(async move {
+                        let result = me.attest_now().await;
+                        *me.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        let _ = tx.send(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return Err(GuestError::Setup("the attestation task ended".into()));
+            }
+        }
+    }
+
+    async fn attest_now(&self) -> Result<String, GuestError> {
         self.check_init_data()?;
         let (cookie, token) = self.retrying("attest", || self.handshake()).await?;
         let exp = ward_proto::jwt::UnverifiedJwt::parse(&token)
             .ok()
             .and_then(|t| t.claims.get("exp").and_then(Value::as_i64))
             .unwrap_or(i64::MAX);
-        self.cookie = Some(cookie);
-        self.token = Some(token.clone());
-        self.token_exp = exp;
+        let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        s.cookie = Some(cookie);
+        s.token = Some(token.clone());
+        s.token_exp = exp;
+        s.generation += 1;
         Ok(token)
     }
 
     /// Init-data is used only when the TEE binds its digest.
-    fn check_init_data(&mut self) -> Result<(), GuestError> {
-        let Some(st) = &mut self.init_data else {
+    fn check_init_data(&self) -> Result<(), GuestError> {
+        let Some(st) = &self.init_data else {
             return Ok(());
         };
-        if st.checked {
+        if st.checked.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
         if let Some(pcr) = off_runtime(&*self.attester, |a| a.init_data_pcr())? {
@@ -301,7 +406,7 @@ impl KbsClient {
                     hex::encode(&st.parsed.digest)
                 )));
             }
-            st.checked = true;
+            st.checked.store(true, std::sync::atomic::Ordering::Release);
             return Ok(());
         }
         let field = off_runtime(&*self.attester, |a| a.init_data_field())?.ok_or_else(|| {
@@ -317,7 +422,7 @@ impl KbsClient {
                 hex::encode(&st.parsed.digest)
             )));
         }
-        st.checked = true;
+        st.checked.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -383,19 +488,36 @@ impl KbsClient {
             .map_err(|e| GuestError::Protocol(format!("attestation answer: {e}")))?;
         Ok((new_cookie.unwrap_or(cookie), token.token))
     }
+}
+
+impl KbsClient {
+    /// Run `/auth` and `/attest` (retrying transient failures), or share
+    /// the attestation already running; keeps the session cookie and the
+    /// token.
+    pub async fn attest(&self) -> Result<String, GuestError> {
+        let generation = self.session().generation;
+        self.attest_after(generation).await
+    }
+
+    /// Attest unless a session newer than `generation` exists by now.
+    async fn attest_after(&self, generation: u64) -> Result<String, GuestError> {
+        self.0.attest_shared(generation).await
+    }
 
     /// Fetch and decrypt a resource, attesting first if there is no session
     /// yet, and once more if the server no longer accepts the session.
-    pub async fn get_resource(&mut self, path: &ResourcePath) -> Result<Vec<u8>, GuestError> {
-        if self.cookie.is_none() || unix_now() + EXPIRY_MARGIN_SECS >= self.token_exp {
-            self.attest().await?;
+    pub async fn get_resource(&self, path: &ResourcePath) -> Result<Vec<u8>, GuestError> {
+        let mut s = self.session();
+        if s.cookie.is_none() || unix_now() + EXPIRY_MARGIN_SECS >= s.token_exp {
+            self.attest_after(s.generation).await?;
+            s = self.session();
         }
         let first = self.retrying("fetch", || self.fetch(path, false)).await;
         match first {
             // The server no longer accepts the session (restarted with other
             // keys, token revoked or expired): attest again, once.
             Err(GuestError::Http { status: 401, .. }) => {
-                self.attest().await?;
+                self.attest_after(s.generation).await?;
                 self.retrying("fetch", || self.fetch(path, false)).await
             }
             other => other,
@@ -405,28 +527,28 @@ impl KbsClient {
     /// One GET with the current session cookie, or with the token as a
     /// bearer credential when `bearer` is set.
     pub async fn fetch(&self, path: &ResourcePath, bearer: bool) -> Result<Vec<u8>, GuestError> {
-        let mut req = self
-            .http
-            .get(format!("{}/kbs/v0/resource/{path}", self.base));
+        let me = &self.0;
+        let s = self.session();
+        let mut req = me.http.get(format!("{}/kbs/v0/resource/{path}", me.base));
         if bearer {
-            let t = self
+            let t = s
                 .token
                 .as_deref()
                 .ok_or_else(|| GuestError::Setup("no token yet".into()))?;
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-        } else if let Some(c) = &self.cookie {
+        } else if let Some(c) = &s.cookie {
             req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
         }
         let resp = req
             .send()
             .await
             .map_err(|e| GuestError::Network(e.to_string()))?;
-        let (status, _, body) = self.read(resp).await?;
+        let (status, _, body) = me.read(resp).await?;
         match status {
             StatusCode::OK => {
                 let jwe: FlattenedJwe = serde_json::from_slice(&body)
                     .map_err(|e| GuestError::Protocol(format!("resource answer: {e}")))?;
-                Ok(jwe::decrypt(&self.key, &jwe)?)
+                Ok(jwe::decrypt(&me.key, &jwe)?)
             }
             StatusCode::FORBIDDEN => Err(GuestError::PolicyDenied(error_of(status, &body).1)),
             StatusCode::NOT_FOUND => Err(GuestError::NotFound(error_of(status, &body).1)),
@@ -443,7 +565,7 @@ impl KbsClient {
 
     /// The raw evidence JSON this client would send for `report_data`.
     pub fn evidence(&self, report_data: &[u8]) -> Result<Value, GuestError> {
-        Ok(off_runtime(&*self.attester, |a| a.evidence(report_data))?)
+        Ok(off_runtime(&*self.0.attester, |a| a.evidence(report_data))?)
     }
 }
 

@@ -101,7 +101,7 @@ impl<'a> Sealed<'a> {
 
 /// Unseal with an attested KBS client: verify the owner's signature, then
 /// fetch (vault) or decrypt (envelope) the secret.
-pub async fn unseal(client: &mut KbsClient, text: &str) -> Result<Vec<u8>, SealError> {
+pub async fn unseal(client: &KbsClient, text: &str) -> Result<Vec<u8>, SealError> {
     let sealed = Sealed::parse(text)?;
     let jwk = client.get_resource(&sealed.kid()?).await?;
     let payload = sealed.verify(&jwk)?.clone();

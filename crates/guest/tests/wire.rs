@@ -96,7 +96,7 @@ async fn kbs_answering(log: Log, resource: StatusCode, body: String) -> String {
 async fn ward_guest_requests_match_the_captured_reference_client() {
     let log: Log = Default::default();
     let url = kbs(log.clone(), StatusCode::FORBIDDEN).await;
-    let mut c = KbsClient::new(
+    let c = KbsClient::new(
         &url,
         Arc::new(SampleAttester::default()),
         ClientOptions::default(),
@@ -147,7 +147,7 @@ async fn ward_guest_requests_match_the_captured_reference_client() {
 #[tokio::test]
 async fn a_denial_and_a_garbage_answer_are_told_apart() {
     let url = kbs(Default::default(), StatusCode::FORBIDDEN).await;
-    let mut c = KbsClient::new(
+    let c = KbsClient::new(
         &url,
         Arc::new(SampleAttester::default()),
         ClientOptions::default(),
@@ -162,7 +162,7 @@ async fn a_denial_and_a_garbage_answer_are_told_apart() {
 
     // 200 with something that is not a JWE: a protocol error, no panic.
     let url = kbs(Default::default(), StatusCode::OK).await;
-    let mut c = KbsClient::new(
+    let c = KbsClient::new(
         &url,
         Arc::new(SampleAttester::default()),
         ClientOptions::default(),
@@ -188,7 +188,7 @@ async fn init_data_is_sent_only_when_the_tee_binds_it() {
     let bound = SampleAttester {
         init_data: Some(digest[..32].to_vec()),
     };
-    let mut c = KbsClient::new(&url, Arc::new(bound), opts()).unwrap();
+    let c = KbsClient::new(&url, Arc::new(bound), opts()).unwrap();
     c.attest().await.unwrap();
     let attest = log.lock().unwrap()[1].2.clone();
     assert_eq!(attest["init-data"], json!({"format": "toml", "body": toml}));
@@ -202,7 +202,7 @@ async fn init_data_is_sent_only_when_the_tee_binds_it() {
         },
         SampleAttester::default(),
     ] {
-        let mut c = KbsClient::new(&url, Arc::new(a), opts()).unwrap();
+        let c = KbsClient::new(&url, Arc::new(a), opts()).unwrap();
         assert!(matches!(c.attest().await, Err(GuestError::InitData(_))));
     }
     assert!(log.lock().unwrap().is_empty());
@@ -234,7 +234,7 @@ async fn bad_resource_answers_are_clear_errors() {
             max_response: 4096,
             ..Default::default()
         };
-        let mut c = KbsClient::new(&url, Arc::new(SampleAttester::default()), opts).unwrap();
+        let c = KbsClient::new(&url, Arc::new(SampleAttester::default()), opts).unwrap();
         let e = c.get_resource(&p).await.unwrap_err();
         assert!(e.to_string().contains(want), "{want}: {e}");
         assert!(!e.to_string().contains("not for you"));

@@ -89,7 +89,7 @@ async fn serves_tls_with_configured_certificate() {
         ..Default::default()
     };
     let attester = Arc::new(ward_guest::SampleAttester::default());
-    let mut c = ward_guest::KbsClient::new(
+    let c = ward_guest::KbsClient::new(
         &url,
         attester.clone(),
         opts(Some(cert.cert.pem().into_bytes())),
@@ -97,7 +97,7 @@ async fn serves_tls_with_configured_certificate() {
     .unwrap();
     let token = c.attest().await.unwrap();
     assert_eq!(token.split('.').count(), 3, "a JWT");
-    let mut c = ward_guest::KbsClient::new(&url, attester, opts(None)).unwrap();
+    let c = ward_guest::KbsClient::new(&url, attester, opts(None)).unwrap();
     let e = c.attest().await.unwrap_err();
     assert!(matches!(e, ward_guest::GuestError::Network(_)), "{e}");
 

@@ -194,7 +194,8 @@ pub trait Store: Send + Sync {
     /// has been answered, until `expires_at` (Unix seconds). Returns `false`
     /// when it was already recorded: the caller must refuse the replay.
     /// Every process sharing the backing database sees the record at once,
-    /// and the record is durable once this returns.
+    /// and it survives a crash of this process; an implementation may trade
+    /// its durability across a power loss for speed, and must say so.
     fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool>;
     /// Forget consumed nonces whose expiry is at or before `now` (their
     /// sessions can no longer be opened); returns how many were dropped.
