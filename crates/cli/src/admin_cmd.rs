@@ -59,8 +59,10 @@ enum AdminCmd {
         role: String,
         #[arg(long, default_value = "ward-admin")]
         subject: String,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds (the server refuses tokens living longer
+        /// than its `[admin] max_token_lifetime_secs`, default one day). A
+        /// negative lifetime mints an already expired token, for tests.
+        #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
         lifetime: i64,
     },
 }

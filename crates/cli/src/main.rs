@@ -134,8 +134,39 @@ fn init_logging(format: &str) {
     }
 }
 
+/// A closed output pipe (`ward verify … | head`) ends the program quietly,
+/// as it does any Unix filter. Commands that hold sockets keep SIGPIPE
+/// ignored (a peer closing a connection must not kill a server); for them a
+/// failed write to stdout ends the process without a panic message.
+fn quiet_on_closed_pipe(holds_sockets: bool) {
+    if !holds_sockets {
+        // SAFETY: restoring the default disposition of one signal before
+        // any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    quiet_on_closed_pipe(matches!(
+        cli.cmd,
+        Cmd::Serve(_) | Cmd::Guest(_) | Cmd::Bench(_)
+    ));
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {
         let cfg = serve_config(&a)?;

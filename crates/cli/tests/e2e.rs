@@ -158,6 +158,11 @@ fn stores_with_admin_fetches_with_get_resource_and_denies_without_dev() {
             assert!(!out.status.success());
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("denied by the KBS resource policy"), "{err}");
+            // Issue 18, item 7: and why, from the appraisal.
+            assert!(
+                err.contains("ear.status is contraindicated") && err.contains("hardware 97"),
+                "{err}"
+            );
             assert!(out.stdout.is_empty());
             // A policy bound to the prefix `default/test` releases it; once
             // unbound, the default policy denies again.
@@ -1826,4 +1831,96 @@ fn bench_reports_each_mode_and_fails_on_denial() {
             .status
             .success());
     }
+}
+
+/// Issue 18, item 7: `ward verify … | head` used to panic on the closed
+/// pipe; every command now ends quietly.
+#[test]
+fn a_closed_output_pipe_ends_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = dir.path().join("e.json");
+    std::fs::write(
+        &evidence,
+        serde_json::to_vec(&json!({"svn": "1", "report_data": b64::std_encode([0u8; 48])}))
+            .unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "verify",
+            "--tee",
+            "sample",
+            "--evidence",
+            evidence.to_str().unwrap(),
+        ],
+        vec!["--help"],
+    ] {
+        let mut child = Command::new(WARD)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
+
+/// Issue 18, item 7: admin tokens are limited to one day by default (the
+/// bootstrap token excepted), and `--lifetime -120` mints an expired token.
+#[test]
+fn admin_token_lifetimes_are_bounded_and_negative_lifetimes_mint_expired_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let s = serve(&data, &[]);
+    let key = data.join("admin/admin-key.pem");
+    let mint = |lifetime: &str| {
+        let out = ward(&[
+            "admin",
+            "token",
+            "--key",
+            key.to_str().unwrap(),
+            "--lifetime",
+            lifetime,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let list = |token: &str| {
+        ward(&[
+            "admin", "--url", &s.url, "--token", token, "resource", "list",
+        ])
+    };
+    assert!(list(&mint("3600")).status.success());
+    for (lifetime, why) in [("172800", "max_token_lifetime_secs"), ("-120", "expired")] {
+        let out = list(&mint(lifetime));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{lifetime}: {err}"
+        );
+    }
+    // The bootstrap token (a year) is the exception.
+    let out = ward(&[
+        "admin",
+        "--url",
+        &s.url,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "resource",
+        "list",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

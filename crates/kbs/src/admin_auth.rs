@@ -44,15 +44,44 @@ pub fn role_allows(role: &str, p: Permission) -> bool {
     }
 }
 
+/// Default longest lifetime of an admin token: one day.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 24 * 3600;
+
 /// The trusted admin keys.
-#[derive(Default)]
 pub struct AdminAuth {
     keys: Vec<VerifyingKey>,
+    /// The bootstrap key: its tokens are exempt from `max_lifetime`.
+    bootstrap: Option<VerifyingKey>,
+    max_lifetime: i64,
+}
+
+impl Default for AdminAuth {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl AdminAuth {
     pub fn new(keys: Vec<VerifyingKey>) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            bootstrap: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME_SECS,
+        }
+    }
+
+    /// Also trust the bootstrap key, whose long-lived token is exempt from
+    /// the lifetime limit.
+    pub fn with_bootstrap(mut self, key: Option<VerifyingKey>) -> Self {
+        self.bootstrap = key;
+        self
+    }
+
+    /// Refuse tokens (other than the bootstrap token) that live longer than
+    /// `secs`.
+    pub fn with_max_lifetime(mut self, secs: i64) -> Self {
+        self.max_lifetime = secs;
+        self
     }
 
     /// Load a key file: a PEM public key (or several), or a JWKS JSON file.
@@ -90,7 +119,7 @@ impl AdminAuth {
     }
 
     pub fn is_configured(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || self.bootstrap.is_some()
     }
 
     /// Check the `Authorization` header value for `perm` as of `now`.
@@ -112,15 +141,47 @@ impl AdminAuth {
                     "admin API requires Authorization: Bearer <token>",
                 )
             })?;
-        if self.keys.is_empty() {
+        if !self.is_configured() {
             return Err(ApiError::unauthorized(
                 "AdminAuth",
                 "no admin keys are configured",
             ));
         }
-        let claims = jwt::verify(token, &self.keys, now, None)
-            .map_err(|e| ApiError::unauthorized("AdminAuth", format!("admin token: {e}")))?
-            .0;
+        let refused =
+            |e: jwt::JwtError| ApiError::unauthorized("AdminAuth", format!("admin token: {e}"));
+        let (claims, by_bootstrap) =
+            match (jwt::verify(token, &self.keys, now, None), &self.bootstrap) {
+                (Ok(v), _) => (v.0, false),
+                (Err(jwt::JwtError::Signature), Some(b)) => (
+                    jwt::verify(token, std::slice::from_ref(b), now, None)
+                        .map_err(refused)?
+                        .0,
+                    true,
+                ),
+                (Err(e), _) => return Err(refused(e)),
+            };
+        // Only the bootstrap token itself (its issuer, its key) may outlive
+        // the limit; other tokens minted with the bootstrap key may not.
+        let exempt = by_bootstrap
+            && claims.get("iss").and_then(Value::as_str)
+                == Some(crate::bootstrap::BOOTSTRAP_ISSUER);
+        if !exempt {
+            let exp = claims
+                .get("exp")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX);
+            let from = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+            let lifetime = exp.saturating_sub(from);
+            if lifetime > self.max_lifetime {
+                return Err(ApiError::unauthorized(
+                    "AdminAuth",
+                    format!(
+                        "admin token lives {lifetime} s, longer than the {} s allowed ([admin] max_token_lifetime_secs); mint a shorter one",
+                        self.max_lifetime
+                    ),
+                ));
+            }
+        }
         let roles: Vec<&str> = match (claims.get("role"), claims.get("roles")) {
             (Some(Value::String(r)), _) => vec![r.as_str()],
             (_, Some(Value::Array(rs))) => rs.iter().filter_map(Value::as_str).collect(),

@@ -21,6 +21,9 @@ pub const ADMIN_DIR: &str = "admin";
 pub const ADMIN_KEY: &str = "admin-key.pem";
 pub const ADMIN_PUB: &str = "admin-pub.pem";
 pub const ADMIN_TOKEN: &str = "admin-token";
+/// The `iss` of the bootstrap admin token (exempt from the admin token
+/// lifetime limit when signed by the bootstrap key).
+pub const BOOTSTRAP_ISSUER: &str = "ward-bootstrap";
 
 /// What bootstrapping did, for the log.
 #[derive(Debug, Default)]
@@ -131,7 +134,7 @@ pub fn admin_bootstrap(
         .map_err(|_| "key encoding failed")?;
     let signer = Es256Signer::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
     let claims = json!({
-        "iss": "ward-bootstrap",
+        "iss": BOOTSTRAP_ISSUER,
         "sub": "bootstrap-admin",
         "role": "admin",
         "iat": now,

@@ -154,6 +154,8 @@ pub struct TlsConfig {
 pub struct TokenConfig {
     pub lifetime_secs: i64,
     pub issuer: String,
+    /// `ear.verifier-id.developer` in issued tokens.
+    pub verifier_developer: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +168,10 @@ pub struct AdminConfig {
     pub bootstrap: bool,
     /// Lifetime of the bootstrap admin token, seconds.
     pub bootstrap_token_lifetime_secs: i64,
+    /// Admin tokens living longer than this (`exp - iat`, or `exp - now`
+    /// without `iat`) are refused; the bootstrap token, signed by the
+    /// bootstrap key, is the one exception.
+    pub max_token_lifetime_secs: i64,
 }
 
 impl Default for Config {
@@ -194,6 +200,7 @@ impl Default for TokenConfig {
         Self {
             lifetime_secs: 300,
             issuer: "ward".into(),
+            verifier_developer: ward_verifier::DEFAULT_DEVELOPER.into(),
         }
     }
 }
@@ -204,6 +211,7 @@ impl Default for AdminConfig {
             keys: vec![],
             bootstrap: true,
             bootstrap_token_lifetime_secs: 365 * 24 * 3600,
+            max_token_lifetime_secs: 24 * 3600,
         }
     }
 }
@@ -219,6 +227,9 @@ impl Config {
         }
         if self.session_ttl_secs <= 0 || self.token.lifetime_secs <= 0 {
             return Err("session_ttl_secs and token.lifetime_secs must be positive".into());
+        }
+        if self.admin.max_token_lifetime_secs <= 0 {
+            return Err("admin.max_token_lifetime_secs must be positive".into());
         }
         if self.workers == Some(0) {
             return Err("workers must be at least 1".into());

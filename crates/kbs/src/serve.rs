@@ -145,9 +145,10 @@ pub fn build_state(
     for p in &cfg.admin.keys {
         admin_keys.extend(AdminAuth::load_file(p)?);
     }
+    let mut bootstrap_key = None;
     if cfg.admin.bootstrap {
         let (vk, created, token_path) = admin_bootstrap(cfg, clock.now())?;
-        admin_keys.push(vk);
+        bootstrap_key = Some(vk);
         info.created_admin_token = created;
         info.admin_token_path = Some(token_path);
     }
@@ -156,6 +157,7 @@ pub fn build_state(
         token: TokenSettings {
             issuer: cfg.token.issuer.clone(),
             lifetime_secs: cfg.token.lifetime_secs,
+            developer: cfg.token.verifier_developer.clone(),
         },
         dev: cfg.dev,
         secure_cookies: cfg.tls.is_some(),
@@ -165,7 +167,9 @@ pub fn build_state(
         store,
         verifiers,
         settings,
-        AdminAuth::new(admin_keys),
+        AdminAuth::new(admin_keys)
+            .with_bootstrap(bootstrap_key)
+            .with_max_lifetime(cfg.admin.max_token_lifetime_secs),
         clock,
     )
     .map_err(|e| format!("{e:?}"))?;

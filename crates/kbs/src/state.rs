@@ -484,9 +484,14 @@ impl AppState {
             .eval_bool_claims(&entry.claims, "allow")
             .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?;
         if !allowed {
+            // The caller learns why (the appraisal, never reference values
+            // or policy text), and the refusal is logged with the same words.
             return Err(ApiError::forbidden(
                 "PolicyDeny",
-                format!("Access denied by policy for resource {key}"),
+                format!(
+                    "Access denied by policy for resource {key}: {}",
+                    entry.claims.appraisal_summary()
+                ),
             ));
         }
         let data = self.0.resources.get(self.0.store.as_ref(), &key, &gen)?;

@@ -693,6 +693,62 @@ async fn answers_404_for_unknown_resource_and_403_on_policy_denial() {
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Issue 18, item 7: the denial explains itself (status, trust vector,
+    // the claims short of affirming), and used to say only "Access denied
+    // by policy".
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    for part in [
+        "ear.status is contraindicated",
+        "hardware=97",
+        "short of affirming: ",
+        "hardware 97: hardware or firmware that the verifier does not recognize",
+    ] {
+        assert!(detail.contains(part), "{part:?} not in {detail:?}");
+    }
+    // The token names ward as its verifier's developer, not a made-up URL.
+    let claims = ward_proto::jwt::UnverifiedJwt::parse(&token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["ear.verifier-id"]["developer"], "ward");
+}
+
+/// Issue 18, item 7: admin tokens living longer than the configured maximum
+/// (default one day) are refused, whatever key signed them.
+#[tokio::test]
+async fn admin_tokens_living_longer_than_the_maximum_are_refused() {
+    let env = Env::new();
+    let (app, store) = env.replica(false);
+    let sign = |claims: Value| env.admin_signer.sign(&claims).unwrap();
+    let list = |t: String| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::GET,
+                "/kbs/v0/admin/resources",
+                &[("authorization", &format!("Bearer {t}"))],
+                "",
+            )
+            .await
+        }
+    };
+    let day = 24 * 3600;
+    let ok = sign(json!({"role": "admin", "iat": T0, "exp": T0 + day}));
+    assert_eq!(list(ok).await.status, StatusCode::OK);
+    let long = sign(json!({"role": "admin", "iat": T0, "exp": T0 + day + 1}));
+    let r = list(long).await;
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (StatusCode::UNAUTHORIZED, "AdminAuth")
+    );
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("max_token_lifetime_secs"));
+    // Without iat, the time left counts.
+    let no_iat = sign(json!({"role": "admin", "exp": T0 + 30 * day}));
+    assert_eq!(list(no_iat).await.status, StatusCode::UNAUTHORIZED);
+    assert!(store.list_resources().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -70,6 +70,48 @@ impl Status {
     }
 }
 
+/// What an AR4SI trust-claim value means, for explaining an appraisal
+/// (draft-ietf-rats-ar4si, section 2.3); `None` for values without a
+/// standard meaning for that claim.
+pub fn trust_claim_meaning(claim: &str, value: i8) -> Option<&'static str> {
+    let m = match (claim.replace('_', "-").as_str(), value) {
+        (_, 0) => "no claim was made",
+        (_, 1) => "the verifier malfunctioned",
+        (_, -1) => "the verifier could not make a claim",
+        ("instance-identity", 2) => "recognized and not compromised",
+        ("instance-identity", 96) => "not recognized, or compromised",
+        ("configuration", 2) => "a known and approved configuration",
+        ("configuration", 3) => "no known vulnerabilities in the configuration",
+        ("configuration", 32) => "the configuration has known vulnerabilities",
+        ("configuration", 36) => "elements of the configuration relevant to security are unavailable to the verifier (for example debug or policy values not approved)",
+        ("configuration", 96) => "the configuration is not supportable",
+        ("executables", 2) => "only recognized, approved executables were loaded",
+        ("executables", 3) => "only recognized, approved executables were loaded during boot",
+        ("executables", 32) => "recognized executables with known vulnerabilities",
+        ("executables", 33) => "executables that are not recognized (for example the launch measurement is not among the reference values)",
+        ("executables", 96) => "contraindicated executables",
+        ("executables", 99) => "executables not recognized and not expected",
+        ("file-system", 2) => "only recognized, approved files",
+        ("file-system", 32) => "unrecognized files",
+        ("file-system", 96) => "contraindicated files",
+        ("hardware", 2) => "genuine, supported hardware and firmware",
+        ("hardware", 32) => "hardware or firmware with known vulnerabilities",
+        ("hardware", 96) => "hardware or firmware that is not safe",
+        ("hardware", 97) => "hardware or firmware that the verifier does not recognize (for example no hardware root of trust, or a TCB below the required level)",
+        ("runtime-opaque", 2) => "memory is encrypted and inaccessible to untrusted components",
+        ("runtime-opaque", 32) => "memory is visible to untrusted components",
+        ("runtime-opaque", 96) => "memory is not protected",
+        ("storage-opaque", 2) => "secrets are kept in hardware-protected storage",
+        ("storage-opaque", 32) => "secrets are kept in storage that is not hardware-protected",
+        ("storage-opaque", 96) => "no protected storage",
+        ("sourced-data", 2) => "all data comes from attested sources",
+        ("sourced-data", 32) => "some data comes from unattested sources",
+        ("sourced-data", 96) => "data comes from contraindicated sources",
+        _ => return None,
+    };
+    Some(m)
+}
+
 impl TrustVector {
     pub fn values(&self) -> [i8; 8] {
         [

@@ -191,8 +191,9 @@ pub trait Store: Send + Sync {
     fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>>;
 
     /// Record that the single-use value `nonce` (an attestation challenge)
-    /// has been answered, until `expires_at` (Unix seconds). Returns `false`
-    /// when it was already recorded: the caller must refuse the replay.
+    /// has been answered, until `expires_at` (Unix seconds, fixed for the
+    /// nonce: it is sealed with it). Returns `false` when the pair was
+    /// already recorded: the caller must refuse the replay.
     /// Every process sharing the backing database sees the record at once,
     /// and it survives a crash of this process; an implementation may trade
     /// its durability across a power loss for speed, and must say so.

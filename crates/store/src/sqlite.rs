@@ -30,10 +30,13 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE collateral (kind TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,
                              fetched_at INTEGER NOT NULL, PRIMARY KEY (kind, key));",
     // 3: attestation nonces already answered, kept until their session
-    // expires so that a replayed /attest is refused on every replica.
+    // expires so that a replayed /attest is refused on every replica. Keyed
+    // by (expiry, nonce): a challenge's expiry is sealed with it, so a
+    // replay has both equal; one b-tree, filled at its right edge (a commit
+    // rewrites about one page), swept by a range delete.
     // The heartbeat row is rewritten by readiness probes.
-    "CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
-     CREATE INDEX used_nonces_expiry ON used_nonces (expires_at);
+    "CREATE TABLE used_nonces (expires_at INTEGER NOT NULL, nonce BLOB NOT NULL,
+                              PRIMARY KEY (expires_at, nonce)) WITHOUT ROWID;
      CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
 ];
 
@@ -609,10 +612,13 @@ impl Store for SqliteStore {
         let conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn
             .prepare_cached(
-                "INSERT INTO used_nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING",
+                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             )
             .map_err(db)?;
-        Ok(stmt.execute(params![nonce, expires_at]).map_err(db)? == 1)
+        Ok(stmt
+            .execute(params![expires_at, nonce.as_bytes()])
+            .map_err(db)?
+            == 1)
     }
 
     fn sweep_nonces(&self, now: i64) -> Result<usize> {

@@ -68,13 +68,20 @@ pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<Appraisa
 pub struct TokenSettings {
     pub issuer: String,
     pub lifetime_secs: i64,
+    /// `ear.verifier-id.developer`: who built the verifier (default
+    /// [`DEFAULT_DEVELOPER`]).
+    pub developer: String,
 }
+
+/// The default `ear.verifier-id.developer`: the project's name.
+pub const DEFAULT_DEVELOPER: &str = "ward";
 
 impl Default for TokenSettings {
     fn default() -> Self {
         Self {
             issuer: "ward".into(),
             lifetime_secs: 300,
+            developer: DEFAULT_DEVELOPER.into(),
         }
     }
 }
@@ -105,6 +112,39 @@ impl TokenClaims {
             evidence: None,
             input: OnceLock::new(),
         }
+    }
+
+    /// Why a release may have been refused, in words for the caller and the
+    /// log: the token's `ear.status`, its trust vector, and each claim
+    /// short of affirming with its AR4SI meaning. Says nothing of the
+    /// reference values or the policy text.
+    pub fn appraisal_summary(&self) -> String {
+        let sub = &self.envelope()["submods"][EVIDENCE_AT[1]];
+        let status = sub["ear.status"].as_str().unwrap_or("unknown");
+        let Some(tv) = sub["ear.trustworthiness-vector"].as_object() else {
+            return format!("the token's ear.status is {status}");
+        };
+        let mut vector = Vec::new();
+        let mut short = Vec::new();
+        for (claim, v) in tv {
+            let Some(v) = v.as_i64().and_then(|v| i8::try_from(v).ok()) else {
+                continue;
+            };
+            vector.push(format!("{claim}={v}"));
+            if ward_proto::ear::Status::of(v) != ward_proto::ear::Status::Affirming && v != 0 {
+                let meaning = ward_proto::ear::trust_claim_meaning(claim, v)
+                    .unwrap_or("outside the affirming range");
+                short.push(format!("{claim} {v}: {meaning}"));
+            }
+        }
+        let mut out = format!(
+            "the token's ear.status is {status}; trust vector {}",
+            vector.join(", ")
+        );
+        if !short.is_empty() {
+            out.push_str(&format!("; short of affirming: {}", short.join("; ")));
+        }
+        out
     }
 
     fn envelope(&self) -> &Value {
@@ -174,7 +214,7 @@ pub fn issue_token(
         exp: now + settings.lifetime_secs,
         iss: settings.issuer.clone(),
         verifier_id: VerifierId {
-            developer: "https://github.com/ward-project/ward".into(),
+            developer: settings.developer.clone(),
             build: concat!("ward ", env!("CARGO_PKG_VERSION")).into(),
         },
         eat_nonce: None,

@@ -17,8 +17,8 @@ mod verify;
 
 pub use appraise::{
     appraise, compile_attestation_policy, default_attestation_policy, issue_token, reference_data,
-    TokenClaims, TokenSettings, ATTESTATION_FUNCTIONS, ATTESTATION_PACKAGE, EVIDENCE_AT,
-    TRUST_RULES,
+    TokenClaims, TokenSettings, ATTESTATION_FUNCTIONS, ATTESTATION_PACKAGE, DEFAULT_DEVELOPER,
+    EVIDENCE_AT, TRUST_RULES,
 };
 pub use verify::{
     InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError,
