@@ -53,6 +53,9 @@ pub struct VerifyArgs {
     ccel: Option<PathBuf>,
 }
 
+/// How long `ward verify` waits for collateral it fetches (`--kds-fetch`).
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// One collateral file given on the command line.
 #[derive(Debug)]
 struct FileCollateral(ward_dcap::verify::Collateral);
@@ -63,7 +66,7 @@ impl ward_verifier::dcap::DcapCollateralSource for FileCollateral {
         _fmspc: &str,
         _tee: &str,
         _pck_ca: &str,
-    ) -> Result<ward_dcap::verify::Collateral, String> {
+    ) -> Result<ward_dcap::verify::Collateral, ward_verifier::CollateralError> {
         // Its FMSPC is checked against the PCK certificate by the verifier.
         Ok(self.0.clone())
     }
@@ -141,9 +144,10 @@ fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<Value, Strin
     let report =
         ward_snp::report::AttestationReport::from_bytes(bytes).map_err(|e| e.to_string())?;
     let verifier = snp_verifier(a).map_err(|e| e.to_string())?;
-    let vcek = verifier
-        .vek_for(&report, given.as_deref())
-        .map_err(|e| e.to_string())?;
+    let vcek = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
+        verifier.vek_for(&report, given.as_deref())
+    })
+    .map_err(|e| e.to_string())?;
     let v = verifier
         .verify_report_with(&report, &vcek, now)
         .map_err(|e| e.to_string())?;
@@ -206,7 +210,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
                 primary_evidence: doc,
                 additional_evidence: String::new(),
             };
-            reg.verify_evidence(&tee, &ev, now)
+            ward_kbs::fetch::verify_waiting(FETCH_WAIT, || reg.verify_evidence(&tee, &ev, now))
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
                     check_report_data(
@@ -268,9 +272,10 @@ fn verify_attestation(
     let att: Attestation =
         serde_json::from_value(doc).map_err(|e| format!("attestation message: {e}"))?;
     let nonce = nonce.unwrap_or(&att.runtime_data.nonce).to_string();
-    let verified = reg
-        .verify_attestation(tee, &att, &nonce, now)
-        .map_err(|e| e.to_string())?;
+    let verified = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
+        reg.verify_attestation(tee, &att, &nonce, now)
+    })
+    .map_err(|e| e.to_string())?;
     let mut out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
     if let Some(src) = ward_verifier::default_attestation_policy(tee.as_str()) {
         let policy = ward_verifier::compile_attestation_policy("default", src)

@@ -15,6 +15,9 @@ use ward_snp::certs::AmdCert;
 use ward_snp::Product;
 use ward_store::Store;
 use ward_verifier::snp::{VcekRequest, VcekSource};
+use ward_verifier::CollateralError;
+
+use crate::fetch::Started;
 
 /// Store `kind` under which fetched VCEKs are cached (key: the KDS path).
 pub const VCEK_KIND: &str = "snp.vcek";
@@ -32,6 +35,8 @@ pub struct SnpCollateral {
     store: Option<Arc<dyn Store>>,
     /// Base URL of KDS when fetching is enabled.
     kds: Option<String>,
+    /// VCEKs fetched by this source, by KDS path.
+    fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for SnpCollateral {
@@ -50,61 +55,83 @@ impl std::fmt::Debug for SnpCollateral {
 /// A response body and the header values asked for.
 type Fetched = (Vec<u8>, Vec<Option<String>>);
 
-fn http_get(url: &str, headers: &[&str]) -> Result<Option<Fetched>, String> {
-    // reqwest's blocking client must not run on an async runtime thread;
-    // a scoped thread keeps this callable from handlers.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .map_err(|e| format!("HTTP client: {e}"))?;
-            let mut last = String::new();
-            for attempt in 0..KDS_ATTEMPTS {
-                if attempt > 0 {
-                    std::thread::sleep(Duration::from_millis(500 << attempt));
-                }
-                match client.get(url).send() {
-                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
-                    Ok(r) if r.status().is_success() => {
-                        let hv: Vec<Option<String>> = headers
-                            .iter()
-                            .map(|h| {
-                                r.headers()
-                                    .get(*h)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_string)
-                            })
-                            .collect();
-                        return r
-                            .bytes()
-                            .map(|b| Some((b.to_vec(), hv)))
-                            .map_err(|e| format!("{url}: {e}"));
-                    }
-                    Ok(r) => {
-                        let st = r.status();
-                        last = format!("{url}: HTTP {st}");
-                        if st == reqwest::StatusCode::TOO_MANY_REQUESTS || st.is_server_error() {
-                            let wait = r
-                                .headers()
-                                .get(reqwest::header::RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<u64>().ok())
-                                .unwrap_or(0)
-                                .min(10);
-                            std::thread::sleep(Duration::from_secs(wait));
-                            continue;
-                        }
-                        return Err(last);
-                    }
-                    Err(e) => last = format!("{url}: {e}"),
-                }
-            }
-            Err(last)
-        })
-        .join()
-        .map_err(|_| "fetch thread failed".to_string())?
+/// The HTTP client of collateral fetches (one per process: its pool).
+fn http_client() -> Result<reqwest::Client, String> {
+    static C: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))
     })
+    .clone()
+}
+
+/// Runs on the fetch thread (see [`crate::fetch`]), never on a worker.
+async fn http_get(url: &str, headers: &[&str]) -> Result<Option<Fetched>, String> {
+    let client = http_client()?;
+    let mut last = String::new();
+    for attempt in 0..KDS_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        match client.get(url).send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
+            Ok(r) if r.status().is_success() => {
+                let hv: Vec<Option<String>> = headers
+                    .iter()
+                    .map(|h| {
+                        r.headers()
+                            .get(*h)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    })
+                    .collect();
+                return r
+                    .bytes()
+                    .await
+                    .map(|b| Some((b.to_vec(), hv)))
+                    .map_err(|e| format!("{url}: {e}"));
+            }
+            Ok(r) => {
+                let st = r.status();
+                last = format!("{url}: HTTP {st}");
+                if st == reqwest::StatusCode::TOO_MANY_REQUESTS || st.is_server_error() {
+                    let wait = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        .min(10);
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                    continue;
+                }
+                return Err(last);
+            }
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Fetched items kept in memory (for sources without a store), at most.
+const FETCHED_MAX: usize = 1024;
+
+fn remember<V>(map: &std::sync::Mutex<std::collections::HashMap<String, V>>, key: String, v: V) {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() >= FETCHED_MAX {
+        m.clear();
+    }
+    m.insert(key, v);
 }
 
 /// Decode `%XX` escapes (PCS issuer-chain headers are URL-encoded PEM).
@@ -176,6 +203,7 @@ impl SnpCollateral {
             dir,
             store,
             kds: kds.map(|u| u.trim_end_matches('/').to_string()),
+            fetched: Default::default(),
         }
     }
 
@@ -209,6 +237,13 @@ impl SnpCollateral {
         None
     }
 
+    fn lookup_fetched(&self, req: &VcekRequest) -> Option<Vec<u8>> {
+        let m = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        req.products
+            .iter()
+            .find_map(|p| m.get(&req.kds_path(*p)).cloned())
+    }
+
     fn lookup_store(&self, req: &VcekRequest) -> Option<Vec<u8>> {
         let store = self.store.as_ref()?;
         req.products.iter().find_map(|p| {
@@ -220,43 +255,47 @@ impl SnpCollateral {
         })
     }
 
-    fn kds_get(url: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok(http_get(url, &[])?.map(|(b, _)| b))
-    }
-
-    fn fetch_kds(&self, base: &str, req: &VcekRequest) -> Result<Option<Vec<u8>>, String> {
+    /// Fetch the VCEK of `req` from KDS at `base` (on the fetch thread),
+    /// keeping it in memory and in the store.
+    async fn fetch_kds(
+        base: String,
+        req: VcekRequest,
+        store: Option<Arc<dyn Store>>,
+        fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    ) -> Result<(), String> {
         for p in &req.products {
             let path = req.kds_path(*p);
-            let Some(body) = Self::kds_get(&format!("{base}{path}"))? else {
+            let Some((body, _)) = http_get(&format!("{base}{path}"), &[]).await? else {
                 continue;
             };
             let cert = AmdCert::from_der("VCEK from KDS", &body)
                 .map_err(|e| format!("{base}{path}: {e}"))?;
-            if !matches(&cert, req, *p) {
+            if !matches(&cert, &req, *p) {
                 return Err(format!(
                     "{base}{path}: the certificate is not for {}",
                     req.describe()
                 ));
             }
-            if let Some(store) = &self.store {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                if let Err(e) = store.put_collateral(VCEK_KIND, &path, &body, now) {
+            if let Some(store) = &store {
+                if let Err(e) = store.put_collateral(VCEK_KIND, &path, &body, unix_now()) {
                     tracing::warn!(error = %e, "could not cache a fetched VCEK");
                 }
             }
             tracing::info!(%path, "fetched a VCEK from KDS");
-            return Ok(Some(body));
+            remember(&fetched, path, body);
+            return Ok(());
         }
-        Ok(None)
+        Err(format!("{base} does not know it (not found)"))
     }
 }
 
 impl VcekSource for SnpCollateral {
-    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, String> {
-        if let Some(v) = self.lookup_dir(req).or_else(|| self.lookup_store(req)) {
+    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, CollateralError> {
+        if let Some(v) = self
+            .lookup_dir(req)
+            .or_else(|| self.lookup_fetched(req))
+            .or_else(|| self.lookup_store(req))
+        {
             return Ok(v);
         }
         let mut looked = vec!["the evidence".to_string()];
@@ -269,22 +308,34 @@ impl VcekSource for SnpCollateral {
         let path = req.kds_path(req.products.first().copied().unwrap_or(Product::Milan));
         match &self.kds {
             Some(base) => {
-                if let Some(v) = self.fetch_kds(base, req)? {
-                    return Ok(v);
+                let key = format!("kds {base}{path}");
+                let job = Self::fetch_kds(
+                    base.clone(),
+                    req.clone(),
+                    self.store.clone(),
+                    self.fetched.clone(),
+                );
+                match crate::fetch::fetcher().start(&key, job) {
+                    Started::Running => Err(CollateralError::Pending {
+                        key,
+                        what: format!("the VCEK for {} (from {base})", req.describe()),
+                    }),
+                    Started::Failed {
+                        error,
+                        retry_in_secs,
+                    } => Err(CollateralError::Unavailable(format!(
+                        "no VCEK for {}: looked in {}; fetching it failed: {error} (tried again in {retry_in_secs} s)",
+                        req.describe(),
+                        looked.join(", ")
+                    ))),
                 }
-                looked.push(format!("{base} (not found)"));
-                Err(format!(
-                    "no VCEK for {}: looked in {}",
-                    req.describe(),
-                    looked.join(", ")
-                ))
             }
-            None => Err(format!(
+            None => Err(CollateralError::Unavailable(format!(
                 "no VCEK for {}: looked in {}; AMD KDS fetching is disabled (offline). \
                  Fetch {AMD_KDS}{path} and place it in the collateral directory, or enable [snp] kds_fetch",
                 req.describe(),
                 looked.join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -308,6 +359,9 @@ pub struct DcapCollateralDir {
     pcs: Option<(String, String)>,
     /// The directory's sets, read once and again on a miss.
     scanned: Arc<std::sync::Mutex<Option<Vec<ward_dcap::verify::Collateral>>>>,
+    /// Sets fetched by this source, by `TEE/FMSPC/pck_ca`.
+    fetched:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, ward_dcap::verify::Collateral>>>,
 }
 
 impl std::fmt::Debug for DcapCollateralDir {
@@ -355,6 +409,7 @@ impl DcapCollateralDir {
             store,
             pcs: None,
             scanned: Default::default(),
+            fetched: Default::default(),
         }
     }
 
@@ -369,18 +424,23 @@ impl DcapCollateralDir {
         self
     }
 
-    fn fetch_pcs(
-        &self,
-        base: &str,
-        root_crl_url: &str,
-        fmspc: &str,
-        tee: &str,
-        pck_ca: &str,
-    ) -> Result<ward_dcap::verify::Collateral, String> {
+    /// Fetch a set from PCS (on the fetch thread), keeping it in memory
+    /// under `key` and in the store.
+    async fn fetch_pcs(
+        base: String,
+        root_crl_url: String,
+        (fmspc, tee, pck_ca): (String, String, String),
+        store: Option<Arc<dyn Store>>,
+        fetched: Arc<
+            std::sync::Mutex<std::collections::HashMap<String, ward_dcap::verify::Collateral>>,
+        >,
+        key: String,
+    ) -> Result<(), String> {
         let api = if tee == "TDX" { "tdx" } else { "sgx" };
-        let get = |url: String, header: &str| -> Result<(Vec<u8>, String), String> {
-            let (body, h) =
-                http_get(&url, &[header])?.ok_or_else(|| format!("{url}: not found"))?;
+        async fn get(url: String, header: &str) -> Result<(Vec<u8>, String), String> {
+            let (body, h) = http_get(&url, &[header])
+                .await?
+                .ok_or_else(|| format!("{url}: not found"))?;
             let chain = h
                 .into_iter()
                 .next()
@@ -388,20 +448,23 @@ impl DcapCollateralDir {
                 .map(|v| percent_decode(&v))
                 .unwrap_or_default();
             Ok((body, chain))
-        };
+        }
         let (tcb, tcb_chain) = get(
             format!("{base}/{api}/certification/v4/tcb?fmspc={fmspc}"),
             "TCB-Info-Issuer-Chain",
-        )?;
+        )
+        .await?;
         let (qe, qe_chain) = get(
             format!("{base}/{api}/certification/v4/qe/identity"),
             "SGX-Enclave-Identity-Issuer-Chain",
-        )?;
+        )
+        .await?;
         let (pck_crl, _) = get(
             format!("{base}/sgx/certification/v4/pckcrl?ca={pck_ca}&encoding=der"),
             "SGX-PCK-CRL-Issuer-Chain",
-        )?;
-        let (root_crl, _) = get(root_crl_url.to_string(), "Content-Type")?;
+        )
+        .await?;
+        let (root_crl, _) = get(root_crl_url, "Content-Type").await?;
         let text = |b: Vec<u8>, what: &str| {
             String::from_utf8(b).map_err(|_| format!("{what} from PCS is not UTF-8"))
         };
@@ -414,17 +477,14 @@ impl DcapCollateralDir {
             &root_crl,
         )
         .map_err(|e| e.to_string())?;
-        if let Some(store) = &self.store {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            if let Err(e) = Self::import(store.as_ref(), &c, now) {
+        if let Some(store) = &store {
+            if let Err(e) = Self::import(store.as_ref(), &c, unix_now()) {
                 tracing::warn!(error = %e, "could not cache fetched DCAP collateral");
             }
         }
-        tracing::info!(%fmspc, tee, "fetched DCAP collateral from PCS");
-        Ok(c)
+        tracing::info!(%fmspc, %tee, "fetched DCAP collateral from PCS");
+        remember(&fetched, key, c);
+        Ok(())
     }
 
     /// Sets of `fmspc`/`tee` in the directory (cached; rescanned on a miss).
@@ -500,9 +560,18 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
         fmspc: &str,
         tee: &str,
         pck_ca: &str,
-    ) -> Result<ward_dcap::verify::Collateral, String> {
+    ) -> Result<ward_dcap::verify::Collateral, CollateralError> {
         // Newest first: the directory may hold several generations.
         let mut found = self.lookup_dir(fmspc, tee);
+        let fetch_key = format!("{tee}/{fmspc}/{pck_ca}");
+        if let Some(c) = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fetch_key)
+        {
+            found.push(c.clone());
+        }
         if let Some(store) = &self.store {
             if let Ok(Some(c)) = store.get_collateral(DCAP_KIND, &format!("{tee}/{fmspc}")) {
                 if let Ok(c) = std::str::from_utf8(&c.body)
@@ -524,7 +593,27 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
         found.sort_by_key(|c| std::cmp::Reverse(issue(c)));
         if found.is_empty() {
             if let Some((base, root)) = &self.pcs {
-                return self.fetch_pcs(base, root, fmspc, tee, pck_ca);
+                let key = format!("pcs {base} {fetch_key}");
+                let job = Self::fetch_pcs(
+                    base.clone(),
+                    root.clone(),
+                    (fmspc.to_string(), tee.to_string(), pck_ca.to_string()),
+                    self.store.clone(),
+                    self.fetched.clone(),
+                    fetch_key,
+                );
+                return Err(match crate::fetch::fetcher().start(&key, job) {
+                    Started::Running => CollateralError::Pending {
+                        key,
+                        what: format!("{tee} collateral for FMSPC {fmspc} (from {base})"),
+                    },
+                    Started::Failed {
+                        error,
+                        retry_in_secs,
+                    } => CollateralError::Unavailable(format!(
+                        "no {tee} collateral for FMSPC {fmspc}: fetching it from {base} failed: {error} (tried again in {retry_in_secs} s)"
+                    )),
+                });
             }
         }
         found.into_iter().next().ok_or_else(|| {
@@ -545,6 +634,7 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
                 looked.join(", "),
                 if tee == "TDX" { "tdx" } else { "sgx" }
             )
+            .into()
         })
     }
 }

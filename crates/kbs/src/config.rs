@@ -53,6 +53,9 @@ pub struct LimitsConfig {
     pub body_secs: f64,
     /// Seconds between HTTP/2 pings (and to wait for their answer).
     pub http2_keepalive_secs: f64,
+    /// Seconds an attestation may wait for collateral being fetched (AMD
+    /// KDS, Intel PCS) before it is answered 503 with Retry-After.
+    pub collateral_wait_secs: f64,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +67,7 @@ impl Default for LimitsConfig {
             idle_secs: d.idle.as_secs_f64(),
             body_secs: d.body.as_secs_f64(),
             http2_keepalive_secs: d.http2_keepalive.as_secs_f64(),
+            collateral_wait_secs: 20.0,
         }
     }
 }
@@ -87,6 +91,7 @@ impl LimitsConfig {
             ("idle_secs", self.idle_secs),
             ("body_secs", self.body_secs),
             ("http2_keepalive_secs", self.http2_keepalive_secs),
+            ("collateral_wait_secs", self.collateral_wait_secs),
         ] {
             if !(v.is_finite() && (0.01..=86_400.0).contains(&v)) {
                 return Err(format!(

@@ -26,6 +26,16 @@ pub enum ApiError {
     BodyTimeout,
     /// 413: body over the configured limit.
     TooLarge,
+    /// 503: collateral the evidence needs is being fetched; `key` names the
+    /// fetch to wait for before verifying again (the attest handler waits;
+    /// a client sees this only if the wait ran out).
+    CollateralPending { key: String, what: String },
+    /// 503 with `Retry-After`: a dependency did not answer in time.
+    Unavailable {
+        kind: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 500: our fault; the detail is logged, never sent.
     Internal(String),
 }
@@ -68,6 +78,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::CollateralPending { .. } | Self::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,7 +91,9 @@ impl ApiError {
             Self::BadRequest { kind, .. }
             | Self::Unauthorized { kind, .. }
             | Self::Forbidden { kind, .. }
-            | Self::NotFound { kind, .. } => kind,
+            | Self::NotFound { kind, .. }
+            | Self::Unavailable { kind, .. } => kind,
+            Self::CollateralPending { .. } => "CollateralUnavailable",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::BodyTimeout => "RequestTimeout",
             Self::TooLarge => "PayloadTooLarge",
@@ -97,6 +112,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let kind = self.kind();
+        let retry_after = match &self {
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::CollateralPending { .. } => Some(5),
+            _ => None,
+        };
         let detail = match self {
             Self::BadRequest { detail, .. }
             | Self::Unauthorized { detail, .. }
@@ -110,11 +132,25 @@ impl IntoResponse for ApiError {
             Self::BodyTimeout => {
                 "the request body did not arrive within the configured time".to_string()
             }
+            Self::CollateralPending { what, .. } => {
+                let detail = format!("{what} is still being fetched; try again shortly");
+                tracing::warn!(status = status.as_u16(), kind, %detail, "request refused");
+                detail
+            }
+            Self::Unavailable { detail, .. } => {
+                tracing::warn!(status = status.as_u16(), kind, %detail, "request refused");
+                detail
+            }
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 "internal error".to_string()
             }
         };
-        (status, Json(ErrorBody::new(kind, detail))).into_response()
+        let mut resp = (status, Json(ErrorBody::new(kind, detail))).into_response();
+        if let Some(s) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }

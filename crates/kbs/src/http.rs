@@ -137,7 +137,30 @@ async fn attest(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let (token, cookie, exp) = state.attest(session::cookie_value(&headers), &b)?;
+    let cookie = session::cookie_value(&headers);
+    // Collateral being fetched (off the workers) is waited for here,
+    // without blocking the worker, up to the attestation's own deadline.
+    let deadline = tokio::time::Instant::now() + state.settings().collateral_wait;
+    let mut rounds = 0;
+    let (token, cookie, exp) = loop {
+        match state.attest(cookie, &b) {
+            Err(ApiError::CollateralPending { key, what }) if rounds < 4 => {
+                rounds += 1;
+                let wait = crate::fetch::fetcher().wait(&key);
+                if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                    return Err(ApiError::Unavailable {
+                        kind: "CollateralUnavailable",
+                        detail: format!(
+                            "{what} did not arrive within {} s; try again shortly",
+                            state.settings().collateral_wait.as_secs()
+                        ),
+                        retry_after_secs: 10,
+                    });
+                }
+            }
+            other => break other?,
+        }
+    };
     with_cookie(
         Json(AttestationToken { token }).into_response(),
         &state,

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod collateral;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod keys;
 pub mod metrics;

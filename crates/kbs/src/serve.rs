@@ -162,6 +162,7 @@ pub fn build_state(
         dev: cfg.dev,
         secure_cookies: cfg.tls.is_some(),
         max_body_bytes: cfg.max_body_bytes,
+        collateral_wait: std::time::Duration::from_secs_f64(cfg.limits.collateral_wait_secs),
     };
     let state = AppState::new(
         store,

@@ -39,6 +39,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// How long an attestation may wait for collateral being fetched.
+    pub collateral_wait: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             dev: false,
             secure_cookies: false,
             max_body_bytes: 2 * 1024 * 1024,
+            collateral_wait: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -232,7 +235,12 @@ impl AppState {
             .map_err(|e| ApiError::bad_request("SerdeError", format!("attestation body: {e}")))?;
         let tee = Tee::new(tee);
         let now = self.now();
-        let result = self.attest_verified(&tee, &attestation, &nonce, session_exp, now, ring);
+        let result = match self.attest_verified(&tee, &attestation, &nonce, session_exp, now, ring)
+        {
+            // Not an outcome yet: the caller waits and calls again.
+            Err(e @ ApiError::CollateralPending { .. }) => return Err(e),
+            r => r,
+        };
         self.0.metrics.attest(
             tee.as_str(),
             result
@@ -272,6 +280,9 @@ impl AppState {
             .verify_attestation(tee, attestation, nonce, now)
             .map_err(|e| match e {
                 VerifyError::Config(_) => ApiError::internal(format!("verifier: {e}")),
+                VerifyError::CollateralPending { key, what } => {
+                    ApiError::CollateralPending { key, what }
+                }
                 VerifyError::Malformed(_) => {
                     ApiError::bad_request("AttestationError", e.to_string())
                 }

@@ -140,7 +140,11 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
         primary_evidence: json!({"quote": ward_proto::b64::std_encode(&quote)}),
         additional_evidence: String::new(),
     };
-    let c = reg.verify_evidence(&Tee::new("tdx"), &ev, now()).unwrap();
+    // The fetch runs off this thread; wait for it and verify again.
+    let wait = std::time::Duration::from_secs(60);
+    let c =
+        ward_kbs::fetch::verify_waiting(wait, || reg.verify_evidence(&Tee::new("tdx"), &ev, now()))
+            .unwrap();
     assert_eq!(
         (
             c.claims["tcb_status"].clone(),
@@ -159,7 +163,8 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
         .is_some());
     // A second verifier on the same store does not fetch again.
     let reg2 = configured_verifiers_with(&cfg, Some(store)).unwrap();
-    reg2.verify_evidence(&Tee::new("tdx"), &ev, now()).unwrap();
+    ward_kbs::fetch::verify_waiting(wait, || reg2.verify_evidence(&Tee::new("tdx"), &ev, now()))
+        .unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 
     // A platform PCS does not know: the error names the URL.
@@ -168,16 +173,14 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
     cfg2.dcap.simulated_roots = vec![hex::encode(other.root_fingerprint())];
     let reg3 = configured_verifiers_with(&cfg2, None).unwrap();
     let q = other.tdx_quote(&TdParams::default()).unwrap();
-    let e = reg3
-        .verify_evidence(
-            &Tee::new("tdx"),
-            &TeeEvidence {
-                primary_evidence: json!({"quote": ward_proto::b64::std_encode(&q)}),
-                additional_evidence: String::new(),
-            },
-            now(),
-        )
-        .unwrap_err()
-        .to_string();
+    let ev3 = TeeEvidence {
+        primary_evidence: json!({"quote": ward_proto::b64::std_encode(&q)}),
+        additional_evidence: String::new(),
+    };
+    let e = ward_kbs::fetch::verify_waiting(wait, || {
+        reg3.verify_evidence(&Tee::new("tdx"), &ev3, now())
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(&other.fmspc()) && e.contains("not found"), "{e}");
 }

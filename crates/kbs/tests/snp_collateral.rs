@@ -69,7 +69,12 @@ fn store(dir: &Path) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(&dir.join("ward.db"), Kek::from_bytes([3; 32])).unwrap())
 }
 
+/// Verify, waiting for collateral being fetched (off this thread).
 fn verify(reg: &VerifierRegistry, ev: &TeeEvidence) -> Result<Value, VerifyError> {
+    ward_kbs::fetch::verify_waiting(std::time::Duration::from_secs(60), || verify_once(reg, ev))
+}
+
+fn verify_once(reg: &VerifierRegistry, ev: &TeeEvidence) -> Result<Value, VerifyError> {
     reg.verify_evidence(&Tee::new("snp"), ev, NOW)
         .map(|c| c.claims)
 }
@@ -191,5 +196,92 @@ fn kds_fetch_retries_rate_limits_and_caches() {
     assert!(
         e.contains("not found") && e.contains("snp.collateral"),
         "{e}"
+    );
+}
+
+/// Issue 18, item 5: fetching used to block the verifying thread (up to
+/// 4 x 15 s with sleeps). Now a miss starts a fetch elsewhere and answers at
+/// once; concurrent misses share it; a failed fetch is remembered.
+#[test]
+fn fetches_run_elsewhere_are_shared_and_failures_are_remembered() {
+    let sim = new_sim();
+    let other = new_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let (ev, path) = evidence(&sim);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (h, want, body) = (hits.clone(), path.clone(), sim.vcek_der().to_vec());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                let (h, want, body) = (h.clone(), want.clone(), body.clone());
+                async move {
+                    use axum::http::StatusCode;
+                    h.fetch_add(1, Ordering::SeqCst);
+                    // A slow KDS.
+                    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                    let got = uri.path_and_query().map(|p| p.as_str().to_string());
+                    if got.as_deref() == Some(want.as_str()) {
+                        (StatusCode::OK, body)
+                    } else {
+                        (StatusCode::NOT_FOUND, Vec::new())
+                    }
+                }
+            });
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let mut cfg = config(&sim, dir.path(), false);
+    cfg.snp.kds_fetch = true;
+    cfg.snp.kds_url = Some(format!("http://{addr}"));
+    let reg = configured_verifiers_with(&cfg, Some(store(dir.path()))).unwrap();
+    // Five misses at once: each answers "pending" without waiting for the
+    // slow KDS, all on one fetch.
+    let mut keys = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        match verify_once(&reg, &ev) {
+            Err(VerifyError::CollateralPending { key, what }) => {
+                assert!(what.contains("VCEK"), "{what}");
+                keys.insert(key);
+            }
+            other => panic!("expected a pending fetch, got {other:?}"),
+        }
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(700),
+        "a miss waited on KDS"
+    );
+    assert_eq!(keys.len(), 1);
+    let key = keys.into_iter().next().unwrap();
+    ward_kbs::fetch::fetcher()
+        .wait_blocking(&key, std::time::Duration::from_secs(30))
+        .unwrap();
+    verify_once(&reg, &ev).unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for five misses");
+
+    // A chip KDS does not know: after the failed fetch, misses get its error
+    // at once, and KDS is not asked again meanwhile.
+    let mut cfg2 = config(&other, dir.path(), false);
+    cfg2.snp.kds_fetch = true;
+    cfg2.snp.kds_url = Some(format!("http://{addr}"));
+    let reg2 = configured_verifiers_with(&cfg2, None).unwrap();
+    let ev2 = evidence(&other).0;
+    let e = verify(&reg2, &ev2).unwrap_err().to_string();
+    assert!(
+        e.contains("not found") && e.contains("tried again in"),
+        "{e}"
+    );
+    let asked = hits.load(Ordering::SeqCst);
+    let again = verify_once(&reg2, &ev2).unwrap_err().to_string();
+    assert!(again.contains("fetching it failed"), "{again}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        asked,
+        "a remembered failure is not fetched again"
     );
 }

@@ -19,7 +19,12 @@ pub trait DcapCollateralSource: Send + Sync + std::fmt::Debug {
     /// Collateral for `fmspc` (upper-case hex) and `tee` (`"TDX"` or
     /// `"SGX"`) whose PCK CRL is the one of `pck_ca` (`"platform"` or
     /// `"processor"`), or an error naming the FMSPC and what is missing.
-    fn collateral(&self, fmspc: &str, tee: &str, pck_ca: &str) -> Result<Collateral, String>;
+    fn collateral(
+        &self,
+        fmspc: &str,
+        tee: &str,
+        pck_ca: &str,
+    ) -> Result<Collateral, crate::CollateralError>;
 }
 
 /// Verifier of `tdx` (or `sgx`) evidence.
@@ -134,13 +139,9 @@ pub fn verify_quote_cached(
             "no DCAP collateral source configured (needed for FMSPC {fmspc})"
         ))
     })?;
-    let collateral =
-        source
-            .collateral(&fmspc, tee, pck_ca)
-            .map_err(|detail| VerifyError::Check {
-                check: "dcap.collateral",
-                detail,
-            })?;
+    let collateral = source
+        .collateral(&fmspc, tee, pck_ca)
+        .map_err(|e| e.into_verify_error("dcap.collateral"))?;
     let verdict = cache.verify(&q, &collateral, now).map_err(dcap_err)?;
     let mut claims = verdict_claims(&verdict);
     let Value::Object(c) = &mut claims else {

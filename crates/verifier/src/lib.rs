@@ -21,5 +21,6 @@ pub use appraise::{
     EVIDENCE_AT, TRUST_RULES,
 };
 pub use verify::{
-    InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry, VerifyError,
+    CollateralError, InitDataBinding, TeeClaims, VerifiedEvidence, Verifier, VerifierRegistry,
+    VerifyError,
 };

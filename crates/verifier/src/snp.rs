@@ -24,7 +24,7 @@ use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 pub trait VcekSource: Send + Sync + std::fmt::Debug {
     /// The VCEK (DER or PEM) for the chip and TCB of `req`, or an error
     /// naming the chip and TCB and where it looked.
-    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, String>;
+    fn vcek(&self, req: &VcekRequest) -> Result<Vec<u8>, crate::CollateralError>;
 }
 
 /// What identifies a VCEK: chip and reported TCB (AMD KDS keys on both).
@@ -204,10 +204,9 @@ impl SnpVerifier {
                     req.describe()
                 ),
             }),
-            (SigningKey::Vcek, Some(src)) => src.vcek(&req).map_err(|detail| VerifyError::Check {
-                check: "snp.collateral",
-                detail,
-            }),
+            (SigningKey::Vcek, Some(src)) => src
+                .vcek(&req)
+                .map_err(|e| e.into_verify_error("snp.collateral")),
         }
     }
 

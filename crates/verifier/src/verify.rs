@@ -36,6 +36,39 @@ pub enum VerifyError {
     /// fault, for example a missing trust anchor).
     #[error("verifier configuration: {0}")]
     Config(String),
+    /// Collateral the evidence needs is being fetched (see
+    /// [`CollateralError::Pending`]): verify again once it is there.
+    #[error("{what} is being fetched; verify again once it is there")]
+    CollateralPending { key: String, what: String },
+}
+
+/// Why a collateral source could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollateralError {
+    /// Not available: the message names what was looked for and where.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not here yet, but a fetch of it is running elsewhere (never on the
+    /// caller's thread); `key` names that fetch to whoever waits for it.
+    #[error("{what} is being fetched")]
+    Pending { key: String, what: String },
+}
+
+impl From<String> for CollateralError {
+    fn from(s: String) -> Self {
+        Self::Unavailable(s)
+    }
+}
+
+impl CollateralError {
+    /// As a verification error: a failed `check`, or pending collateral.
+    pub fn into_verify_error(self, check: &'static str) -> VerifyError {
+        match self {
+            Self::Unavailable(detail) => VerifyError::Check { check, detail },
+            Self::Pending { key, what } => VerifyError::CollateralPending { key, what },
+        }
+    }
 }
 
 impl From<InitDataError> for VerifyError {

@@ -20,12 +20,17 @@ const JULY_2025: i64 = 1_751_328_000;
 struct Sets(Vec<Collateral>);
 
 impl DcapCollateralSource for Sets {
-    fn collateral(&self, fmspc: &str, _tee: &str, _ca: &str) -> Result<Collateral, String> {
+    fn collateral(
+        &self,
+        fmspc: &str,
+        _tee: &str,
+        _ca: &str,
+    ) -> Result<Collateral, ward_verifier::CollateralError> {
         self.0
             .iter()
             .find(|c| c.tcb_info.contains(&format!("\"fmspc\":\"{fmspc}\"")))
             .cloned()
-            .ok_or_else(|| format!("no collateral for FMSPC {fmspc}"))
+            .ok_or_else(|| format!("no collateral for FMSPC {fmspc}").into())
     }
 }
 

@@ -15,7 +15,12 @@ use ward_verifier::{TeeClaims, Verifier};
 pub struct OneSet(pub Collateral);
 
 impl DcapCollateralSource for OneSet {
-    fn collateral(&self, _fmspc: &str, _tee: &str, _ca: &str) -> Result<Collateral, String> {
+    fn collateral(
+        &self,
+        _fmspc: &str,
+        _tee: &str,
+        _ca: &str,
+    ) -> Result<Collateral, ward_verifier::CollateralError> {
         Ok(self.0.clone())
     }
 }
