@@ -185,7 +185,12 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Serve(_) => unreachable!("handled above"),
         Cmd::Admin(a) => rt.block_on(admin_cmd::run(a)),
-        Cmd::Verify(a) => verify_cmd::run(a),
+        Cmd::Verify(a) => {
+            let code = verify_cmd::run(a);
+            drop(rt);
+            // stdout is line-buffered and the JSON ends with a newline.
+            std::process::exit(i32::from(code));
+        }
         Cmd::Sim(c) => sim_cmd::run(c),
         Cmd::Attest(a) => rt.block_on(guest_cmd::attest(a)),
         Cmd::GetResource(a) => rt.block_on(guest_cmd::get_resource(a)),

@@ -1,8 +1,9 @@
 //! `ward verify`: verify one piece of evidence offline, as of a given time,
-//! print claims and verdict as JSON, exit 1 when it is not valid.
+//! and print one JSON object: claims and `verdict` (`valid`, `invalid`,
+//! `error`) with `error`. Exit codes: 0 valid, 1 invalid, 2 usage or input
+//! error.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -11,13 +12,21 @@ use ward_proto::Tee;
 use ward_verifier::VerifierRegistry;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Accepted evidence: a KBS Attestation message (the runtime-data binding is checked too); \
+a TEE's primary_evidence JSON (sample, snp, tdx, sgx, az-snp-vtpm, az-tdx-vtpm); a raw SNP report \
+(1184 bytes, or 1204 with the Azure IGVM request header after it; binary, hex or base64 text); \
+a raw SGX (v3) or TDX (v4, v5) quote (binary, hex or base64 text).\n\n\
+Output: one JSON object on stdout with \"verdict\" (valid | invalid | error), \"error\", \
+\"as_of\" (RFC 3339) and \"as_of_unix\".\n\
+Exit codes: 0 valid, 1 invalid, 2 usage or input error."
+)]
 pub struct VerifyArgs {
-    /// TEE of the evidence.
-    #[arg(long, default_value = "sample")]
-    tee: String,
-    /// Evidence file (`-` for standard input): a KBS Attestation message
-    /// (runtime-data binding is then checked too) or the TEE's
-    /// `primary_evidence` JSON.
+    /// TEE of the evidence (case-insensitive); detected from the evidence
+    /// when left out.
+    #[arg(long)]
+    tee: Option<String>,
+    /// Evidence file (`-` for standard input); see the accepted forms below.
     #[arg(long)]
     evidence: PathBuf,
     /// Expected report_data (hex); compared with the evidence's field
@@ -27,9 +36,15 @@ pub struct VerifyArgs {
     /// Expected nonce of an Attestation message (default: the nonce it carries).
     #[arg(long)]
     nonce: Option<String>,
-    /// Verify as of this time (RFC 3339); default now.
+    /// Verify as of this time: RFC 3339 (2025-01-01T00:00:00Z), a date
+    /// (2025-01-01, midnight UTC) or Unix seconds; default now.
     #[arg(long)]
     as_of: Option<String>,
+    /// Also appraise the claims with an attestation policy: `default` (the
+    /// TEE's built-in policy) or a Rego file; prints its trust vector.
+    /// Offline there are no reference values.
+    #[arg(long)]
+    policy: Option<String>,
     /// SNP and az-snp-vtpm: an AMD KDS cert_chain bundle (ASK or ASVK, then
     /// ARK); repeatable.
     #[arg(long)]
@@ -89,17 +104,6 @@ fn dcap_source(
     Ok(Some(std::sync::Arc::new(FileCollateral(c))))
 }
 
-/// A raw quote: binary (starts with version 3/4/5) or hex text.
-fn raw_quote(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.len() > 48 && matches!(raw[0], 3..=5) && raw[1] == 0 {
-        return Some(raw.to_vec());
-    }
-    let t = std::str::from_utf8(raw).ok()?.trim();
-    hex::decode(t.trim_start_matches("0x"))
-        .ok()
-        .filter(|b| b.len() > 48)
-}
-
 fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
     let mut cfg = ward_kbs::Config::default();
     cfg.snp.cert_chains = a.cert_chain.clone();
@@ -108,144 +112,422 @@ fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
     ward_kbs::serve::snp_verifier(&cfg, None).map_err(|e| anyhow::anyhow!(e))
 }
 
+/// The same registry `ward serve` builds (`ward_kbs::serve::registry`),
+/// with the command line's trust anchors and collateral.
 fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
-    let mut r = ward_kbs::serve::default_verifiers();
     let dcap = dcap_source(a)?;
-    r.register(std::sync::Arc::new(ward_verifier::dcap::DcapVerifier::tdx(
-        dcap.clone(),
-    )));
-    r.register(std::sync::Arc::new(ward_verifier::dcap::DcapVerifier::sgx(
+    Ok(ward_kbs::serve::registry(
+        snp_verifier(a)?,
         dcap,
-    )));
-    let snp = snp_verifier(a)?;
-    r.register(std::sync::Arc::new(
-        ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier::new(snp.clone()),
-    ));
-    r.register(std::sync::Arc::new(snp));
-    Ok(r)
+        Vec::new(),
+    ))
 }
 
-/// A raw SNP report: 1184 bytes, or their hex text.
-fn raw_snp_report(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.len() == ward_snp::report::REPORT_LEN {
-        return Some(raw.to_vec());
-    }
-    let text = std::str::from_utf8(raw).ok()?.trim();
-    hex::decode(text)
-        .ok()
-        .filter(|b| b.len() == ward_snp::report::REPORT_LEN)
-}
-
-fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<Value, String> {
+/// A raw report with its VCEK/VLEK (given, from the collateral or KDS):
+/// the claims, and the same report as CoCo `snp` evidence JSON.
+fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<(Value, Value), Failure> {
     let given = match &a.vcek {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?)
+        }
         None => None,
     };
-    let report =
-        ward_snp::report::AttestationReport::from_bytes(bytes).map_err(|e| e.to_string())?;
-    let verifier = snp_verifier(a).map_err(|e| e.to_string())?;
-    let vcek = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
-        verifier.vek_for(&report, given.as_deref())
-    })
-    .map_err(|e| e.to_string())?;
+    let report = ward_snp::report::AttestationReport::from_bytes(bytes)
+        .map_err(|e| Failure::Input(format!("SNP report: {e}")))?;
+    let verifier = snp_verifier(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
+    let vcek =
+        ward_kbs::fetch::verify_waiting(FETCH_WAIT, || verifier.vek_for(&report, given.as_deref()))
+            .map_err(classify)?;
     let v = verifier
         .verify_report_with(&report, &vcek, now)
-        .map_err(|e| e.to_string())?;
-    Ok(
+        .map_err(classify)?;
+    let kind = match report.signing_key() {
+        ward_snp::report::SigningKey::Vlek => "VLEK",
+        _ => "VCEK",
+    };
+    let der = ward_snp::certs::AmdCert::from_der_or_pem("VEK", &vcek)
+        .map(|c| c.der)
+        .unwrap_or(vcek);
+    let coco = ward_snp::evidence::to_evidence_json(
+        &report,
+        v.product(),
+        &[ward_snp::evidence::CertTableEntry {
+            cert_type: kind.into(),
+            data: der,
+        }],
+    );
+    Ok((
         json!({"claims": ward_verifier::snp::claims(&v), "report_data": hex::encode(report.report_data())}),
-    )
+        coco,
+    ))
 }
 
-pub fn run(a: VerifyArgs) -> Result<()> {
-    let now = match &a.as_of {
-        Some(t) => crate::parse_time(t)?,
-        None => crate::now(),
+/// What went wrong, and which exit code says so.
+enum Failure {
+    /// The evidence was examined and is not valid (exit 1).
+    Invalid(String),
+    /// The command could not examine it: arguments, unreadable or
+    /// unrecognisable input, malformed evidence (exit 2).
+    Input(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Invalid(e)
+    }
+}
+
+/// Verification errors that are the input's format rather than its
+/// validity.
+fn classify(e: ward_verifier::VerifyError) -> Failure {
+    match e {
+        ward_verifier::VerifyError::Malformed(_)
+        | ward_verifier::VerifyError::UnsupportedTee(_) => Failure::Input(e.to_string()),
+        other => Failure::Invalid(other.to_string()),
+    }
+}
+
+/// Exit codes of `ward verify` (also in `--help`).
+pub const EXIT_VALID: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_INPUT: u8 = 2;
+
+/// Verify, print one JSON object with `verdict` (`valid`, `invalid` or
+/// `error`) and `error`, and return the exit code.
+pub fn run(a: VerifyArgs) -> u8 {
+    let as_of = a.as_of.as_deref().map(parse_as_of).transpose();
+    let now = match &as_of {
+        Ok(t) => t.unwrap_or_else(crate::now),
+        Err(_) => crate::now(),
     };
-    let raw = crate::read_input(&a.evidence)?;
-    let tee = Tee::new(a.tee.clone());
+    let mut tee = None;
+    let result = match as_of {
+        Ok(_) => evaluate(&a, now, &mut tee),
+        Err(e) => Err(Failure::Input(e)),
+    };
+    let (code, mut out) = match result {
+        Ok(mut body) => {
+            body["verdict"] = json!("valid");
+            body["error"] = Value::Null;
+            (EXIT_VALID, body)
+        }
+        Err(Failure::Invalid(e)) => (EXIT_INVALID, json!({"verdict": "invalid", "error": e})),
+        Err(Failure::Input(e)) => (EXIT_INPUT, json!({"verdict": "error", "error": e})),
+    };
+    // The TEE as far as it was established (given, or detected).
+    out["tee"] = json!(tee.or_else(|| a.tee.as_deref().map(str::to_ascii_lowercase)));
+    out["as_of"] = json!(rfc3339(now));
+    out["as_of_unix"] = json!(now);
+    match serde_json::to_string_pretty(&out) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("ward verify: {e}"),
+    }
+    code
+}
+
+/// `--as-of`: an RFC 3339 time, a date (midnight UTC) or Unix seconds.
+fn parse_as_of(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.trim_start_matches('@').parse::<i64>() {
+        return Ok(n);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        return Ok(d.midnight().assume_utc().unix_timestamp());
+    }
+    Err(format!(
+        "--as-of {s:?} is not an RFC 3339 time (2025-01-01T00:00:00Z), a date (2025-01-01) or Unix seconds (1735689600)"
+    ))
+}
+
+/// Unix seconds as RFC 3339 (UTC), or the number when out of range.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// The evidence as `ward verify` found it.
+enum Input {
+    /// A raw 1184-byte SNP report.
+    SnpReport(Vec<u8>),
+    /// A raw DCAP quote, and whether it is a TD quote.
+    Quote(Vec<u8>, bool),
+    /// JSON: a KBS Attestation message or a TEE's primary evidence.
+    Json(Value),
+}
+
+/// Bytes of the 20-byte header the Azure IGVM attestation request puts
+/// after the report when a raw SNP report is saved from it.
+const IGVM_TRAILER: usize = 20;
+
+fn binary(raw: &[u8]) -> Option<Input> {
+    if raw.len() == ward_snp::report::REPORT_LEN
+        || raw.len() == ward_snp::report::REPORT_LEN + IGVM_TRAILER
+    {
+        return Some(Input::SnpReport(
+            raw[..ward_snp::report::REPORT_LEN].to_vec(),
+        ));
+    }
+    if raw.len() > 48 && matches!(raw[0], 3..=5) && raw[1] == 0 {
+        let td = ward_dcap::quote::Quote::parse(raw)
+            .ok()
+            .map(|q| matches!(q.body, ward_dcap::quote::Body::Td(_)))?;
+        return Some(Input::Quote(raw.to_vec(), td));
+    }
+    None
+}
+
+/// Recognise the evidence: JSON, raw binary, or raw binary as hex or
+/// base64 text.
+fn recognise(raw: &[u8]) -> Option<Input> {
+    if let Ok(v) = serde_json::from_slice::<Value>(raw) {
+        if v.is_object() {
+            return Some(Input::Json(v));
+        }
+    }
+    if let Some(i) = binary(raw) {
+        return Some(i);
+    }
+    let text: String = std::str::from_utf8(raw)
+        .ok()?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let text = text.trim_start_matches("0x");
+    if let Ok(b) = hex::decode(text) {
+        return binary(&b);
+    }
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+        .ok()
+        .and_then(|b| binary(&b))
+}
+
+/// The TEE whose primary evidence `v` looks like.
+fn tee_of_json(v: &Value) -> Option<&'static str> {
+    let ev = v.get("tee-evidence").map_or(v, |t| &t["primary_evidence"]);
+    if ev.get("attestation_report").is_some() {
+        return Some("snp");
+    }
+    if ev.get("hcl_report").is_some() || ev.get("report").is_some() {
+        return Some(if ev.get("td_quote").is_some() {
+            "az-tdx-vtpm"
+        } else {
+            "az-snp-vtpm"
+        });
+    }
+    if let Some(q) = ev.get("quote").and_then(Value::as_str) {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.decode(q).ok()?;
+        return match binary(&b)? {
+            Input::Quote(_, true) => Some("tdx"),
+            Input::Quote(_, false) => Some("sgx"),
+            _ => None,
+        };
+    }
+    if ev.get("svn").is_some() && ev.get("report_data").is_some() {
+        return Some("sample");
+    }
+    None
+}
+
+fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Value, Failure> {
+    let raw = crate::read_input(&a.evidence).map_err(|e| Failure::Input(format!("{e:#}")))?;
     let expected_rd = a
         .report_data
         .as_deref()
         .map(hex::decode)
         .transpose()
-        .context("--report-data is not hex")?;
-    let reg = registry(&a)?;
-    let snp_raw = if a.tee == "snp" {
-        raw_snp_report(&raw)
-    } else {
-        None
+        .map_err(|_| Failure::Input("--report-data is not hex".into()))?;
+    let reg = registry(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
+    let input = recognise(&raw).ok_or_else(|| {
+        Failure::Input(format!(
+            "{} is not evidence ward recognises: expected a KBS Attestation message or a TEE's evidence JSON, \
+             a raw SNP report (1184 bytes, or 1204 with the Azure IGVM header; binary, hex or base64) \
+             or a raw SGX/TDX quote (binary, hex or base64)",
+            a.evidence.display()
+        ))
+    })?;
+    let detected = match &input {
+        Input::SnpReport(_) => Some("snp"),
+        Input::Quote(_, true) => Some("tdx"),
+        Input::Quote(_, false) => Some("sgx"),
+        Input::Json(v) => tee_of_json(v),
     };
-
-    let dcap_raw = if matches!(a.tee.as_str(), "tdx" | "sgx") {
-        raw_quote(&raw)
-    } else {
-        None
+    let tee = match &a.tee {
+        Some(t) => {
+            let t = t.to_ascii_lowercase();
+            if !reg.tees().contains(&t.as_str()) {
+                return Err(Failure::Input(format!(
+                    "--tee {t:?} is not one ward verifies; valid: {}",
+                    reg.tees().join(", ")
+                )));
+            }
+            // Raw quotes and reports say what they are: a TDX quote is no
+            // SGX evidence, and the other way round.
+            if let (Input::SnpReport(_) | Input::Quote(..), Some(d)) = (&input, detected) {
+                if d != t {
+                    return Err(Failure::Invalid(format!(
+                        "the evidence is a raw {d} {}, not {t} evidence; verify it with --tee {d}",
+                        if d == "snp" { "report" } else { "quote" }
+                    )));
+                }
+            }
+            t
+        }
+        None => detected
+            .ok_or_else(|| {
+                Failure::Input(format!(
+                    "cannot tell which TEE {} comes from; give --tee (one of {})",
+                    a.evidence.display(),
+                    reg.tees().join(", ")
+                ))
+            })?
+            .to_string(),
     };
-    let outcome = if let Some(q) = &dcap_raw {
-        let ccel = a.ccel.as_ref().map(|p| crate::read_input(p)).transpose()?;
-        ward_verifier::dcap::verify_quote_bytes(
-            dcap_source(&a)?.as_deref(),
-            q,
-            ccel.as_deref(),
-            now,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|c| {
-            check_report_data(
-                json!({"claims": c.claims, "report_data": hex::encode(&c.report_data)}),
-                expected_rd.as_deref(),
+    *tee_out = Some(tee.clone());
+    let tee_t = Tee::new(tee.clone());
+    let policy = a
+        .policy
+        .as_deref()
+        .map(|p| load_policy(p, &tee))
+        .transpose()
+        .map_err(Failure::Input)?;
+    let (body, verified) = match input {
+        Input::Quote(q, _) => {
+            let ccel = a
+                .ccel
+                .as_ref()
+                .map(|p| crate::read_input(p))
+                .transpose()
+                .map_err(|e| Failure::Input(format!("{e:#}")))?;
+            let source = dcap_source(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
+            let c = ward_verifier::dcap::verify_quote_bytes(
+                source.as_deref(),
+                &q,
+                ccel.as_deref(),
+                now,
             )
-        })
-    } else if let Some(bytes) = &snp_raw {
-        verify_raw_snp(&a, bytes, now)
-            .and_then(|body| check_report_data(body, expected_rd.as_deref()))
-    } else {
-        let doc: Value = serde_json::from_slice(&raw).with_context(|| {
-            format!("{} is neither JSON nor a raw report", a.evidence.display())
-        })?;
-        if doc.get("tee-evidence").is_some() {
-            verify_attestation(&reg, &tee, doc, a.nonce.as_deref(), now)
-        } else {
+            .map_err(classify)?;
+            let body = json!({"claims": c.claims, "report_data": hex::encode(&c.report_data)});
+            let verified = match &policy {
+                Some(_) => {
+                    use base64::Engine;
+                    let mut ev =
+                        json!({"quote": base64::engine::general_purpose::STANDARD.encode(&q)});
+                    if let Some(l) = &ccel {
+                        ev["cc_eventlog"] =
+                            json!(base64::engine::general_purpose::STANDARD.encode(l));
+                    }
+                    Some(unbound(&reg, &tee_t, ev, now)?)
+                }
+                None => None,
+            };
+            (body, verified)
+        }
+        Input::SnpReport(bytes) => {
+            let (body, coco) = verify_raw_snp(a, &bytes, now)?;
+            let verified = match &policy {
+                Some(_) => Some(unbound(&reg, &tee_t, coco, now)?),
+                None => None,
+            };
+            (body, verified)
+        }
+        Input::Json(doc) if doc.get("tee-evidence").is_some() => {
+            let (body, v) = verify_attestation(&reg, &tee_t, doc, a.nonce.as_deref(), now)?;
+            (body, Some(v))
+        }
+        Input::Json(doc) => {
             let ev = TeeEvidence {
-                primary_evidence: doc,
+                primary_evidence: doc.clone(),
                 additional_evidence: String::new(),
             };
-            ward_kbs::fetch::verify_waiting(FETCH_WAIT, || reg.verify_evidence(&tee, &ev, now))
-                .map_err(|e| e.to_string())
-                .and_then(|c| {
-                    check_report_data(
-                        json!({
-                            "claims": c.claims,
-                            "report_data": hex::encode(&c.report_data),
-                            "init_data_binding": c.init_data.map(|b| b.to_hex()),
-                        }),
-                        expected_rd.as_deref(),
-                    )
-                })
+            let c = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
+                reg.verify_evidence(&tee_t, &ev, now)
+            })
+            .map_err(classify)?;
+            let body = json!({
+                "claims": c.claims,
+                "report_data": hex::encode(&c.report_data),
+                "init_data_binding": c.init_data.map(|b| b.to_hex()),
+            });
+            let verified = match &policy {
+                Some(_) => Some(unbound(&reg, &tee_t, doc, now)?),
+                None => None,
+            };
+            (body, verified)
         }
     };
-    let (code, out) = match outcome {
-        Ok(mut body) => {
-            body["tee"] = json!(a.tee);
-            body["verdict"] = json!("valid");
-            body["as_of"] = json!(now);
-            (ExitCode::SUCCESS, body)
+    let mut body = check_report_data(body, expected_rd.as_deref())?;
+    match (&policy, &verified) {
+        (Some(p), Some(v)) => body["appraisal"] = appraisal_json(v, p)?,
+        (None, Some(v)) if v.annotated_evidence().get("runtime_data_claims").is_some() => {
+            if let Ok(p) = load_policy("default", &tee) {
+                let mut ap = appraisal_json(v, &p)?;
+                ap["note"] = json!("built-in default policy without reference values");
+                body["default_appraisal"] = ap;
+            }
         }
-        Err(e) => (
-            ExitCode::FAILURE,
-            json!({"tee": a.tee, "verdict": "invalid", "error": e, "as_of": now}),
-        ),
-    };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    if code != ExitCode::SUCCESS {
-        std::process::exit(1);
+        _ => {}
     }
-    Ok(())
+    Ok(body)
+}
+
+fn unbound(
+    reg: &VerifierRegistry,
+    tee: &Tee,
+    evidence: Value,
+    now: i64,
+) -> Result<ward_verifier::VerifiedEvidence, Failure> {
+    let ev = TeeEvidence {
+        primary_evidence: evidence,
+        additional_evidence: String::new(),
+    };
+    ward_kbs::fetch::verify_waiting(FETCH_WAIT, || reg.verify_unbound(tee, &ev, now))
+        .map_err(classify)
+}
+
+/// `--policy default` (the TEE's built-in attestation policy) or a Rego
+/// file, compiled as the trust service would, without reference values.
+fn load_policy(p: &str, tee: &str) -> Result<ward_policy::Policy, String> {
+    let (id, text) = if p == "default" {
+        let t = ward_verifier::default_attestation_policy(tee)
+            .ok_or_else(|| format!("TEE {tee} has no built-in attestation policy"))?;
+        ("default".to_string(), t.to_string())
+    } else {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("--policy {p}: {e}"))?;
+        (p.to_string(), text)
+    };
+    ward_verifier::compile_attestation_policy(&id, &text)
+        .and_then(|c| c.with_data(&ward_verifier::reference_data(&Default::default())))
+        .map_err(|e| format!("--policy: {e}"))
+}
+
+fn appraisal_json(
+    v: &ward_verifier::VerifiedEvidence,
+    p: &ward_policy::Policy,
+) -> Result<Value, Failure> {
+    let a = ward_verifier::appraise(v, p).map_err(|e| Failure::Input(format!("--policy: {e}")))?;
+    Ok(json!({
+        "policy": a.policy_id,
+        "ear.status": a.status,
+        "ear.trustworthiness-vector": a.trust_vector,
+    }))
 }
 
 /// Compare the evidence's report_data (hex in `body`) with the expected
 /// value, zero-padded to the field's size.
-fn check_report_data(body: Value, expected: Option<&[u8]>) -> Result<Value, String> {
+fn check_report_data(body: Value, expected: Option<&[u8]>) -> Result<Value, Failure> {
     let Some(rd) = expected else { return Ok(body) };
     let field = body["report_data"]
         .as_str()
@@ -253,11 +535,15 @@ fn check_report_data(body: Value, expected: Option<&[u8]>) -> Result<Value, Stri
         .unwrap_or_default();
     let mut want = rd.to_vec();
     if want.len() > field.len() {
-        return Err("expected report_data is longer than the evidence's field".into());
+        return Err(Failure::Input(
+            "expected report_data is longer than the evidence's field".into(),
+        ));
     }
     want.resize(field.len(), 0);
     if want != field {
-        return Err("report_data does not match the expected value".into());
+        return Err(Failure::Invalid(
+            "report_data does not match the expected value".into(),
+        ));
     }
     Ok(body)
 }
@@ -268,25 +554,14 @@ fn verify_attestation(
     doc: Value,
     nonce: Option<&str>,
     now: i64,
-) -> Result<Value, String> {
-    let att: Attestation =
-        serde_json::from_value(doc).map_err(|e| format!("attestation message: {e}"))?;
+) -> Result<(Value, ward_verifier::VerifiedEvidence), Failure> {
+    let att: Attestation = serde_json::from_value(doc)
+        .map_err(|e| Failure::Input(format!("attestation message: {e}")))?;
     let nonce = nonce.unwrap_or(&att.runtime_data.nonce).to_string();
     let verified = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
         reg.verify_attestation(tee, &att, &nonce, now)
     })
-    .map_err(|e| e.to_string())?;
-    let mut out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
-    if let Some(src) = ward_verifier::default_attestation_policy(tee.as_str()) {
-        let policy = ward_verifier::compile_attestation_policy("default", src)
-            .and_then(|p| p.with_data(&ward_verifier::reference_data(&Default::default())))
-            .map_err(|e| e.to_string())?;
-        let appraisal = ward_verifier::appraise(&verified, &policy).map_err(|e| e.to_string())?;
-        out["default_appraisal"] = json!({
-            "ear.status": appraisal.status,
-            "ear.trustworthiness-vector": appraisal.trust_vector,
-            "note": "built-in default policy without reference values",
-        });
-    }
-    Ok(out)
+    .map_err(classify)?;
+    let out = json!({"annotated_evidence": verified.annotated_evidence(), "runtime_data_binding": "valid"});
+    Ok((out, verified))
 }

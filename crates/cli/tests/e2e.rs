@@ -498,7 +498,10 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "valid");
     assert_eq!(v["runtime_data_binding"], "valid");
-    assert_eq!(v["as_of"], 1735689600);
+    // Issue 18, item 6.5: times are RFC 3339, the number is kept beside.
+    assert_eq!(v["as_of"], "2025-01-01T00:00:00Z");
+    assert_eq!(v["as_of_unix"], 1735689600);
+    assert!(v["error"].is_null());
     assert_eq!(v["annotated_evidence"]["sample"]["svn"], "1");
 
     // Wrong expected nonce; tampered binding; primary evidence against an expected report_data.
@@ -554,9 +557,116 @@ fn verify_prints_claims_and_fails_on_bad_evidence() {
     assert_eq!(no.status.code(), Some(1));
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, b"{\"svn\": 5}").unwrap();
+    // Issue 18, item 6.7: input errors are exit 2, with the same one JSON
+    // object as every other outcome.
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "sample",
+        "--evidence",
+        garbage.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "error");
+    assert!(
+        v["error"].as_str().unwrap().contains("malformed evidence"),
+        "{v}"
+    );
+    // Without --tee and with nothing recognisable, the TEE cannot be told.
     let out = ward(&["verify", "--evidence", garbage.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("malformed evidence"));
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot tell which TEE"),
+        "{v}"
+    );
+    // Issue 18, item 6.5: an unknown --tee lists the valid ones, in any case.
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "TDX-ish",
+        "--evidence",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("valid: az-snp-vtpm, az-tdx-vtpm, sample, sgx, snp, tdx"),
+        "{v}"
+    );
+    let out = ward(&[
+        "verify",
+        "--tee",
+        "SAMPLE",
+        "--evidence",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    // --as-of also takes a date and Unix seconds; anything else is exit 2.
+    for (as_of, unix) in [("2025-01-01", 1735689600), ("1735689600", 1735689600)] {
+        let out = ward(&[
+            "verify",
+            "--evidence",
+            good.to_str().unwrap(),
+            "--as-of",
+            as_of,
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["as_of_unix"], unix, "{as_of}");
+    }
+    let out = ward(&[
+        "verify",
+        "--evidence",
+        good.to_str().unwrap(),
+        "--as-of",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // Issue 18, item 6.8: --policy runs an attestation policy offline.
+    let out = ward(&[
+        "verify",
+        "--evidence",
+        primary.to_str().unwrap(),
+        "--policy",
+        "default",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["appraisal"]["policy"], "default", "{v}");
+    assert_eq!(
+        v["appraisal"]["ear.trustworthiness-vector"]["hardware"], 97,
+        "{v}"
+    );
+    let own = dir.path().join("own.rego");
+    std::fs::write(
+        &own,
+        "package policy\nimport rego.v1\nhardware := 2 if input.sample.svn == \"1\"\n",
+    )
+    .unwrap();
+    let out = ward(&[
+        "verify",
+        "--evidence",
+        primary.to_str().unwrap(),
+        "--policy",
+        own.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["appraisal"]["ear.trustworthiness-vector"]["hardware"], 2,
+        "{v}"
+    );
+    let help = ward(&["verify", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("1204") && help.contains("Exit codes: 0 valid, 1 invalid, 2"),
+        "{help}"
+    );
 }
 
 fn fixtures() -> Option<std::path::PathBuf> {
@@ -797,8 +907,8 @@ fn sim_snp_reports_verify_with_the_printed_configuration_only() {
         "--cert-chain",
         chain.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pinned AMD root"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a pinned AMD root"));
 }
 
 #[test]
@@ -1923,4 +2033,104 @@ fn admin_token_lifetimes_are_bounded_and_negative_lifetimes_mint_expired_tokens(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 18, items 6.1, 6.2 and 6.6 on real evidence: the TEE is detected
+/// when `--tee` is left out (raw SNP as hex, base64 and with the Azure IGVM
+/// header after it; raw quotes), a raw SGX quote is no TDX evidence and the
+/// other way round, and Azure TDX evidence is verified with the
+/// `--collateral` given (it used to be ignored offline).
+#[test]
+fn verify_detects_the_tee_refuses_mixed_quotes_and_uses_collateral_for_azure_tdx() {
+    let Some(f) = ward_proto::testing::fixtures("dcap-phala") else {
+        return;
+    };
+    let p = |rel: &str| f.join(rel).to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = ward(args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let sgx = p("dcap-phala/sgx_quote");
+    let tdx = p("dcap-phala/tdx_quote");
+    // Detected, and verified with their collateral.
+    for (q, coll, tee) in [
+        (&sgx, p("dcap-phala/sgx_quote_collateral.json"), "sgx"),
+        (&tdx, p("dcap-phala/tdx_quote_collateral.json"), "tdx"),
+    ] {
+        let (code, v) = run(&[
+            "verify",
+            "--evidence",
+            q,
+            "--collateral",
+            &coll,
+            "--as-of",
+            "2025-07-01",
+        ]);
+        assert_eq!((code, v["tee"].as_str()), (Some(0), Some(tee)), "{v}");
+    }
+    // Mixed: refused by name, as the JSON path does.
+    for (q, tee, is) in [(&sgx, "tdx", "sgx"), (&tdx, "sgx", "tdx")] {
+        let (code, v) = run(&["verify", "--tee", tee, "--evidence", q]);
+        assert_eq!(code, Some(1), "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("raw {is} quote")),
+            "{v}"
+        );
+    }
+    // Azure TDX with --collateral: the TD quote is checked against it (this
+    // set is for another FMSPC, so the refusal names the collateral, not a
+    // missing source).
+    if let Some(t) = ward_proto::testing::fixtures("trustee/az-tdx-vtpm") {
+        let ev = t.join("trustee/az-tdx-vtpm/evidence-v1.json");
+        let (code, v) = run(&[
+            "verify",
+            "--evidence",
+            ev.to_str().unwrap(),
+            "--collateral",
+            &p("dcap-phala/tdx_quote_collateral.json"),
+            "--as-of",
+            "2025-07-01",
+        ]);
+        assert_eq!(v["tee"], "az-tdx-vtpm", "{v}");
+        assert_eq!(code, Some(1), "{v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("dcap.collateral") && e.contains("the PCK certificate says 00806F050000"),
+            "{e}"
+        );
+    }
+    // Raw SNP: hex (the fixture), base64, and 1204 bytes with a trailer.
+    if let Some(s) = ward_proto::testing::fixtures("snp-virtee-sev-milan") {
+        let d = s.join("snp-virtee-sev-milan");
+        let text = std::fs::read_to_string(d.join("report_milan.hex")).unwrap();
+        let bytes = hex::decode(text.trim()).unwrap();
+        let b64f = dir.path().join("report.b64");
+        std::fs::write(&b64f, b64::std_encode(&bytes)).unwrap();
+        let igvm = dir.path().join("report.igvm");
+        std::fs::write(&igvm, [bytes.clone(), vec![0u8; 20]].concat()).unwrap();
+        for ev in [d.join("report_milan.hex"), b64f, igvm] {
+            let (code, v) = run(&[
+                "verify",
+                "--evidence",
+                ev.to_str().unwrap(),
+                "--vcek",
+                d.join("vcek_milan.der").to_str().unwrap(),
+                "--cert-chain",
+                d.join("cert_chain_milan").to_str().unwrap(),
+                "--as-of",
+                "2025-01-01T00:00:00Z",
+            ]);
+            assert_eq!(
+                (code, v["tee"].as_str()),
+                (Some(0), Some("snp")),
+                "{ev:?}: {v}"
+            );
+        }
+    }
 }

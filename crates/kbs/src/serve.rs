@@ -50,7 +50,6 @@ pub fn configured_verifiers_with(
     cfg: &Config,
     store: Option<Arc<dyn Store>>,
 ) -> Result<VerifierRegistry, String> {
-    let mut r = default_verifiers();
     let mut dir = DcapCollateralDir::new(cfg.dcap.collateral_dir.clone(), store.clone());
     if cfg.dcap.pcs_fetch {
         dir = dir.with_pcs(
@@ -66,19 +65,31 @@ pub fn configured_verifiers_with(
             "trusting simulated Intel roots: evidence from them proves nothing about hardware"
         );
     }
+    Ok(registry(snp_verifier(cfg, store)?, Some(dcap), sim))
+}
+
+/// Every verifier of this build with the given trust anchors: the one
+/// place TEEs are registered, used by `ward serve` and `ward verify` alike
+/// so that the two cannot drift (the SNP verifier serves `snp` and
+/// `az-snp-vtpm`, the DCAP source `tdx`, `sgx` and `az-tdx-vtpm`).
+pub fn registry(
+    snp: SnpVerifier,
+    dcap: Option<Arc<dyn DcapCollateralSource>>,
+    simulated_dcap_roots: Vec<[u8; 32]>,
+) -> VerifierRegistry {
+    let mut r = default_verifiers();
     r.register(Arc::new(
-        DcapVerifier::tdx(Some(dcap.clone())).with_simulated_roots(sim.clone()),
+        DcapVerifier::tdx(dcap.clone()).with_simulated_roots(simulated_dcap_roots.clone()),
     ));
     r.register(Arc::new(
-        DcapVerifier::sgx(Some(dcap.clone())).with_simulated_roots(sim.clone()),
+        DcapVerifier::sgx(dcap.clone()).with_simulated_roots(simulated_dcap_roots.clone()),
     ));
     r.register(Arc::new(
-        AzTdxVtpmVerifier::new(Some(dcap)).with_simulated_roots(sim),
+        AzTdxVtpmVerifier::new(dcap).with_simulated_roots(simulated_dcap_roots),
     ));
-    let snp = snp_verifier(cfg, store)?;
     r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
     r.register(Arc::new(snp));
-    Ok(r)
+    r
 }
 
 /// The SNP verifier of the `[snp]` configuration: chains from

@@ -219,6 +219,27 @@ impl VerifierRegistry {
         self.get(tee)?.verify_evidence(evidence, now)
     }
 
+    /// Verify evidence on its own (no runtime data to bind) into a value a
+    /// policy can appraise (`ward verify --policy`): the annotated evidence
+    /// holds the TEE's claims and its report_data, and no
+    /// `runtime_data_claims`.
+    pub fn verify_unbound(
+        &self,
+        tee: &Tee,
+        evidence: &TeeEvidence,
+        now: i64,
+    ) -> Result<VerifiedEvidence, VerifyError> {
+        let c = self.get(tee)?.verify_evidence(evidence, now)?;
+        let mut annotated = serde_json::Map::new();
+        annotated.insert(tee.as_str().to_string(), c.claims);
+        annotated.insert("report_data".into(), c.report_data_claim);
+        Ok(VerifiedEvidence {
+            tee: tee.clone(),
+            input: Default::default(),
+            annotated: Value::Object(annotated),
+        })
+    }
+
     /// Verify a KBS Attestation: the evidence itself, that the runtime data
     /// carries `expected_nonce`, that report_data binds the runtime data, and
     /// that init-data (when sent) is bound by the TEE.
