@@ -81,6 +81,7 @@ impl ward_verifier::dcap::DcapCollateralSource for FileCollateral {
         _fmspc: &str,
         _tee: &str,
         _pck_ca: &str,
+        _now: i64,
     ) -> Result<ward_dcap::verify::Collateral, ward_verifier::CollateralError> {
         // Its FMSPC is checked against the PCK certificate by the verifier.
         Ok(self.0.clone())

@@ -63,7 +63,7 @@ pub enum VerifyError {
 }
 
 /// Verification collateral for one FMSPC, as PCS serves it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collateral {
     /// Exact JSON text of the `tcbInfo` object.
     pub tcb_info: String,
@@ -348,6 +348,44 @@ pub struct CheckedCollateral {
     next_update_text: (String, String),
     pub valid_from: i64,
     pub valid_until: i64,
+}
+
+/// Issue dates and next updates of a collateral set, read without checking
+/// its signatures (for choosing among sets; verification checks them).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Dates {
+    issue_date: String,
+    next_update: String,
+}
+
+impl Collateral {
+    /// When this set is valid, from its TCB info and QE identity: the later
+    /// issue date and the earlier next update (Unix seconds); `None` when
+    /// either cannot be read.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        let tcb: Dates = serde_json::from_str(&self.tcb_info).ok()?;
+        let qe: Dates = serde_json::from_str(&self.qe_identity).ok()?;
+        let t = |s: &str| time("", s).ok();
+        Some((
+            t(&tcb.issue_date)?.max(t(&qe.issue_date)?),
+            t(&tcb.next_update)?.min(t(&qe.next_update)?),
+        ))
+    }
+}
+
+/// Of several collateral sets for one FMSPC, the one to verify with as of
+/// `now`: the newest issued among those valid then, else the newest issued
+/// (verification then says why it does not apply).
+pub fn select_collateral(sets: Vec<Collateral>, now: i64) -> Option<Collateral> {
+    let mut dated: Vec<(Option<(i64, i64)>, Collateral)> =
+        sets.into_iter().map(|c| (c.validity(), c)).collect();
+    dated.sort_by_key(|(v, _)| std::cmp::Reverse(v.map(|(issued, _)| issued)));
+    let valid = dated
+        .iter()
+        .position(|(v, _)| v.is_some_and(|(issued, next)| issued <= now && now <= next));
+    let pick = valid.unwrap_or(0);
+    (pick < dated.len()).then(|| dated.swap_remove(pick).1)
 }
 
 impl Collateral {
@@ -795,5 +833,54 @@ impl DcapCache {
             }
         };
         verify_quote_with(quote, &pck, &checked, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(issued: &str, next: &str) -> Collateral {
+        let dates = format!(r#"{{"issueDate":"{issued}","nextUpdate":"{next}"}}"#);
+        Collateral {
+            tcb_info: dates.clone(),
+            tcb_info_signature: vec![],
+            tcb_info_issuer_chain: String::new(),
+            qe_identity: dates,
+            qe_identity_signature: vec![],
+            qe_identity_issuer_chain: String::new(),
+            pck_crl: vec![],
+            root_ca_crl: vec![],
+        }
+    }
+
+    /// Issue 18, item 6.3: with several sets for one FMSPC, the newest by
+    /// issue date was used whatever the verification time.
+    #[test]
+    fn selects_the_set_valid_at_the_verification_time() {
+        let june = set("2025-06-01T00:00:00Z", "2025-07-01T00:00:00Z");
+        let august = set("2025-08-01T00:00:00Z", "2025-09-01T00:00:00Z");
+        let t = |s: &str| time("", s).unwrap();
+        let sets = || vec![june.clone(), august.clone()];
+        assert_eq!(
+            select_collateral(sets(), t("2025-06-15T00:00:00Z")),
+            Some(june.clone())
+        );
+        assert_eq!(
+            select_collateral(sets(), t("2025-08-15T00:00:00Z")),
+            Some(august.clone())
+        );
+        // None valid then: the newest, whose verification says why.
+        assert_eq!(
+            select_collateral(sets(), t("2025-07-15T00:00:00Z")),
+            Some(august.clone())
+        );
+        assert_eq!(select_collateral(vec![], 0), None);
+        // Unreadable dates sort last.
+        let bad = set("soon", "later");
+        assert_eq!(
+            select_collateral(vec![bad, june.clone()], t("2025-06-15T00:00:00Z")),
+            Some(june)
+        );
     }
 }

@@ -560,8 +560,10 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
         fmspc: &str,
         tee: &str,
         pck_ca: &str,
+        now: i64,
     ) -> Result<ward_dcap::verify::Collateral, CollateralError> {
-        // Newest first: the directory may hold several generations.
+        // The directory may hold several generations: the one valid at
+        // `now` is chosen below.
         let mut found = self.lookup_dir(fmspc, tee);
         let fetch_key = format!("{tee}/{fmspc}/{pck_ca}");
         if let Some(c) = self
@@ -584,13 +586,6 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
                 }
             }
         }
-        let issue = |c: &ward_dcap::verify::Collateral| {
-            serde_json::from_str::<serde_json::Value>(&c.tcb_info)
-                .ok()
-                .and_then(|v| v["issueDate"].as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
-        found.sort_by_key(|c| std::cmp::Reverse(issue(c)));
         if found.is_empty() {
             if let Some((base, root)) = &self.pcs {
                 let key = format!("pcs {base} {fetch_key}");
@@ -616,7 +611,7 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
                 });
             }
         }
-        found.into_iter().next().ok_or_else(|| {
+        ward_dcap::verify::select_collateral(found, now).ok_or_else(|| {
             let mut looked = Vec::new();
             if let Some(d) = &self.dir {
                 looked.push(format!("the collateral directory {}", d.display()));

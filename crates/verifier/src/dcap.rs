@@ -18,12 +18,15 @@ use crate::verify::{InitDataBinding, TeeClaims, Verifier, VerifyError};
 pub trait DcapCollateralSource: Send + Sync + std::fmt::Debug {
     /// Collateral for `fmspc` (upper-case hex) and `tee` (`"TDX"` or
     /// `"SGX"`) whose PCK CRL is the one of `pck_ca` (`"platform"` or
-    /// `"processor"`), or an error naming the FMSPC and what is missing.
+    /// `"processor"`), valid at `now` when the source holds several sets
+    /// (see `ward_dcap::verify::select_collateral`), or an error naming the
+    /// FMSPC and what is missing.
     fn collateral(
         &self,
         fmspc: &str,
         tee: &str,
         pck_ca: &str,
+        now: i64,
     ) -> Result<Collateral, crate::CollateralError>;
 }
 
@@ -140,7 +143,7 @@ pub fn verify_quote_cached(
         ))
     })?;
     let collateral = source
-        .collateral(&fmspc, tee, pck_ca)
+        .collateral(&fmspc, tee, pck_ca, now)
         .map_err(|e| e.into_verify_error("dcap.collateral"))?;
     let verdict = cache.verify(&q, &collateral, now).map_err(dcap_err)?;
     let mut claims = verdict_claims(&verdict);

@@ -25,6 +25,7 @@ impl DcapCollateralSource for Sets {
         fmspc: &str,
         _tee: &str,
         _ca: &str,
+        _now: i64,
     ) -> Result<Collateral, ward_verifier::CollateralError> {
         self.0
             .iter()

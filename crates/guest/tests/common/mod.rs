@@ -20,6 +20,7 @@ impl DcapCollateralSource for OneSet {
         _fmspc: &str,
         _tee: &str,
         _ca: &str,
+        _now: i64,
     ) -> Result<Collateral, ward_verifier::CollateralError> {
         Ok(self.0.clone())
     }
