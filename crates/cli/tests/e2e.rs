@@ -2134,3 +2134,136 @@ fn verify_detects_the_tee_refuses_mixed_quotes_and_uses_collateral_for_azure_tdx
         }
     }
 }
+
+/// Issue 18, "must show": the offline `ward verify` path and the path
+/// `ward serve` verifies with (its registry built from a `[snp]`/`[dcap]`
+/// configuration) give the same verdict and the same claims on every
+/// fixture, each as of its documented time.
+#[test]
+fn offline_verify_and_the_served_registry_agree_on_every_fixture() {
+    let Some(f) = ward_proto::testing::fixtures("amd-roots") else {
+        return;
+    };
+    let roots: Vec<std::path::PathBuf> = std::fs::read_dir(f.join("amd-roots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    let dcap = f.join("dcap-phala");
+    let mut cfg = ward_kbs::Config::default();
+    cfg.snp.cert_chains = roots.clone();
+    cfg.dcap.collateral_dir = Some(dcap.clone());
+    let served = ward_kbs::serve::configured_verifiers(&cfg).unwrap();
+    let quote = |name: &str| {
+        let raw = std::fs::read(dcap.join(name)).unwrap();
+        json!({"quote": b64::std_encode(raw)})
+    };
+    let json_file = |rel: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(f.join(rel)).unwrap()).unwrap()
+    };
+    // (name, TEE, primary evidence, as of, expected verdict)
+    let table: Vec<(&str, &str, Value, &str, &str)> = vec![
+        (
+            "snp genoa",
+            "snp",
+            json_file("trustee/snp/genoa-evidence.json"),
+            "2025-10-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "az-snp-vtpm v1",
+            "az-snp-vtpm",
+            json_file("trustee/az-snp-vtpm/evidence-v1.json"),
+            "2025-10-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "az-snp-vtpm v2",
+            "az-snp-vtpm",
+            json_file("trustee/az-snp-vtpm/evidence-v2.json"),
+            "2025-10-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "az-snp-vtpm genoa",
+            "az-snp-vtpm",
+            json_file("trustee/az-snp-vtpm/evidence-genoa.json"),
+            "2025-10-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "az-tdx-vtpm",
+            "az-tdx-vtpm",
+            json_file("trustee/az-tdx-vtpm/evidence-v1.json"),
+            "2025-07-01T00:00:00Z",
+            "invalid",
+        ),
+        (
+            "sgx v3",
+            "sgx",
+            quote("sgx_quote"),
+            "2025-07-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "tdx v4",
+            "tdx",
+            quote("tdx_quote"),
+            "2025-07-01T00:00:00Z",
+            "valid",
+        ),
+        (
+            "tdx v5",
+            "tdx",
+            quote("tdx_quote_outdated"),
+            "2026-03-01T00:00:00Z",
+            "invalid",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, tee, evidence, as_of, verdict) in table {
+        let file = dir.path().join("evidence.json");
+        std::fs::write(&file, serde_json::to_vec(&evidence).unwrap()).unwrap();
+        let mut args = vec![
+            "verify".to_string(),
+            "--tee".into(),
+            tee.into(),
+            "--evidence".into(),
+            file.display().to_string(),
+            "--collateral".into(),
+            dcap.display().to_string(),
+            "--as-of".into(),
+            as_of.into(),
+        ];
+        for r in &roots {
+            args.push("--cert-chain".into());
+            args.push(r.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ward(&args);
+        let offline: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+        let now =
+            time::OffsetDateTime::parse(as_of, &time::format_description::well_known::Rfc3339)
+                .unwrap()
+                .unix_timestamp();
+        let ev = ward_proto::kbs::TeeEvidence {
+            primary_evidence: evidence,
+            additional_evidence: String::new(),
+        };
+        let serve = ward_kbs::fetch::verify_waiting(std::time::Duration::from_secs(30), || {
+            served.verify_evidence(&ward_proto::Tee::new(tee), &ev, now)
+        });
+        assert_eq!(offline["verdict"], verdict, "{name}: offline {offline}");
+        match serve {
+            Ok(c) => {
+                assert_eq!(verdict, "valid", "{name}: served says valid");
+                assert_eq!(offline["claims"], c.claims, "{name}: claims differ");
+            }
+            Err(e) => {
+                assert_eq!(verdict, "invalid", "{name}: served says {e}");
+                assert_eq!(offline["error"], e.to_string(), "{name}: errors differ");
+            }
+        }
+    }
+}
