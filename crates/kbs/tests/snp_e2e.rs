@@ -210,3 +210,105 @@ async fn a_simulator_that_is_not_configured_is_refused() {
     cfg.snp.simulated_roots = vec!["zz".into()];
     assert!(configured_verifiers(&cfg).is_err());
 }
+
+/// Issue 18, item 8: Trustee's default CPU attestation policy, uploaded
+/// unchanged under kbs-client's default id, appraises simulated SNP
+/// evidence as Trustee does (its flat SNP claim names, its
+/// `query_reference_value`).
+#[tokio::test]
+async fn trustees_default_cpu_policy_appraises_simulated_snp_evidence_as_trustee_does() {
+    let Some(f) = ward_proto::testing::fixtures("trustee/policies") else {
+        return;
+    };
+    let text =
+        std::fs::read_to_string(f.join("trustee/policies/ear_default_policy_cpu.rego")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SnpSim::generate(
+        Product::Genoa,
+        TcbParts {
+            fmc: None,
+            bootloader: 9,
+            tee: 0,
+            snp: 23,
+            microcode: 72,
+        },
+        NOW,
+    )
+    .unwrap();
+    let bundle = dir.path().join("sim-genoa.pem");
+    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+    let mut cfg = Config::default();
+    cfg.snp.cert_chains = vec![bundle];
+    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("db"), Kek::from_bytes([4; 32])).unwrap());
+    let admin = Es256Signer::generate().unwrap().0;
+    let token = admin
+        .sign(&json!({"role": "admin", "sub": "t", "exp": NOW + 600}))
+        .unwrap();
+    let state = AppState::new(
+        store,
+        configured_verifiers(&cfg).unwrap(),
+        Settings::default(),
+        AdminAuth::new(vec![VerifyingKey::es256(&admin.public_point()).unwrap()]),
+        Arc::new(ManualClock::new(NOW)),
+    )
+    .unwrap();
+    let app = router(state);
+    let auth = format!("Bearer {token}");
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+    let (s, _, body) = send(
+        &app,
+        "POST",
+        "/kbs/v0/attestation-policy",
+        &h,
+        serde_json::to_vec(
+            &json!({"policy_id": "default_cpu", "policy": b64(&text), "type": "rego"}),
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let vector = |claims: &Value| {
+        let cpu0 = &claims["submods"]["cpu0"];
+        assert_eq!(cpu0["ear.appraisal-policy-id"], "default_cpu");
+        let tv = &cpu0["ear.trustworthiness-vector"];
+        (
+            tv["executables"].as_i64().unwrap(),
+            tv["hardware"].as_i64().unwrap(),
+            tv["configuration"].as_i64().unwrap(),
+        )
+    };
+    let good = [0x11u8; 48];
+    // No reference values: unrecognised executables and hardware; the
+    // configuration without debug and migration agent is "no known
+    // vulnerabilities" (3).
+    let (_, claims, _) = guest(&app, &sim, good, 0x30000).await;
+    assert_eq!(vector(&claims), (33, 97, 3));
+    // Reference values as Trustee's RVPS sample message carries them.
+    let rv = json!({"snp_launch_measurement": [hex::encode(good)], "snp_bootloader": [9],
+        "snp_microcode": [72], "snp_snp_svn": [23], "snp_tee_svn": [0]});
+    let msg = json!({"version": "0.1.0", "type": "sample",
+        "payload": base64::engine::general_purpose::STANDARD.encode(rv.to_string())});
+    let (s, _, body) = send(
+        &app,
+        "POST",
+        "/kbs/v0/reference-value",
+        &h,
+        serde_json::to_vec(&msg).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, claims, _) = guest(&app, &sim, good, 0x30000).await;
+    assert_eq!(vector(&claims), (3, 2, 3));
+    // Another measurement; and debug allowed (configuration unapproved).
+    let (_, claims, _) = guest(&app, &sim, [0x22; 48], 0x30000).await;
+    assert_eq!(vector(&claims), (33, 2, 3));
+    let (_, claims, _) = guest(&app, &sim, good, 0x30000 | POLICY_DEBUG).await;
+    assert_eq!(vector(&claims), (3, 2, 36));
+}

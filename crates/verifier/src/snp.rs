@@ -349,6 +349,20 @@ pub fn claims(v: &VerifiedReport) -> Value {
         "committed_firmware": r.committed_version(),
         "cpuid": r.cpuid().map(|(f, m, s)| json!({"family": f, "model": m, "stepping": s})),
         "mitigation_vectors": r.mitigation_vectors().map(|(l, c)| json!({"launch": l, "current": c})),
+        // The same facts under the flat names Trustee's SNP claims use, so
+        // Trustee's policies (ear_default_policy_cpu.rego) run unchanged.
+        "reported_tcb_bootloader": v.reported_tcb().bootloader,
+        "reported_tcb_tee": v.reported_tcb().tee,
+        "reported_tcb_snp": v.reported_tcb().snp,
+        "reported_tcb_microcode": v.reported_tcb().microcode,
+        "policy_debug_allowed": pol.debug_allowed(),
+        "policy_migrate_ma": pol.migrate_ma_allowed(),
+        "policy_abi_major": pol.abi_major(),
+        "policy_abi_minor": pol.abi_minor(),
+        "policy_single_socket": pol.single_socket_required(),
+        "policy_smt_allowed": pol.smt_allowed(),
+        "platform_smt_enabled": pi.smt_enabled(),
+        "platform_tsme_enabled": pi.tsme_enabled(),
     })
 }
 
