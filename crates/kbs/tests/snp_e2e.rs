@@ -312,3 +312,127 @@ async fn trustees_default_cpu_policy_appraises_simulated_snp_evidence_as_trustee
     let (_, claims, _) = guest(&app, &sim, good, 0x30000 | POLICY_DEBUG).await;
     assert_eq!(vector(&claims), (3, 2, 36));
 }
+
+/// Issue 18, item 5: an attestation that needs a VCEK from KDS waits for the
+/// fetch (run off the serving threads) within its own deadline: a slow KDS
+/// still gives a token, a KDS that never answers gives 503 with Retry-After
+/// once the deadline passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_waits_for_collateral_within_its_own_deadline() {
+    let sim = SnpSim::generate(
+        Product::Genoa,
+        TcbParts {
+            fmc: None,
+            bootloader: 9,
+            tee: 0,
+            snp: 23,
+            microcode: 72,
+        },
+        NOW,
+    )
+    .unwrap();
+    // Two KDS stand-ins: one answers the VCEK after 300 ms, one never.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}", slow.local_addr().unwrap());
+    let vcek = sim.vcek_der().to_vec();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move || {
+            let vcek = vcek.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                vcek
+            }
+        });
+        axum::serve(slow, app).await.unwrap();
+    });
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    for (kds, want) in [
+        (slow_url, StatusCode::OK),
+        (silent_url, StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("sim-genoa.pem");
+        std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+        let mut cfg = Config::default();
+        cfg.snp.cert_chains = vec![bundle];
+        cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+        cfg.snp.kds_fetch = true;
+        cfg.snp.kds_url = Some(kds);
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db"), Kek::from_bytes([4; 32])).unwrap());
+        let settings = Settings {
+            collateral_wait: std::time::Duration::from_secs(2),
+            ..Settings::default()
+        };
+        let state = AppState::new(
+            store,
+            configured_verifiers(&cfg).unwrap(),
+            settings,
+            AdminAuth::default(),
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .unwrap();
+        let app = router(state);
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let (_, cookie, ch) = send(
+            &app,
+            "POST",
+            "/kbs/v0/auth",
+            &[],
+            br#"{"version":"0.4.0","tee":"snp","extra-params":{}}"#.to_vec(),
+        )
+        .await;
+        let runtime = RuntimeData {
+            nonce: ch["nonce"].as_str().unwrap().into(),
+            tee_pubkey: key.public_jwk(),
+        };
+        let mut report_data = [0u8; 64];
+        report_data[..48]
+            .copy_from_slice(&runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap());
+        let params = SnpReportParams {
+            report_data,
+            ..Default::default()
+        };
+        // The evidence carries no VCEK: it must come from KDS.
+        let mut ev = sim.evidence_json(&params).unwrap();
+        ev["cert_chain"] = Value::Null;
+        let body = json!({"init-data": null, "runtime-data": runtime,
+            "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}});
+        let start = std::time::Instant::now();
+        let resp = app
+            .clone()
+            .oneshot(
+                HttpRequest::builder()
+                    .method("POST")
+                    .uri("/kbs/v0/attest")
+                    .header("cookie", cookie.unwrap())
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(resp.status(), want, "after {took:?}");
+        if want == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(resp.headers().get("retry-after").is_some());
+            assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+            assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+            let b = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert!(
+                v["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/CollateralUnavailable"),
+                "{v}"
+            );
+        }
+    }
+}
