@@ -244,16 +244,7 @@ fn parse_as_of(s: &str) -> Result<i64, String> {
     ))
 }
 
-/// Unix seconds as RFC 3339 (UTC), or the number when out of range.
-pub fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
+pub use ward_proto::times::rfc3339;
 
 /// The evidence as `ward verify` found it.
 enum Input {

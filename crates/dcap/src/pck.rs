@@ -28,7 +28,7 @@ pub enum PckError {
     #[error("dcap.pck_chain: {0}")]
     Chain(String),
     #[error(
-        "dcap.certificate_validity: {what} is not valid at {now} (valid {not_before}..{not_after})"
+        "dcap.certificate_validity: {what} is not valid at {} (valid {} to {})", rfc3339(*now), rfc3339(*not_before), rfc3339(*not_after)
     )]
     Validity {
         what: String,
@@ -266,6 +266,8 @@ fn verify_der_sig(key: &[u8], alg: &str, msg: &[u8], sig: &[u8]) -> Result<(), (
         .map_err(|_| ())
 }
 
+pub use ward_proto::times::rfc3339;
+
 /// Verify `chain` (leaf first … root last) as of `now`, with the root
 /// pinned by fingerprint (`pinned`: hex SHA-256 values).
 pub fn verify_chain(chain: &[Cert], pinned: &[[u8; 32]], now: i64) -> Result<(), PckError> {
@@ -350,8 +352,11 @@ impl Crl {
         })?;
         if now < self.this_update || self.next_update.is_some_and(|n| now > n) {
             return Err(PckError::Crl(format!(
-                "CRL of {:?} is not current at {now} (thisUpdate {}, nextUpdate {:?})",
-                issuer.subject_cn, self.this_update, self.next_update
+                "CRL of {:?} is not current at {} (thisUpdate {}, nextUpdate {})",
+                issuer.subject_cn,
+                rfc3339(now),
+                rfc3339(self.this_update),
+                self.next_update.map_or("none".to_string(), rfc3339)
             )));
         }
         Ok(())

@@ -44,7 +44,7 @@ pub enum VerifyError {
     )]
     CollateralSignature { item: &'static str },
     #[error(
-        "dcap.collateral_expired: {item} for FMSPC {fmspc} expired at {next_update} (now {now})"
+        "dcap.collateral_expired: {item} for FMSPC {fmspc} expired at {next_update} (now {})", crate::pck::rfc3339(*now)
     )]
     CollateralExpired {
         item: &'static str,
@@ -53,9 +53,15 @@ pub enum VerifyError {
         now: i64,
     },
     #[error(
-        "dcap.tcb_level: no TCB level of FMSPC {fmspc} matches this platform (TCB not supported)"
+        "dcap.tcb_level: no TCB level of FMSPC {fmspc} matches this platform (TCB not supported); platform: {platform}; nearest level: {nearest}"
     )]
-    NoTcbLevel { fmspc: String },
+    NoTcbLevel {
+        fmspc: String,
+        /// The platform's SVNs (from the PCK certificate and the TD report).
+        platform: String,
+        /// The level short by the fewest components, with its SVNs.
+        nearest: String,
+    },
     #[error("dcap.qe_identity: {0}")]
     QeIdentity(String),
     #[error("dcap.tdx_module: {0}")]
@@ -497,8 +503,9 @@ impl CheckedCollateral {
         }
         if now < self.valid_from || now > self.valid_until {
             return Err(PckError::Crl(format!(
-                "collateral of FMSPC {} is not current at {now}",
-                self.fmspc
+                "collateral of FMSPC {} is not current at {}",
+                self.fmspc,
+                crate::pck::rfc3339(now)
             ))
             .into());
         }
@@ -679,8 +686,61 @@ pub fn verify_quote_with(
                     _ => false,
                 }
         })
-        .ok_or(VerifyError::NoTcbLevel {
-            fmspc: fmspc.clone(),
+        .ok_or_else(|| {
+            let list = |v: &[u8]| v.iter().map(u8::to_string).collect::<Vec<_>>().join(",");
+            let mut platform = format!("sgx [{}] pce {}", list(&ext.compsvn), ext.pcesvn);
+            if let Some(t) = tee_svn {
+                platform.push_str(&format!(" tdx [{}]", list(&t)));
+            }
+            // Short by the fewest components (first such level: the highest).
+            let short = |l: &TcbLevel| {
+                let sgx = l
+                    .tcb
+                    .sgxtcbcomponents
+                    .iter()
+                    .zip(ext.compsvn)
+                    .filter(|(c, p)| c.svn > *p)
+                    .count();
+                let pce = usize::from(l.tcb.pcesvn > ext.pcesvn);
+                let tdx = match (tee_svn, &l.tcb.tdxtcbcomponents) {
+                    (Some(s), Some(c)) => c
+                        .iter()
+                        .zip(s)
+                        .enumerate()
+                        .filter(|(i, (c, t))| !(skip_module && *i < 2) && c.svn > *t)
+                        .count(),
+                    _ => 0,
+                };
+                sgx + pce + tdx
+            };
+            let nearest = info
+                .tcb_levels
+                .iter()
+                .min_by_key(|l| short(l))
+                .map(|l| {
+                    let svns = |c: &[Svn]| {
+                        c.iter()
+                            .map(|x| x.svn.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    let mut n = format!(
+                        "{:?}: sgx [{}] pce {}",
+                        l.tcb_status,
+                        svns(&l.tcb.sgxtcbcomponents),
+                        l.tcb.pcesvn
+                    );
+                    if let Some(t) = &l.tcb.tdxtcbcomponents {
+                        n.push_str(&format!(" tdx [{}]", svns(t)));
+                    }
+                    n
+                })
+                .unwrap_or_else(|| "none (the TCB info lists no level)".into());
+            VerifyError::NoTcbLevel {
+                fmspc: fmspc.clone(),
+                platform,
+                nearest,
+            }
         })?;
     let mut status = level.tcb_status;
     let mut advisories = level.advisory_ids.clone();

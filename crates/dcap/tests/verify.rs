@@ -45,6 +45,10 @@ fn documented_verdicts() {
     );
     let e = verify_quote(&Quote::parse(&q).unwrap(), &c, MARCH_2026).unwrap_err();
     assert!(matches!(e, VerifyError::NoTcbLevel { .. }), "{e}");
+    // Issue 18, item 6.5: the platform's SVNs beside the nearest level.
+    let m = e.to_string();
+    assert!(m.contains("platform: sgx [") && m.contains(" tdx ["), "{m}");
+    assert!(m.contains("nearest level: "), "{m}");
 }
 
 fn check(e: VerifyError) -> String {

@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod kbs;
 pub mod resource;
 pub mod testing;
+pub mod times;
 
 pub use hash::HashAlgorithm;
 pub use jwk::{Jwk, TeeKeyPair};

@@ -106,17 +106,24 @@ fn every_check_still_bites_on_simulated_reports() {
         VerifyError::Tcb {
             field: "microcode",
             report: 214,
-            cert: 213
+            cert: 213,
+            reported: err_field(&err, "reported"),
+            certified: err_field(&err, "certified"),
         }
+    );
+    // Issue 18, item 6.5: the message shows every SVN of both sides.
+    assert!(
+        err.to_string().contains("microcode 214; certified: "),
+        "{err}"
     );
     // Another chip's id.
     let mut b = good.clone();
     b[offset::CHIP_ID] ^= 0xff;
     sim.sign(&mut b).unwrap();
-    assert_eq!(
+    assert!(matches!(
         verify_report(&AttestationReport::from_bytes(&b).unwrap(), chain, NOW).unwrap_err(),
-        VerifyError::ChipId
-    );
+        VerifyError::ChipId { .. }
+    ));
     // Certificates expired at `now`.
     let err = verify_report(
         &AttestationReport::from_bytes(&good).unwrap(),
@@ -232,4 +239,21 @@ fn saved_simulator_signs_verifiable_reports_after_reload() {
     std::fs::write(dir.join("sim.json"), b"{}").unwrap();
     assert!(SnpSim::load(&dir).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SVN summary a TCB error carries (`reported` or `certified`).
+fn err_field(e: &VerifyError, which: &str) -> String {
+    match e {
+        VerifyError::Tcb {
+            reported,
+            certified,
+            ..
+        } => if which == "reported" {
+            reported
+        } else {
+            certified
+        }
+        .clone(),
+        _ => String::new(),
+    }
 }

@@ -93,6 +93,8 @@ pub struct AmdCert {
     pub subject: Vec<u8>,
     pub issuer: Vec<u8>,
     pub subject_cn: String,
+    /// The issuer as text (`C=US, …, CN=SEV-Milan`), for messages.
+    pub issuer_name: String,
     pub not_before: i64,
     pub not_after: i64,
     pub key: CertKey,
@@ -256,6 +258,7 @@ impl AmdCert {
             sig_is_pss_sha384,
             subject: cert.subject().as_raw().to_vec(),
             issuer: cert.issuer().as_raw().to_vec(),
+            issuer_name: cert.issuer().to_string(),
             subject_cn,
             not_before: time(&cert.validity().not_before),
             not_after: time(&cert.validity().not_after),

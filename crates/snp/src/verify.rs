@@ -51,7 +51,7 @@ pub enum VerifyError {
         cert: &'static str,
         reason: &'static str,
     },
-    #[error("certificate {cert} is not valid at {now} (valid {not_before}..{not_after})")]
+    #[error("certificate {cert} is not valid at {} (valid {} to {})", rfc3339(*now), rfc3339(*not_before), rfc3339(*not_after))]
     Validity {
         cert: &'static str,
         now: i64,
@@ -62,16 +62,19 @@ pub enum VerifyError {
     KeyKind { expected: SigningKey, found: String },
     #[error("report signature does not verify with the {0}")]
     Signature(&'static str),
-    #[error("reported TCB {field} is {report}, the certificate certifies {cert}")]
+    #[error("reported TCB {field} is {report}, the certificate certifies {cert} (reported: {reported}; certified: {certified})")]
     Tcb {
         field: &'static str,
         report: u8,
         cert: u8,
+        /// Every SVN of the report and of the certificate, side by side.
+        reported: String,
+        certified: String,
     },
     #[error("certificate does not certify the TCB component {0}")]
     TcbMissing(&'static str),
-    #[error("chip_id does not match the VCEK's hwID")]
-    ChipId,
+    #[error("chip_id {report} ≠ the VCEK's hwID {cert}: the VCEK is for another chip")]
+    ChipId { report: String, cert: String },
     #[error("VCEK has no hwID extension")]
     NoHwId,
     #[error("report product {report} differs from the chain's {chain}")]
@@ -214,15 +217,46 @@ pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<VerifiedChain, Ve
     })
 }
 
-fn tcb_eq(field: &'static str, report: u8, cert: Option<u8>) -> Result<(), VerifyError> {
+pub use ward_proto::times::rfc3339;
+
+fn svns(
+    fmc: Option<u8>,
+    bl: Option<u8>,
+    tee: Option<u8>,
+    snp: Option<u8>,
+    ucode: Option<u8>,
+) -> String {
+    let f = |v: Option<u8>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut s = format!(
+        "bootloader {} tee {} snp {} microcode {}",
+        f(bl),
+        f(tee),
+        f(snp),
+        f(ucode)
+    );
+    if fmc.is_some() {
+        s = format!("fmc {} {s}", f(fmc));
+    }
+    s
+}
+
+fn tcb_eq(
+    field: &'static str,
+    report: u8,
+    cert: Option<u8>,
+    both: &dyn Fn() -> (String, String),
+) -> Result<(), VerifyError> {
     let cert = cert.ok_or(VerifyError::TcbMissing(field))?;
     if report == cert {
         Ok(())
     } else {
+        let (reported, certified) = both();
         Err(VerifyError::Tcb {
             field,
             report,
             cert,
+            reported,
+            certified,
         })
     }
 }
@@ -238,18 +272,34 @@ pub fn check_binding(
 ) -> Result<(), VerifyError> {
     let t = report.reported_tcb().parts(product);
     let c = vek.tcb;
-    tcb_eq("bootloader", t.bootloader, c.bootloader)?;
-    tcb_eq("tee", t.tee, c.tee)?;
-    tcb_eq("snp", t.snp, c.snp)?;
-    tcb_eq("microcode", t.microcode, c.microcode)?;
+    let both = || {
+        (
+            svns(
+                t.fmc,
+                Some(t.bootloader),
+                Some(t.tee),
+                Some(t.snp),
+                Some(t.microcode),
+            ),
+            svns(c.fmc, c.bootloader, c.tee, c.snp, c.microcode),
+        )
+    };
+    tcb_eq("bootloader", t.bootloader, c.bootloader, &both)?;
+    tcb_eq("tee", t.tee, c.tee, &both)?;
+    tcb_eq("snp", t.snp, c.snp, &both)?;
+    tcb_eq("microcode", t.microcode, c.microcode, &both)?;
     if let Some(fmc) = t.fmc {
-        tcb_eq("fmc", fmc, c.fmc)?;
+        tcb_eq("fmc", fmc, c.fmc, &both)?;
     }
     if report.signing_key() == SigningKey::Vcek && !report.mask_chip_id() {
         let hw = vek.hw_id.as_deref().ok_or(VerifyError::NoHwId)?;
         let chip = report.chip_id();
         if chip[..hw.len()] != *hw || chip[hw.len()..].iter().any(|b| *b != 0) {
-            return Err(VerifyError::ChipId);
+            let short = |b: &[u8]| format!("{}…", hex::encode(&b[..b.len().min(8)]));
+            return Err(VerifyError::ChipId {
+                report: short(chip),
+                cert: short(hw),
+            });
         }
     }
     Ok(())

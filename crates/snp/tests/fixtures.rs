@@ -165,7 +165,9 @@ fn trustee_milan_report_verifies_and_tcb_tampering_is_named() {
         VerifyError::Tcb {
             field: "bootloader",
             report: 4,
-            cert: 3
+            cert: 3,
+            reported: "bootloader 4 tee 0 snp 8 microcode 115".into(),
+            certified: "bootloader 3 tee 0 snp 8 microcode 115".into(),
         }
     );
     // Microcode above the certified one, and another chip's VCEK.
@@ -180,9 +182,23 @@ fn trustee_milan_report_verifies_and_tcb_tampering_is_named() {
         }
     ));
     let (_, other_vcek, _, _) = milan_virtee(&dir);
-    assert_eq!(
-        check_binding(&report, Product::Milan, &other_vcek).unwrap_err(),
-        VerifyError::ChipId
+    // Issue 18, item 6.5: a wrong-chip VCEK says chip_id ≠ hwID.
+    let e = check_binding(&report, Product::Milan, &other_vcek).unwrap_err();
+    assert!(matches!(e, VerifyError::ChipId { .. }), "{e}");
+    // Names print as text (they appear in messages), never as raw DER.
+    assert!(
+        vcek.issuer_name.contains("CN=SEV-Milan"),
+        "{}",
+        vcek.issuer_name
+    );
+    assert!(
+        vcek.issuer_name.contains("O=Advanced Micro Devices"),
+        "{}",
+        vcek.issuer_name
+    );
+    assert!(
+        e.to_string().starts_with("chip_id ") && e.to_string().contains(" ≠ the VCEK's hwID "),
+        "{e}"
     );
 }
 

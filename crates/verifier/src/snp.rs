@@ -271,11 +271,8 @@ impl SnpVerifier {
 }
 
 fn issuer_cn(c: &AmdCert) -> String {
-    // The issuer's CN, for the error message (best effort).
-    String::from_utf8_lossy(&c.issuer)
-        .chars()
-        .filter(|ch| ch.is_ascii_graphic() || *ch == ' ')
-        .collect()
+    // The issuer's name as text, never raw DER.
+    c.issuer_name.clone()
 }
 
 fn check_name(e: &ward_snp::VerifyError) -> &'static str {
@@ -286,7 +283,7 @@ fn check_name(e: &ward_snp::VerifyError) -> &'static str {
         E::KeyKind { .. } => "snp.signing_key",
         E::Signature(_) => "snp.report_signature",
         E::Tcb { .. } | E::TcbMissing(_) => "snp.reported_tcb",
-        E::ChipId | E::NoHwId => "snp.chip_id",
+        E::ChipId { .. } | E::NoHwId => "snp.chip_id",
         E::Product { .. } => "snp.product",
         _ => "snp",
     }
