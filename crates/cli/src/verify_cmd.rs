@@ -59,10 +59,13 @@ pub struct VerifyArgs {
     /// SNP: fetch a missing VCEK from AMD KDS (off by default: offline).
     #[arg(long)]
     kds_fetch: bool,
-    /// TDX/SGX: Intel collateral — a flat collateral JSON file, or a
-    /// directory of such files and/or raw PCS response directories.
+    /// TDX/SGX: Intel collateral — a flat collateral JSON file; a
+    /// directory of such files and/or raw PCS response directories; or,
+    /// repeated, the raw PCS files of one set: the TCB info and QE identity
+    /// responses (JSON), the issuer chain(s) (PEM; one named `*qe*` is the
+    /// QE identity's) and the PCK and root CA CRLs (DER).
     #[arg(long)]
-    collateral: Option<PathBuf>,
+    collateral: Vec<PathBuf>,
     /// TDX: the CC event log (binary) of a raw quote, replayed against its RTMRs.
     #[arg(long)]
     ccel: Option<PathBuf>,
@@ -91,18 +94,77 @@ impl ward_verifier::dcap::DcapCollateralSource for FileCollateral {
 fn dcap_source(
     a: &VerifyArgs,
 ) -> Result<Option<std::sync::Arc<dyn ward_verifier::dcap::DcapCollateralSource>>> {
-    let Some(p) = &a.collateral else {
+    let files = &a.collateral;
+    if files.is_empty() {
         return Ok(None);
-    };
-    if p.is_dir() {
-        return Ok(Some(std::sync::Arc::new(
-            ward_kbs::collateral::DcapCollateralDir::new(Some(p.clone()), None),
-        )));
     }
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-    let c = ward_dcap::verify::Collateral::from_flat_json(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    Ok(Some(std::sync::Arc::new(FileCollateral(c))))
+    if let [p] = files.as_slice() {
+        if p.is_dir() {
+            return Ok(Some(std::sync::Arc::new(
+                ward_kbs::collateral::DcapCollateralDir::new(Some(p.clone()), None),
+            )));
+        }
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        if let Ok(c) = ward_dcap::verify::Collateral::from_flat_json(&text) {
+            return Ok(Some(std::sync::Arc::new(FileCollateral(c))));
+        }
+    }
+    Ok(Some(std::sync::Arc::new(FileCollateral(pcs_files(files)?))))
+}
+
+/// One collateral set from raw PCS files, each recognised by its content.
+fn pcs_files(files: &[PathBuf]) -> Result<ward_dcap::verify::Collateral> {
+    let (mut tcb, mut qe, mut chain, mut qe_chain, mut pck_crl, mut root_crl) =
+        (None, None, None, None, None, None);
+    for p in files {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            let text = String::from_utf8(bytes).unwrap_or_default();
+            if v.get("tcbInfo").is_some() {
+                tcb = Some(text);
+            } else if v.get("enclaveIdentity").is_some() {
+                qe = Some(text);
+            } else {
+                anyhow::bail!(
+                    "{}: JSON that is neither flat collateral nor a PCS TCB info or QE identity response",
+                    p.display()
+                );
+            }
+        } else if bytes.starts_with(b"-----BEGIN") {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if name.contains("qe") || name.contains("enclave") {
+                qe_chain = Some(text);
+            } else {
+                chain = Some(text);
+            }
+        } else {
+            let crl = ward_dcap::pck::Crl::from_der(&p.display().to_string(), &bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not JSON, PEM or a DER CRL: {e}", p.display()))?;
+            if crl.issuer.windows(17).any(|w| w == b"Intel SGX Root CA") || name.contains("root") {
+                root_crl = Some(bytes);
+            } else {
+                pck_crl = Some(bytes);
+            }
+        }
+    }
+    fn need<T>(v: Option<T>, what: &str) -> Result<T> {
+        v.ok_or_else(|| anyhow::anyhow!("--collateral files: missing {what}"))
+    }
+    let chain = need(chain.or_else(|| qe_chain.clone()), "the issuer chain (PEM)")?;
+    ward_dcap::verify::Collateral::from_pcs(
+        &need(tcb, "the TCB info response (JSON with tcbInfo)")?,
+        &chain,
+        &need(qe, "the QE identity response (JSON with enclaveIdentity)")?,
+        qe_chain.as_deref().unwrap_or(&chain),
+        &need(pck_crl, "the PCK CRL (DER)")?,
+        &need(root_crl, "the root CA CRL (DER)")?,
+    )
+    .map_err(|e| anyhow::anyhow!("--collateral files: {e}"))
 }
 
 fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {

@@ -2267,3 +2267,86 @@ fn offline_verify_and_the_served_registry_agree_on_every_fixture() {
         }
     }
 }
+
+/// Issue 18, item 6.6: the raw PCS files of one collateral set (TCB info and
+/// QE identity responses, issuer chain, CRLs) are accepted as `--collateral`
+/// files, not only inside a directory. Built here from the flat fixture,
+/// keeping the signed JSON text exactly.
+#[test]
+fn verify_takes_raw_pcs_collateral_files() {
+    let Some(f) = ward_proto::testing::fixtures("dcap-phala") else {
+        return;
+    };
+    let d = f.join("dcap-phala");
+    let flat: Value =
+        serde_json::from_slice(&std::fs::read(d.join("sgx_quote_collateral.json")).unwrap())
+            .unwrap();
+    let s = |k: &str| flat[k].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "tcb_info.json",
+            format!(
+                r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                s("tcb_info"),
+                s("tcb_info_signature")
+            )
+            .into_bytes(),
+        ),
+        (
+            "qe_identity.json",
+            format!(
+                r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+                s("qe_identity"),
+                s("qe_identity_signature")
+            )
+            .into_bytes(),
+        ),
+        (
+            "tcb_info_issuer_chain.pem",
+            s("tcb_info_issuer_chain").into_bytes(),
+        ),
+        ("pck_crl.der", hex::decode(s("pck_crl")).unwrap()),
+        ("root_ca_crl.der", hex::decode(s("root_ca_crl")).unwrap()),
+    ];
+    let mut args = vec![
+        "verify".to_string(),
+        "--evidence".into(),
+        d.join("sgx_quote").display().to_string(),
+        "--as-of".into(),
+        "2025-07-01".into(),
+    ];
+    for (name, body) in &files {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        args.push("--collateral".into());
+        args.push(p.display().to_string());
+    }
+    let run = |args: &[String]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ward(&a);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = run(&args);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
+    assert_eq!(
+        v["claims"]["tcb_status"], "ConfigurationAndSWHardeningNeeded",
+        "{v}"
+    );
+    // A set with a piece missing names it.
+    let short: Vec<String> = args[..args.len() - 2].to_vec();
+    let (code, v) = run(&short);
+    assert_eq!(code, Some(2), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing the root CA CRL"),
+        "{v}"
+    );
+}
