@@ -50,6 +50,14 @@ enum AdminCmd {
     Collateral(CollateralCmd),
     /// Rotate a key ring (`session` or `token-signing`).
     RotateKey { ring: String },
+    /// Replace the bootstrap admin key and token under `--data-dir`
+    /// (offline, on the server's host). The server trusts the new key, and
+    /// refuses the old token, from its next admin request on.
+    RotateBootstrap {
+        /// Lifetime of the new bootstrap token, seconds (one year).
+        #[arg(long, default_value_t = 365 * 24 * 3600)]
+        lifetime: i64,
+    },
     /// Mint an admin token with a private key (offline; prints the token).
     Token {
         /// PKCS#8 P-256 private key (PEM), e.g. `<data-dir>/admin/admin-key.pem`.
@@ -221,6 +229,12 @@ fn resource(uri: &str) -> Result<ResourcePath> {
 }
 
 pub async fn run(a: AdminArgs) -> Result<()> {
+    if let AdminCmd::RotateBootstrap { lifetime } = &a.cmd {
+        let p = ward_kbs::bootstrap::rotate_bootstrap(&a.data_dir, *lifetime, crate::now())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        println!("{}", p.display());
+        return Ok(());
+    }
     if let AdminCmd::Token {
         key,
         role,
@@ -424,7 +438,9 @@ pub async fn run(a: AdminArgs) -> Result<()> {
             &api.post_json("/kbs/v0/admin/rotate-key", &json!({"ring": ring}))
                 .await?,
         ),
-        AdminCmd::Token { .. } => unreachable!("handled above"),
+        AdminCmd::Token { .. } | AdminCmd::RotateBootstrap { .. } => {
+            anyhow::bail!("offline command, handled before contacting the server")
+        }
     }
 }
 

@@ -2019,12 +2019,13 @@ fn admin_token_lifetimes_are_bounded_and_negative_lifetimes_mint_expired_tokens(
         );
     }
     // The bootstrap token (a year) is the exception.
+    let d = data.to_str().unwrap();
     let out = ward(&[
         "admin",
         "--url",
         &s.url,
         "--data-dir",
-        data.to_str().unwrap(),
+        d,
         "resource",
         "list",
     ]);
@@ -2032,6 +2033,37 @@ fn admin_token_lifetimes_are_bounded_and_negative_lifetimes_mint_expired_tokens(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Its own rotation: a new key and token, taking effect on the running
+    // server at once; the old token is refused from then on.
+    let old = std::fs::read_to_string(data.join("admin/admin-token")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = ward(&["admin", "--data-dir", d, "rotate-bootstrap"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = std::fs::read_to_string(data.join("admin/admin-token")).unwrap();
+    assert_ne!(old, new);
+    let out = ward(&[
+        "admin",
+        "--url",
+        &s.url,
+        "--data-dir",
+        d,
+        "resource",
+        "list",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = list(old.trim());
+    assert!(
+        !out.status.success(),
+        "the rotated-out bootstrap token still works"
     );
 }
 

@@ -118,13 +118,36 @@ pub fn admin_bootstrap(
     let pub_path = dir.join(ADMIN_PUB);
     let token_path = dir.join(ADMIN_TOKEN);
     if pub_path.exists() {
-        let der = rustls::pki_types::pem::PemObject::from_pem_file(&pub_path)
-            .map(|d: rustls::pki_types::SubjectPublicKeyInfoDer<'static>| d.as_ref().to_vec())
-            .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-        let vk = VerifyingKey::from_spki_der(&der)
-            .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-        return Ok((vk, None, token_path));
+        return Ok((read_bootstrap_key(&pub_path)?, None, token_path));
     }
+    // The key and token of an interrupted bootstrap (no public key yet)
+    // are replaced: nothing trusts them.
+    for leftover in [dir.join(ADMIN_KEY), token_path.clone()] {
+        match std::fs::remove_file(&leftover) {
+            Ok(()) => {
+                tracing::warn!(path = %leftover.display(), "replacing a file left by an interrupted bootstrap")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(describe(&leftover, &e)),
+        }
+    }
+    let vk = write_bootstrap(
+        &dir,
+        cfg.admin.bootstrap_token_lifetime_secs,
+        now,
+        write_private,
+    )?;
+    Ok((vk, Some(token_path.clone()), token_path))
+}
+
+/// A new bootstrap key pair and token under `dir`, written with `write`
+/// (the public key last: its presence means the bootstrap completed).
+fn write_bootstrap(
+    dir: &Path,
+    lifetime: i64,
+    now: i64,
+    write: fn(&Path, &[u8]) -> std::io::Result<()>,
+) -> Result<VerifyingKey, String> {
     let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
         .map_err(|_| "key generation failed")?;
     let pkcs8 = kp.to_pkcs8v1().map_err(|_| "key encoding failed")?;
@@ -138,32 +161,44 @@ pub fn admin_bootstrap(
         "sub": "bootstrap-admin",
         "role": "admin",
         "iat": now,
-        "exp": now + cfg.admin.bootstrap_token_lifetime_secs,
+        "exp": now + lifetime,
     });
     let token = signer.sign(&claims).map_err(|e| e.to_string())?;
-    // The key and token of an interrupted bootstrap (no public key yet)
-    // are replaced: nothing trusts them.
-    for leftover in [dir.join(ADMIN_KEY), token_path.clone()] {
-        match std::fs::remove_file(&leftover) {
-            Ok(()) => {
-                tracing::warn!(path = %leftover.display(), "replacing a file left by an interrupted bootstrap")
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(describe(&leftover, &e)),
-        }
-    }
-    write_private(
-        &dir.join(ADMIN_KEY),
-        pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes(),
-    )
-    .map_err(|e| describe(&dir.join(ADMIN_KEY), &e))?;
-    write_private(&token_path, format!("{token}\n").as_bytes())
-        .map_err(|e| describe(&token_path, &e))?;
-    // Written last: its presence means the bootstrap completed.
-    write_private(&pub_path, pem("PUBLIC KEY", spki.as_ref()).as_bytes())
+    let (key_path, token_path, pub_path) = (
+        dir.join(ADMIN_KEY),
+        dir.join(ADMIN_TOKEN),
+        dir.join(ADMIN_PUB),
+    );
+    write(&key_path, pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
+        .map_err(|e| describe(&key_path, &e))?;
+    write(&token_path, format!("{token}\n").as_bytes()).map_err(|e| describe(&token_path, &e))?;
+    write(&pub_path, pem("PUBLIC KEY", spki.as_ref()).as_bytes())
         .map_err(|e| describe(&pub_path, &e))?;
-    let vk = VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())?;
-    Ok((vk, Some(token_path.clone()), token_path))
+    VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())
+}
+
+/// Rotate the bootstrap admin credentials in `data_dir`: a new key pair and
+/// token replace the old ones (each file all or nothing). A running `ward
+/// serve` trusts the new key, and no longer the old one, from its next
+/// admin request on. Returns the token's path.
+pub fn rotate_bootstrap(data_dir: &Path, lifetime: i64, now: i64) -> Result<PathBuf, String> {
+    let dir = data_dir.join(ADMIN_DIR);
+    if !dir.join(ADMIN_PUB).exists() {
+        return Err(format!(
+            "{} has no bootstrap credentials to rotate",
+            dir.display()
+        ));
+    }
+    write_bootstrap(&dir, lifetime, now, ward_store::files::replace_private)?;
+    Ok(dir.join(ADMIN_TOKEN))
+}
+
+/// The verifying key in a bootstrap public-key file.
+pub fn read_bootstrap_key(pub_path: &Path) -> Result<VerifyingKey, String> {
+    let der = rustls::pki_types::pem::PemObject::from_pem_file(pub_path)
+        .map(|d: rustls::pki_types::SubjectPublicKeyInfoDer<'static>| d.as_ref().to_vec())
+        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    VerifyingKey::from_spki_der(&der).map_err(|e| format!("{}: {e}", pub_path.display()))
 }
 
 /// Mint an admin token with `key_pem` (a PKCS#8 P-256 private key).

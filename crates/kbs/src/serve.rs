@@ -163,6 +163,16 @@ pub fn build_state(
         info.created_admin_token = created;
         info.admin_token_path = Some(token_path);
     }
+    // With bootstrap on, the bootstrap key is trusted from its file (so a
+    // rotation takes effect at once); with it off, not at all.
+    let mut admin = AdminAuth::new(admin_keys).with_max_lifetime(cfg.admin.max_token_lifetime_secs);
+    if bootstrap_key.is_some() {
+        admin = admin.with_bootstrap(bootstrap_key).with_bootstrap_file(
+            cfg.data_dir
+                .join(crate::bootstrap::ADMIN_DIR)
+                .join(crate::bootstrap::ADMIN_PUB),
+        );
+    }
     let settings = Settings {
         session_ttl_secs: cfg.session_ttl_secs,
         token: TokenSettings {
@@ -175,16 +185,8 @@ pub fn build_state(
         max_body_bytes: cfg.max_body_bytes,
         collateral_wait: std::time::Duration::from_secs_f64(cfg.limits.collateral_wait_secs),
     };
-    let state = AppState::new(
-        store,
-        verifiers,
-        settings,
-        AdminAuth::new(admin_keys)
-            .with_bootstrap(bootstrap_key)
-            .with_max_lifetime(cfg.admin.max_token_lifetime_secs),
-        clock,
-    )
-    .map_err(|e| format!("{e:?}"))?;
+    let state =
+        AppState::new(store, verifiers, settings, admin, clock).map_err(|e| format!("{e:?}"))?;
     Ok((state, info))
 }
 

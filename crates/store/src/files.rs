@@ -32,6 +32,42 @@ pub fn create_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(&dir).and_then(|d| d.sync_all())
 }
 
+/// Replace `path` with `content` (0600), all or nothing: a temporary file
+/// beside it, flushed, renamed over it. Readers see the old file or the
+/// new one, never a partial one.
+pub fn replace_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.new",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::File::open(&dir).and_then(|d| d.sync_all())
+}
+
 fn write_then_link(tmp: &Path, path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
