@@ -353,8 +353,17 @@ impl Inner {
                     // Its own task: the attestation completes for the other
                     // waiters even if the caller that started it gives up.
                     tokio::spawn(async move {
+                        // Cleared however the task ends (a panicking
+                        // attester included), so a later call starts anew.
+                        struct Clear(Arc<Inner>);
+                        impl Drop for Clear {
+                            fn drop(&mut self) {
+                                *self.0.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                            }
+                        }
+                        let clear = Clear(me.clone());
                         let result = me.attest_now().await;
-                        *me.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        drop(clear);
                         let _ = tx.send(Some(result));
                     });
                     rx
