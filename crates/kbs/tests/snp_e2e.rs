@@ -436,3 +436,56 @@ async fn an_attestation_waits_for_collateral_within_its_own_deadline() {
         }
     }
 }
+
+/// Issue 18, item 6.8: evidence verified on its own (as `ward verify
+/// --policy default` does, through `verify_unbound`) is appraised by the
+/// built-in policy as the KBS flow would: debug allowed is not affirming.
+#[test]
+fn offline_appraisal_of_debug_enabled_snp_evidence_is_not_affirming() {
+    let sim = SnpSim::generate(
+        Product::Genoa,
+        TcbParts {
+            fmc: None,
+            bootloader: 9,
+            tee: 0,
+            snp: 23,
+            microcode: 72,
+        },
+        NOW,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sim-genoa.pem");
+    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+    let mut cfg = Config::default();
+    cfg.snp.cert_chains = vec![bundle];
+    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    let reg = configured_verifiers(&cfg).unwrap();
+    let policy = ward_verifier::compile_attestation_policy(
+        "default",
+        ward_verifier::default_attestation_policy("snp").unwrap(),
+    )
+    .unwrap()
+    .with_data(&ward_verifier::reference_data(&Default::default()))
+    .unwrap();
+    let status = |policy_bits: u64| {
+        let params = SnpReportParams {
+            policy: policy_bits,
+            ..Default::default()
+        };
+        let ev = ward_proto::kbs::TeeEvidence {
+            primary_evidence: sim.evidence_json(&params).unwrap(),
+            additional_evidence: String::new(),
+        };
+        let v = reg
+            .verify_unbound(&ward_proto::Tee::new("snp"), &ev, NOW)
+            .unwrap();
+        assert!(v.annotated_evidence().get("runtime_data_claims").is_none());
+        ward_verifier::appraise(&v, &policy).unwrap().status
+    };
+    assert_eq!(
+        status(0x30000 | POLICY_DEBUG),
+        ward_proto::ear::Status::Contraindicated
+    );
+    assert_ne!(status(0x30000), ward_proto::ear::Status::Contraindicated);
+}
