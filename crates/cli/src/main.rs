@@ -135,9 +135,11 @@ fn init_logging(format: &str) {
 }
 
 /// A closed output pipe (`ward verify … | head`) ends the program quietly,
-/// as it does any Unix filter. Commands that hold sockets keep SIGPIPE
-/// ignored (a peer closing a connection must not kill a server); for them a
-/// failed write to stdout ends the process without a panic message.
+/// as it does any Unix filter. Commands that use the network keep SIGPIPE
+/// ignored (a peer closing a connection mid-write must not kill them: not
+/// every socket write suppresses the signal); for them a failed write to
+/// stdout ends the process without a panic message, and a broken-pipe
+/// error from `main` without one either.
 fn quiet_on_closed_pipe(holds_sockets: bool) {
     if !holds_sockets {
         // SAFETY: restoring the default disposition of one signal before
@@ -162,10 +164,24 @@ fn quiet_on_closed_pipe(holds_sockets: bool) {
 }
 
 fn main() -> Result<()> {
+    let r = run();
+    if let Err(e) = &r {
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(141);
+        }
+    }
+    r
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
-    quiet_on_closed_pipe(matches!(
+    quiet_on_closed_pipe(!matches!(
         cli.cmd,
-        Cmd::Serve(_) | Cmd::Guest(_) | Cmd::Bench(_)
+        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_)
     ));
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {

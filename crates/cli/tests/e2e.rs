@@ -1955,6 +1955,12 @@ fn a_closed_output_pipe_ends_commands_quietly() {
             .unwrap(),
     )
     .unwrap();
+    let initdata = dir.path().join("init.toml");
+    std::fs::write(
+        &initdata,
+        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package p\"\n",
+    )
+    .unwrap();
     for args in [
         vec![
             "verify",
@@ -1963,6 +1969,7 @@ fn a_closed_output_pipe_ends_commands_quietly() {
             "--evidence",
             evidence.to_str().unwrap(),
         ],
+        vec!["initdata", "digest", initdata.to_str().unwrap()],
         vec!["--help"],
     ] {
         let mut child = Command::new(WARD)
