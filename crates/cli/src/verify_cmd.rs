@@ -175,20 +175,14 @@ fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
     ward_kbs::serve::snp_verifier(&cfg, None).map_err(|e| anyhow::anyhow!(e))
 }
 
-/// The same registry `ward serve` builds (`ward_kbs::serve::registry`),
-/// with the command line's trust anchors and collateral.
-fn registry(a: &VerifyArgs) -> Result<VerifierRegistry> {
-    let dcap = dcap_source(a)?;
-    Ok(ward_kbs::serve::registry(
-        snp_verifier(a)?,
-        dcap,
-        Vec::new(),
-    ))
-}
-
 /// A raw report with its VCEK/VLEK (given, from the collateral or KDS):
 /// the claims, and the same report as CoCo `snp` evidence JSON.
-fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<(Value, Value), Failure> {
+fn verify_raw_snp(
+    a: &VerifyArgs,
+    verifier: &ward_verifier::snp::SnpVerifier,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Value, Value), Failure> {
     let given = match &a.vcek {
         Some(p) => {
             Some(std::fs::read(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?)
@@ -197,7 +191,6 @@ fn verify_raw_snp(a: &VerifyArgs, bytes: &[u8], now: i64) -> Result<(Value, Valu
     };
     let report = ward_snp::report::AttestationReport::from_bytes(bytes)
         .map_err(|e| Failure::Input(format!("SNP report: {e}")))?;
-    let verifier = snp_verifier(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
     let vcek =
         ward_kbs::fetch::verify_waiting(FETCH_WAIT, || verifier.vek_for(&report, given.as_deref()))
             .map_err(classify)?;
@@ -403,7 +396,12 @@ fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Va
         .map(hex::decode)
         .transpose()
         .map_err(|_| Failure::Input("--report-data is not hex".into()))?;
-    let reg = registry(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
+    // The command line's trust anchors and collateral, read once, in the
+    // same registry `ward serve` builds (`ward_kbs::serve::registry`).
+    let input_err = |e: anyhow::Error| Failure::Input(format!("{e:#}"));
+    let dcap = dcap_source(a).map_err(input_err)?;
+    let snp = snp_verifier(a).map_err(input_err)?;
+    let reg = ward_kbs::serve::registry(snp.clone(), dcap.clone(), Vec::new());
     let input = recognise(&raw).ok_or_else(|| {
         Failure::Input(format!(
             "{} is not evidence ward recognises: expected a KBS Attestation message or a TEE's evidence JSON, \
@@ -465,14 +463,9 @@ fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Va
                 .map(|p| crate::read_input(p))
                 .transpose()
                 .map_err(|e| Failure::Input(format!("{e:#}")))?;
-            let source = dcap_source(a).map_err(|e| Failure::Input(format!("{e:#}")))?;
-            let c = ward_verifier::dcap::verify_quote_bytes(
-                source.as_deref(),
-                &q,
-                ccel.as_deref(),
-                now,
-            )
-            .map_err(classify)?;
+            let c =
+                ward_verifier::dcap::verify_quote_bytes(dcap.as_deref(), &q, ccel.as_deref(), now)
+                    .map_err(classify)?;
             let body = json!({"claims": c.claims, "report_data": hex::encode(&c.report_data)});
             let verified = match &policy {
                 Some(_) => {
@@ -490,7 +483,7 @@ fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Va
             (body, verified)
         }
         Input::SnpReport(bytes) => {
-            let (body, coco) = verify_raw_snp(a, &bytes, now)?;
+            let (body, coco) = verify_raw_snp(a, &snp, &bytes, now)?;
             let verified = match &policy {
                 Some(_) => Some(unbound(&reg, &tee_t, coco, now)?),
                 None => None,

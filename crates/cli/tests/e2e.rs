@@ -91,6 +91,16 @@ fn kbs_auth(http: &reqwest::blocking::Client, url: &str, tee: &str) -> (String, 
     (cookie, nonce)
 }
 
+/// `ward <args>` whose stdout is one JSON object (`ward verify`): the exit
+/// code and the object.
+fn ward_json<S: AsRef<str>>(args: &[S]) -> (Option<i32>, Value) {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = ward(&args);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), v)
+}
+
 fn ward(args: &[&str]) -> Output {
     Command::new(WARD)
         .args(args)
@@ -677,13 +687,7 @@ fn fixtures() -> Option<std::path::PathBuf> {
 fn verify_snp_raw_reports_and_coco_json_from_files() {
     let Some(f) = fixtures() else { return };
     let p = |rel: &str| f.join(rel).to_str().unwrap().to_string();
-    let run = |args: &[String]| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ward(&args);
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code(), v)
-    };
+    let run = |args: &[String]| ward_json(args);
     let s = |x: &str| x.to_string();
     // Hex text report with its VCEK and the KDS chain.
     let (code, v) = run(&[
@@ -2086,12 +2090,7 @@ fn verify_detects_the_tee_refuses_mixed_quotes_and_uses_collateral_for_azure_tdx
     };
     let p = |rel: &str| f.join(rel).to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = ward(args);
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code(), v)
-    };
+    let run = |args: &[&str]| ward_json(args);
     let sgx = p("dcap-phala/sgx_quote");
     let tdx = p("dcap-phala/tdx_quote");
     // Detected, and verified with their collateral.
@@ -2278,10 +2277,7 @@ fn offline_verify_and_the_served_registry_agree_on_every_fixture() {
             args.push("--cert-chain".into());
             args.push(r.display().to_string());
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ward(&args);
-        let offline: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+        let (_, offline) = ward_json(&args);
         let now =
             time::OffsetDateTime::parse(as_of, &time::format_description::well_known::Rfc3339)
                 .unwrap()
@@ -2361,12 +2357,7 @@ fn verify_takes_raw_pcs_collateral_files() {
         args.push("--collateral".into());
         args.push(p.display().to_string());
     }
-    let run = |args: &[String]| {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ward(&a);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), v)
-    };
+    let run = |args: &[String]| ward_json(args);
     let (code, v) = run(&args);
     assert_eq!(
         (code, v["verdict"].as_str()),

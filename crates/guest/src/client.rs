@@ -101,9 +101,9 @@ struct Inner {
     init_data: Option<InitDataState>,
     max_response: usize,
     session: std::sync::Mutex<Session>,
-    /// The attestation running now, if any: the generation it replaces and
-    /// where its outcome will appear.
-    inflight: std::sync::Mutex<Option<(u64, AttestWatch)>>,
+    /// Where the outcome of the attestation running now, if any, will
+    /// appear.
+    inflight: std::sync::Mutex<Option<AttestWatch>>,
 }
 
 type AttestWatch = tokio::sync::watch::Receiver<Option<Result<String, GuestError>>>;
@@ -250,11 +250,6 @@ impl KbsClient {
         self.session().token
     }
 
-    /// The attester this client gathers evidence with.
-    pub fn attester(&self) -> &Arc<dyn Attester> {
-        &self.0.attester
-    }
-
     /// A token valid for a while yet, attesting when there is none or it
     /// is about to expire.
     pub async fn valid_token(&self) -> Result<String, GuestError> {
@@ -345,10 +340,10 @@ impl Inner {
                 }
             }
             match &*inflight {
-                Some((_, rx)) => rx.clone(),
+                Some(rx) => rx.clone(),
                 None => {
                     let (tx, rx) = tokio::sync::watch::channel(None);
-                    *inflight = Some((after, rx.clone()));
+                    *inflight = Some(rx.clone());
                     let me = self.clone();
                     // Its own task: the attestation completes for the other
                     // waiters even if the caller that started it gives up.

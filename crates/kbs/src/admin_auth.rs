@@ -55,11 +55,10 @@ pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 24 * 3600;
 /// The trusted admin keys.
 pub struct AdminAuth {
     keys: Vec<VerifyingKey>,
-    /// The bootstrap key: its tokens are exempt from `max_lifetime`.
-    bootstrap: Option<std::sync::Arc<VerifyingKey>>,
-    /// Where the bootstrap key is kept, and what was read from it (with the
-    /// file's modification time): `ward admin rotate-bootstrap` replaces it,
-    /// and the new key is used, the old one refused, from the next admin
+    /// Where the bootstrap key is kept (its token is exempt from
+    /// `max_lifetime`), and what was read from it with the file's
+    /// modification time: `ward admin rotate-bootstrap` replaces it, and
+    /// the new key is used, the old one refused, from the next admin
     /// request on.
     bootstrap_file: Option<(std::path::PathBuf, BootstrapCache)>,
     max_lifetime: i64,
@@ -75,32 +74,22 @@ impl AdminAuth {
     pub fn new(keys: Vec<VerifyingKey>) -> Self {
         Self {
             keys,
-            bootstrap: None,
             bootstrap_file: None,
             max_lifetime: DEFAULT_MAX_LIFETIME_SECS,
         }
     }
 
-    /// Also trust the bootstrap key, whose long-lived token is exempt from
-    /// the lifetime limit.
-    pub fn with_bootstrap(mut self, key: Option<VerifyingKey>) -> Self {
-        self.bootstrap = key.map(std::sync::Arc::new);
-        self
-    }
-
-    /// Trust the bootstrap key kept in `path` (its public key, PEM), read
-    /// again whenever the file changes.
+    /// Also trust the bootstrap key kept in `path` (its public key, PEM),
+    /// read again whenever the file changes; its long-lived token is exempt
+    /// from the lifetime limit.
     pub fn with_bootstrap_file(mut self, path: std::path::PathBuf) -> Self {
         self.bootstrap_file = Some((path, Default::default()));
         self
     }
 
-    /// The bootstrap key now: from the file (read again when it changed),
-    /// else the one given.
+    /// The bootstrap key now, from its file (read again when it changed).
     fn bootstrap_key(&self) -> Option<std::sync::Arc<VerifyingKey>> {
-        let Some((path, cached)) = &self.bootstrap_file else {
-            return self.bootstrap.clone();
-        };
+        let (path, cached) = self.bootstrap_file.as_ref()?;
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut c = cached.lock().unwrap_or_else(|e| e.into_inner());
         if c.0 != mtime || c.1.is_none() {
@@ -155,7 +144,7 @@ impl AdminAuth {
     }
 
     pub fn is_configured(&self) -> bool {
-        !self.keys.is_empty() || self.bootstrap.is_some() || self.bootstrap_file.is_some()
+        !self.keys.is_empty() || self.bootstrap_file.is_some()
     }
 
     /// Check the `Authorization` header value for `perm` as of `now`.
@@ -185,16 +174,19 @@ impl AdminAuth {
         }
         let refused =
             |e: jwt::JwtError| ApiError::unauthorized("AdminAuth", format!("admin token: {e}"));
-        let bootstrap = self.bootstrap_key();
-        let (claims, by_bootstrap) = match (jwt::verify(token, &self.keys, now, None), &bootstrap) {
-            (Ok(v), _) => (v.0, false),
-            (Err(jwt::JwtError::Signature), Some(b)) => (
-                jwt::verify(token, std::slice::from_ref(&**b), now, None)
-                    .map_err(refused)?
-                    .0,
-                true,
-            ),
-            (Err(e), _) => return Err(refused(e)),
+        // The bootstrap key is looked up only for tokens no other key signed.
+        let (claims, by_bootstrap) = match jwt::verify(token, &self.keys, now, None) {
+            Ok(v) => (v.0, false),
+            Err(jwt::JwtError::Signature) => match self.bootstrap_key() {
+                Some(b) => (
+                    jwt::verify(token, std::slice::from_ref(&*b), now, None)
+                        .map_err(refused)?
+                        .0,
+                    true,
+                ),
+                None => return Err(refused(jwt::JwtError::Signature)),
+            },
+            Err(e) => return Err(refused(e)),
         };
         // Only the bootstrap token itself (its issuer, its key) may outlive
         // the limit; other tokens minted with the bootstrap key may not.

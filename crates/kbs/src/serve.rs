@@ -156,22 +156,18 @@ pub fn build_state(
     for p in &cfg.admin.keys {
         admin_keys.extend(AdminAuth::load_file(p)?);
     }
-    let mut bootstrap_key = None;
-    if cfg.admin.bootstrap {
-        let (vk, created, token_path) = admin_bootstrap(cfg, clock.now())?;
-        bootstrap_key = Some(vk);
-        info.created_admin_token = created;
-        info.admin_token_path = Some(token_path);
-    }
-    // With bootstrap on, the bootstrap key is trusted from its file (so a
-    // rotation takes effect at once); with it off, not at all.
     let mut admin = AdminAuth::new(admin_keys).with_max_lifetime(cfg.admin.max_token_lifetime_secs);
-    if bootstrap_key.is_some() {
-        admin = admin.with_bootstrap(bootstrap_key).with_bootstrap_file(
+    if cfg.admin.bootstrap {
+        // Trusted from its file, so that a rotation takes effect at once;
+        // with bootstrap off, not at all.
+        let (_, created, token_path) = admin_bootstrap(cfg, clock.now())?;
+        admin = admin.with_bootstrap_file(
             cfg.data_dir
                 .join(crate::bootstrap::ADMIN_DIR)
                 .join(crate::bootstrap::ADMIN_PUB),
         );
+        info.created_admin_token = created;
+        info.admin_token_path = Some(token_path);
     }
     let settings = Settings {
         session_ttl_secs: cfg.session_ttl_secs,

@@ -56,6 +56,32 @@ async fn send(
     )
 }
 
+/// A simulated Genoa platform (bootloader 9, tee 0, snp 23, microcode 72).
+fn genoa_sim() -> SnpSim {
+    SnpSim::generate(
+        Product::Genoa,
+        TcbParts {
+            fmc: None,
+            bootloader: 9,
+            tee: 0,
+            snp: 23,
+            microcode: 72,
+        },
+        NOW,
+    )
+    .unwrap()
+}
+
+/// A configuration that trusts `sim` (its chain written under `dir`).
+fn trusting(sim: &SnpSim, dir: &std::path::Path) -> Config {
+    let bundle = dir.join("sim-genoa.pem");
+    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
+    let mut cfg = Config::default();
+    cfg.snp.cert_chains = vec![bundle];
+    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    cfg
+}
+
 /// One simulated guest's whole flow; returns the GET status and the token's claims.
 async fn guest(
     app: &axum::Router,
@@ -118,23 +144,8 @@ async fn guest(
 #[tokio::test]
 async fn simulated_snp_guest_gets_the_secret_only_with_the_reference_measurement_and_no_debug() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = SnpSim::generate(
-        Product::Genoa,
-        TcbParts {
-            fmc: None,
-            bootloader: 9,
-            tee: 0,
-            snp: 23,
-            microcode: 72,
-        },
-        NOW,
-    )
-    .unwrap();
-    let bundle = dir.path().join("sim-genoa.pem");
-    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
-    let mut cfg = Config::default();
-    cfg.snp.cert_chains = vec![bundle];
-    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    let sim = genoa_sim();
+    let cfg = trusting(&sim, dir.path());
 
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("db"), Kek::from_bytes([4; 32])).unwrap());
@@ -223,23 +234,8 @@ async fn trustees_default_cpu_policy_appraises_simulated_snp_evidence_as_trustee
     let text =
         std::fs::read_to_string(f.join("trustee/policies/ear_default_policy_cpu.rego")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sim = SnpSim::generate(
-        Product::Genoa,
-        TcbParts {
-            fmc: None,
-            bootloader: 9,
-            tee: 0,
-            snp: 23,
-            microcode: 72,
-        },
-        NOW,
-    )
-    .unwrap();
-    let bundle = dir.path().join("sim-genoa.pem");
-    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
-    let mut cfg = Config::default();
-    cfg.snp.cert_chains = vec![bundle];
-    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    let sim = genoa_sim();
+    let cfg = trusting(&sim, dir.path());
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("db"), Kek::from_bytes([4; 32])).unwrap());
     let admin = Es256Signer::generate().unwrap().0;
@@ -319,18 +315,7 @@ async fn trustees_default_cpu_policy_appraises_simulated_snp_evidence_as_trustee
 /// once the deadline passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attestation_waits_for_collateral_within_its_own_deadline() {
-    let sim = SnpSim::generate(
-        Product::Genoa,
-        TcbParts {
-            fmc: None,
-            bootloader: 9,
-            tee: 0,
-            snp: 23,
-            microcode: 72,
-        },
-        NOW,
-    )
-    .unwrap();
+    let sim = genoa_sim();
     // Two KDS stand-ins: one answers the VCEK after 300 ms, one never.
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slow_url = format!("http://{}", slow.local_addr().unwrap());
@@ -358,11 +343,7 @@ async fn an_attestation_waits_for_collateral_within_its_own_deadline() {
         (silent_url, StatusCode::SERVICE_UNAVAILABLE),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("sim-genoa.pem");
-        std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
-        let mut cfg = Config::default();
-        cfg.snp.cert_chains = vec![bundle];
-        cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+        let mut cfg = trusting(&sim, dir.path());
         cfg.snp.kds_fetch = true;
         cfg.snp.kds_url = Some(kds);
         let store: Arc<dyn Store> =
@@ -442,24 +423,9 @@ async fn an_attestation_waits_for_collateral_within_its_own_deadline() {
 /// built-in policy as the KBS flow would: debug allowed is not affirming.
 #[test]
 fn offline_appraisal_of_debug_enabled_snp_evidence_is_not_affirming() {
-    let sim = SnpSim::generate(
-        Product::Genoa,
-        TcbParts {
-            fmc: None,
-            bootloader: 9,
-            tee: 0,
-            snp: 23,
-            microcode: 72,
-        },
-        NOW,
-    )
-    .unwrap();
+    let sim = genoa_sim();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("sim-genoa.pem");
-    std::fs::write(&bundle, sim.cert_chain_pem()).unwrap();
-    let mut cfg = Config::default();
-    cfg.snp.cert_chains = vec![bundle];
-    cfg.snp.simulated_roots = vec![hex::encode(sim.ark_fingerprint())];
+    let cfg = trusting(&sim, dir.path());
     let reg = configured_verifiers(&cfg).unwrap();
     let policy = ward_verifier::compile_attestation_policy(
         "default",

@@ -235,6 +235,20 @@ impl Conn {
         })
     }
 
+    /// The deadline this connection is held to now, and what passing it
+    /// means: the first request's, or (no request in flight) the idle one;
+    /// none while a request is in flight.
+    fn deadline(&self, limits: &Limits) -> Option<(Instant, &'static str)> {
+        if self.requests.load(Ordering::Acquire) == 0 {
+            Some((
+                self.accepted + limits.first_request,
+                "first_request_timeout",
+            ))
+        } else {
+            self.idle_since().map(|t| (t + limits.idle, "idle_timeout"))
+        }
+    }
+
     fn touch(&self) {
         let ms = self.accepted.elapsed().as_millis() as u64;
         self.last_active_ms.store(ms, Ordering::Release);
@@ -601,20 +615,12 @@ async fn http<I>(
         router: shared.router.clone(),
         conn: conn.clone(),
         body: limits.body,
-        metrics: shared.metrics.clone(),
+        body_timeouts: shared.metrics.body_timeouts.clone(),
     };
     let served = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
     tokio::pin!(served);
     loop {
-        // The deadline this connection is held to now.
-        let deadline = if conn.requests.load(Ordering::Acquire) == 0 {
-            Some((
-                conn.accepted + limits.first_request,
-                "first_request_timeout",
-            ))
-        } else {
-            conn.idle_since().map(|t| (t + limits.idle, "idle_timeout"))
-        };
+        let deadline = conn.deadline(&limits);
         let wake = deadline.map_or(Instant::now() + limits.idle, |(t, _)| t);
         tokio::select! {
             result = &mut served => {
@@ -624,18 +630,12 @@ async fn http<I>(
                 return;
             }
             _ = tokio::time::sleep_until(wake) => {
-                if let Some((t, reason)) = deadline {
-                    // Still the deadline in force (no request since)?
-                    let now_deadline = if conn.requests.load(Ordering::Acquire) == 0 {
-                        Some(conn.accepted + limits.first_request)
-                    } else {
-                        conn.idle_since().map(|s| s + limits.idle)
-                    };
-                    if now_deadline == Some(t) {
-                        tracing::debug!(%peer, reason, "closing connection");
-                        shared.metrics.closed(reason);
-                        return;
-                    }
+                // Closed only if that deadline is still the one in force
+                // (no request came or went meanwhile).
+                if let Some((_, reason)) = deadline.filter(|d| conn.deadline(&limits) == Some(*d)) {
+                    tracing::debug!(%peer, reason, "closing connection");
+                    shared.metrics.closed(reason);
+                    return;
                 }
             }
             _ = conn.kill.notified() => {
@@ -653,7 +653,9 @@ struct Tracked {
     router: Router,
     conn: Arc<Conn>,
     body: Duration,
-    metrics: ListenerMetrics,
+    /// The one metric a request needs (cloned per request: one counter,
+    /// not the whole set).
+    body_timeouts: Counter,
 }
 
 /// Marks a request in flight on its connection until dropped.
@@ -684,7 +686,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
             limit: self.body,
             start: Instant::now(),
             sleep: None,
-            metrics: self.metrics.clone(),
+            body_timeouts: self.body_timeouts.clone(),
         });
         let fut = tower::ServiceExt::oneshot(self.router.clone(), req);
         Box::pin(async move {
@@ -703,7 +705,7 @@ struct DeadlineBody {
     start: Instant,
     /// Armed the first time the body is not ready at once.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    metrics: ListenerMetrics,
+    body_timeouts: Counter,
 }
 
 impl Body for DeadlineBody {
@@ -725,7 +727,7 @@ impl Body for DeadlineBody {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(start + limit)));
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                this.metrics.body_timeouts.inc();
+                this.body_timeouts.inc();
                 Poll::Ready(Some(Err(Box::new(BodyTimeout(limit)))))
             }
             Poll::Pending => Poll::Pending,
