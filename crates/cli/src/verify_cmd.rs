@@ -46,7 +46,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     policy: Option<String>,
     /// SNP and az-snp-vtpm: an AMD KDS cert_chain bundle (ASK or ASVK, then
-    /// ARK); repeatable.
+    /// ARK; may start with the VCEK/VLEK), beside the built-in VCEK chains
+    /// of Milan, Genoa and Turin; needed for VLEK evidence. Repeatable.
     #[arg(long)]
     cert_chain: Vec<PathBuf>,
     /// SNP: the VCEK or VLEK (DER or PEM) for a raw report.

@@ -2380,3 +2380,100 @@ fn verify_takes_raw_pcs_collateral_files() {
         "{v}"
     );
 }
+
+/// Issue 18, item 6.4: AMD's VCEK chains are built in, so real VCEK
+/// evidence verifies with no `--cert-chain` (and through the registry
+/// `ward serve` builds from an empty `[snp]`); a bundle led by its VCEK
+/// supplies the VCEK; VLEK evidence names the ASVK chain to configure and
+/// verifies once it is given.
+#[test]
+fn snp_evidence_verifies_without_configured_chains() {
+    let Some(f) = ward_proto::testing::fixtures("trustee/snp") else {
+        return;
+    };
+    let t = f.join("trustee/snp");
+    let p = |x: &std::path::Path| x.display().to_string();
+    for (ev, tee) in [
+        (t.join("genoa-evidence.json"), "snp"),
+        (
+            f.join("trustee/az-snp-vtpm/evidence-v1.json"),
+            "az-snp-vtpm",
+        ),
+    ] {
+        let (code, v) = ward_json(&["verify", "--evidence", &p(&ev), "--as-of", "2025-10-01"]);
+        assert_eq!((code, v["tee"].as_str()), (Some(0), Some(tee)), "{v}");
+    }
+    let served = ward_kbs::serve::configured_verifiers(&ward_kbs::Config::default()).unwrap();
+    let ev: Value =
+        serde_json::from_slice(&std::fs::read(t.join("genoa-evidence.json")).unwrap()).unwrap();
+    let c = served
+        .verify_evidence(
+            &ward_proto::Tee::new("snp"),
+            &ward_proto::kbs::TeeEvidence {
+                primary_evidence: ev,
+                additional_evidence: String::new(),
+            },
+            1_759_276_800,
+        )
+        .unwrap();
+    assert_eq!(c.claims["product"], "Genoa");
+
+    let dir = tempfile::tempdir().unwrap();
+    // VCEK, ASK, ARK in one file: the report needs no --vcek.
+    let vcek = std::fs::read(t.join("milan-vcek.der")).unwrap();
+    let mut led = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        b64::std_encode(&vcek)
+    )
+    .into_bytes();
+    led.extend(std::fs::read(f.join("amd-roots/ask_ark_milan.pem")).unwrap());
+    let bundle = dir.path().join("vcek-ask-ark.pem");
+    std::fs::write(&bundle, led).unwrap();
+    let (code, v) = ward_json(&[
+        "verify",
+        "--tee",
+        "snp",
+        "--evidence",
+        &p(&t.join("milan-report.bin")),
+        "--cert-chain",
+        &p(&bundle),
+        "--as-of",
+        "2025-01-01",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+
+    // VLEK: not built in, and the error says what to configure.
+    let vlek = [
+        "verify",
+        "--tee",
+        "snp",
+        "--evidence",
+        &p(&t.join("milan-vlek-report.bin")),
+        "--vcek",
+        &p(&t.join("milan-vlek.der")),
+        "--as-of",
+        "2025-01-01",
+    ];
+    let (code, v) = ward_json(&vlek);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(1), Some("invalid")),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("https://kdsintf.amd.com/vlek/v1/Milan/cert_chain"),
+        "{v}"
+    );
+    let chain = p(&f.join("amd-roots/ask_ark_milan_vlek.pem"));
+    let mut with_chain = vlek.to_vec();
+    with_chain.extend(["--cert-chain", &chain]);
+    let (code, v) = ward_json(&with_chain);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
+}

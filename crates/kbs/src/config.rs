@@ -128,9 +128,10 @@ pub struct DcapConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnpConfig {
-    /// AMD KDS `cert_chain` PEM bundles (ASK or ASVK, then ARK) for the
-    /// products to accept, e.g. Milan, Genoa and Turin VCEK and VLEK chains.
-    /// Their ARKs must match the fingerprints pinned in ward.
+    /// AMD KDS `cert_chain` PEM bundles (ASK or ASVK, then ARK; optionally
+    /// led by a VCEK/VLEK) accepted beside the built-in VCEK chains of
+    /// Milan, Genoa and Turin: VLEK evidence needs its product's ASVK chain
+    /// here. Their ARKs must match the fingerprints pinned in ward.
     pub cert_chains: Vec<PathBuf>,
     /// SHA-256 fingerprints (hex) of simulator ARKs to trust as well, for
     /// tests and demos (`ward sim snp`). Claims of their reports say

@@ -25,8 +25,9 @@ use crate::collateral::{DcapCollateralDir, SnpCollateral, AMD_KDS, INTEL_PCS, IN
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
-/// The verifiers compiled into this build, without trust anchors
-/// (hardware TEEs then refuse evidence with a configuration error).
+/// The verifiers compiled into this build, with only the built-in trust
+/// anchors (AMD's VCEK chains); DCAP TEEs refuse evidence with a
+/// configuration error until collateral is configured.
 pub fn default_verifiers() -> VerifierRegistry {
     let mut r = VerifierRegistry::new();
     r.register(Arc::new(SampleVerifier));

@@ -1,6 +1,7 @@
 //! The `snp` TEE: CoCo SEV-SNP evidence verified with `ward-snp` against
-//! AMD chains the operator supplies (KDS `cert_chain` bundles: ASK/ASVK then
-//! ARK), whose ARKs must match the fingerprints pinned in `ward-snp`.
+//! AMD's VCEK chains (built in) and the chains the operator supplies (KDS
+//! `cert_chain` bundles: ASK/ASVK then ARK), whose ARKs must match the
+//! fingerprints pinned in `ward-snp`.
 //! The VCEK/VLEK comes from the evidence's certificate table.
 
 use serde_json::{json, Value};
@@ -102,12 +103,16 @@ impl VcekRequest {
 }
 
 /// Verifier of the `snp` TEE.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SnpVerifier {
     /// Where VCEKs come from when the evidence has none.
     vcek_source: Option<Arc<dyn VcekSource>>,
-    /// (intermediate, ARK) pairs, each verified at construction.
+    /// (intermediate, ARK) pairs, each verified at construction: AMD's
+    /// published VCEK chains first, then the configured ones.
     chains: Vec<(AmdCert, AmdCert)>,
+    /// VCEKs/VLEKs that came as the first certificate of a bundle, used when
+    /// the evidence carries none.
+    bundled_veks: Vec<AmdCert>,
     /// Simulator roots the configuration explicitly trusts.
     simulated: Vec<ExtraRoot>,
     /// Verified chains by SHA-256 of the VCEK/VLEK DER.
@@ -117,9 +122,87 @@ pub struct SnpVerifier {
 /// Verified chains kept at most (one per chip and TCB in practice).
 const CHAIN_CACHE_MAX: usize = 4096;
 
+/// AMD's published VCEK chains (ASK, then ARK) for Milan, Genoa and Turin,
+/// as AMD KDS serves them at `/vcek/v1/{product}/cert_chain` and as the
+/// `sev` crate ships them. Each is checked at construction like any
+/// configured chain: the ARK must match its pinned fingerprint and sign the
+/// ASK. The ASVK chains (VLEK) are not published in any crate, so VLEK
+/// evidence still needs its product's `/vlek/v1/{product}/cert_chain`
+/// configured.
+pub fn builtin_chains() -> Vec<(String, Vec<u8>)> {
+    use sev::certs::snp::builtin::{genoa, milan, turin};
+    [
+        ("Milan", milan::ASK, milan::ARK),
+        ("Genoa", genoa::ASK, genoa::ARK),
+        ("Turin", turin::ASK, turin::ARK),
+    ]
+    .into_iter()
+    .map(|(product, ask, ark)| {
+        (
+            format!("built-in {product} VCEK chain"),
+            [ask, b"\n", ark].concat(),
+        )
+    })
+    .collect()
+}
+
+/// A bundle's certificates by role: the self-signed ARK, the intermediate
+/// it signed (ASK or ASVK), and optionally a VCEK/VLEK issued by that
+/// intermediate (Azure tooling writes VCEK, ASK, ARK). Any order.
+fn bundle_roles(
+    name: &str,
+    certs: Vec<AmdCert>,
+) -> Result<(AmdCert, AmdCert, Option<AmdCert>), String> {
+    let n = certs.len();
+    if !(2..=3).contains(&n) {
+        return Err(format!(
+            "{name}: expected an intermediate (ASK or ASVK) and its ARK, optionally preceded by a VCEK/VLEK; found {n} certificates"
+        ));
+    }
+    let (mut roots, mut rest): (Vec<_>, Vec<_>) =
+        certs.into_iter().partition(|c| c.subject == c.issuer);
+    if roots.len() != 1 {
+        return Err(format!(
+            "{name}: expected exactly one self-signed ARK, found {}",
+            roots.len()
+        ));
+    }
+    let ark = roots.remove(0);
+    let i = rest
+        .iter()
+        .position(|c| c.issuer == ark.subject)
+        .ok_or_else(|| format!("{name}: no intermediate issued by {}", ark.subject_cn))?;
+    let ask = rest.remove(i);
+    let vek = match rest.pop() {
+        None => None,
+        Some(v) if v.issuer == ask.subject => Some(v),
+        Some(v) => {
+            return Err(format!(
+                "{name}: {} is issued by {}, not by the bundle's intermediate {}",
+                v.subject_cn, v.issuer_name, ask.subject_cn
+            ))
+        }
+    };
+    Ok((ask, ark, vek))
+}
+
+impl Default for SnpVerifier {
+    /// AMD's built-in VCEK chains only.
+    fn default() -> Self {
+        Self::with_simulated_roots(&[], &[]).unwrap_or_else(|_| Self {
+            vcek_source: None,
+            chains: Vec::new(),
+            bundled_veks: Vec::new(),
+            simulated: Vec::new(),
+            cache: Default::default(),
+        })
+    }
+}
+
 impl SnpVerifier {
-    /// Build from KDS-shaped PEM bundles (intermediate, then ARK). Each ARK
-    /// must be a pinned AMD root and must sign its intermediate.
+    /// AMD's built-in VCEK chains plus KDS-shaped PEM bundles (intermediate
+    /// and ARK, optionally preceded by a VCEK/VLEK). Each ARK must be a
+    /// pinned AMD root and must sign its intermediate.
     pub fn from_bundles(bundles: &[(String, Vec<u8>)]) -> Result<Self, String> {
         Self::with_simulated_roots(bundles, &[])
     }
@@ -132,15 +215,13 @@ impl SnpVerifier {
         bundles: &[(String, Vec<u8>)],
         simulated_roots: &[[u8; 32]],
     ) -> Result<Self, String> {
-        let mut chains = Vec::new();
+        let mut chains: Vec<(AmdCert, AmdCert)> = Vec::new();
+        let mut bundled_veks = Vec::new();
         let mut simulated = Vec::new();
-        for (name, pem) in bundles {
+        for (name, pem) in builtin_chains().iter().chain(bundles) {
             let certs = AmdCert::from_pem_bundle("AMD cert_chain", pem)
                 .map_err(|e| format!("{name}: {e}"))?;
-            let n = certs.len();
-            let [ask, ark]: [AmdCert; 2] = certs.try_into().map_err(|_| {
-                format!("{name}: expected the intermediate then the ARK, found {n} certificates")
-            })?;
+            let (ask, ark, vek) = bundle_roles(name, certs)?;
             if Product::from_ark_fingerprint(&ark.fingerprint).is_none() {
                 if !simulated_roots.contains(&ark.fingerprint) {
                     return Err(format!(
@@ -156,19 +237,28 @@ impl SnpVerifier {
                         return Err(format!("{name}: simulator ARK {other:?} names no product"))
                     }
                 };
-                simulated.push(ExtraRoot {
-                    fingerprint: ark.fingerprint,
-                    product,
-                });
+                if !simulated
+                    .iter()
+                    .any(|r: &ExtraRoot| r.fingerprint == ark.fingerprint)
+                {
+                    simulated.push(ExtraRoot {
+                        fingerprint: ark.fingerprint,
+                        product,
+                    });
+                }
             }
             ark.signed_by(&ark)
                 .map_err(|e| format!("{name}: ARK: {e}"))?;
             ask.signed_by(&ark)
                 .map_err(|e| format!("{name}: intermediate: {e}"))?;
-            chains.push((ask, ark));
+            bundled_veks.extend(vek);
+            if !chains.iter().any(|(a, _)| a.fingerprint == ask.fingerprint) {
+                chains.push((ask, ark));
+            }
         }
         Ok(Self {
             chains,
+            bundled_veks,
             simulated,
             cache: Default::default(),
             vcek_source: None,
@@ -191,11 +281,14 @@ impl SnpVerifier {
         if let Some(v) = from_evidence {
             return Ok(v.to_vec());
         }
+        if let Some(v) = self.bundled_vek(report) {
+            return Ok(v.der.clone());
+        }
         let req = VcekRequest::for_report(report);
         match (report.signing_key(), &self.vcek_source) {
             (SigningKey::Vlek, _) => Err(VerifyError::Check {
                 check: "snp.collateral",
-                detail: "the evidence carries no VLEK certificate (VLEKs are not published on KDS; the attester must send it)".into(),
+                detail: "the evidence carries no VLEK certificate and no configured bundle has one (VLEKs are not published on KDS; the attester must send it)".into(),
             }),
             (SigningKey::Vcek, None) => Err(VerifyError::Check {
                 check: "snp.collateral",
@@ -208,6 +301,18 @@ impl SnpVerifier {
                 .vcek(&req)
                 .map_err(|e| e.into_verify_error("snp.collateral")),
         }
+    }
+
+    /// A VCEK/VLEK given in a bundle for this report: a VCEK whose hwID is
+    /// the report's chip id, or a VLEK (which names no chip).
+    fn bundled_vek(&self, report: &AttestationReport) -> Option<&AmdCert> {
+        let chip = report.chip_id();
+        let fits = |c: &&AmdCert| match (report.signing_key(), c.hw_id.as_deref()) {
+            (SigningKey::Vcek, Some(hw)) => chip.starts_with(hw),
+            (SigningKey::Vlek, None) => true,
+            _ => false,
+        };
+        self.bundled_veks.iter().find(fits)
     }
 
     /// Verify a report with its VCEK/VLEK (DER or PEM) as of `now`.
@@ -248,12 +353,17 @@ impl SnpVerifier {
     fn verify_chain_of(&self, vek: &[u8], now: i64) -> Result<VerifiedChain, VerifyError> {
         let vek = AmdCert::from_der_or_pem("VCEK/VLEK", vek)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        let (ask, ark) = self.chains.iter().find(|(ask, _)| ask.subject == vek.issuer).ok_or_else(|| {
-            VerifyError::Config(format!(
-                "no AMD intermediate for a certificate issued by {:?}: configure the KDS cert_chain of its product",
-                issuer_cn(&vek)
-            ))
-        })?;
+        // Intermediates may share a name (a simulator's ASK is called
+        // SEV-Milan too): prefer the one whose key signed this certificate.
+        let mut named = self
+            .chains
+            .iter()
+            .filter(|(ask, _)| ask.subject == vek.issuer);
+        let first = named.clone().next();
+        let (ask, ark) = named
+            .find(|(ask, _)| vek.signed_by(ask).is_ok())
+            .or(first)
+            .ok_or_else(|| VerifyError::Config(no_intermediate(&vek)))?;
         verify_chain(
             ChainInput {
                 vek: &vek,
@@ -270,9 +380,21 @@ impl SnpVerifier {
     }
 }
 
-fn issuer_cn(c: &AmdCert) -> String {
-    // The issuer's name as text, never raw DER.
-    c.issuer_name.clone()
+/// Which chain to configure for a certificate whose intermediate is unknown.
+fn no_intermediate(vek: &AmdCert) -> String {
+    let product = ["Milan", "Genoa", "Turin"]
+        .into_iter()
+        .find(|p| vek.issuer_name.contains(p));
+    match (vek.issuer_name.contains("VLEK"), product) {
+        (true, Some(p)) => format!(
+            "no ASVK for a VLEK issued by {:?}: the VLEK chains are not built in; configure https://kdsintf.amd.com/vlek/v1/{p}/cert_chain ([snp] cert_chains, or --cert-chain)",
+            vek.issuer_name
+        ),
+        _ => format!(
+            "no AMD intermediate for a certificate issued by {:?}: configure the KDS cert_chain of its product ([snp] cert_chains, or --cert-chain)",
+            vek.issuer_name
+        ),
+    }
 }
 
 fn check_name(e: &ward_snp::VerifyError) -> &'static str {
@@ -383,5 +505,93 @@ impl Verifier for SnpVerifier {
             report_data_claim: Value::String(hex::encode(ev.report.report_data())),
             init_data: Some(InitDataBinding::Field(ev.report.host_data().to_vec())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin(product: &str) -> Vec<AmdCert> {
+        let (_, pem) = builtin_chains()
+            .into_iter()
+            .find(|(n, _)| n.contains(product))
+            .unwrap();
+        AmdCert::from_pem_bundle("built-in", &pem).unwrap()
+    }
+
+    #[test]
+    fn builtin_chains_are_amds_pinned_roots_signing_their_asks() {
+        let v = SnpVerifier::default();
+        assert_eq!(v.chains.len(), 3);
+        for (p, ask_cn) in [
+            (Product::Milan, "SEV-Milan"),
+            (Product::Genoa, "SEV-Genoa"),
+            (Product::Turin, "SEV-Turin"),
+        ] {
+            let (ask, ark) = v
+                .chains
+                .iter()
+                .find(|(a, _)| a.subject_cn == ask_cn)
+                .unwrap_or_else(|| panic!("no built-in {ask_cn}"));
+            assert_eq!(Product::from_ark_fingerprint(&ark.fingerprint), Some(p));
+            assert!(ask.signed_by(ark).is_ok());
+        }
+        assert!(
+            v.simulated.is_empty(),
+            "built-in roots are pinned, not simulated"
+        );
+    }
+
+    #[test]
+    fn configured_chains_beside_the_builtin_ones_are_not_duplicated() {
+        let milan = builtin_chains().remove(0);
+        let v = SnpVerifier::from_bundles(&[milan.clone(), milan]).unwrap();
+        assert_eq!(v.chains.len(), 3);
+    }
+
+    #[test]
+    fn bundle_roles_accept_any_order_and_name_what_is_wrong() {
+        let m = builtin("Milan");
+        let g = builtin("Genoa");
+        let (ask, ark) = (m[0].clone(), m[1].clone());
+        let (a, r, v) = bundle_roles("b", vec![ark.clone(), ask.clone()]).unwrap();
+        assert_eq!(
+            (a.subject_cn.as_str(), r.subject_cn.as_str()),
+            ("SEV-Milan", "ARK-Milan")
+        );
+        assert!(v.is_none());
+
+        let e = bundle_roles("b", vec![ask.clone()]).unwrap_err();
+        assert!(e.contains("found 1 certificates"), "{e}");
+        let e = bundle_roles(
+            "b",
+            vec![ask.clone(), ask.clone(), ask.clone(), ark.clone()],
+        )
+        .unwrap_err();
+        assert!(e.contains("found 4"), "{e}");
+        let e = bundle_roles("b", vec![ark.clone(), g[1].clone()]).unwrap_err();
+        assert!(e.contains("exactly one self-signed ARK, found 2"), "{e}");
+        let e = bundle_roles("b", vec![g[0].clone(), ark.clone()]).unwrap_err();
+        assert!(e.contains("no intermediate issued by ARK-Milan"), "{e}");
+        // A third certificate must be issued by the bundle's intermediate.
+        let e = bundle_roles("b", vec![g[0].clone(), ask, ark]).unwrap_err();
+        assert!(
+            e.contains("not by the bundle's intermediate SEV-Milan"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_vlek_chain_names_the_kds_address_to_configure() {
+        let mut ask = builtin("Milan").remove(0);
+        ask.issuer_name = "C=US, O=Advanced Micro Devices, CN=SEV-VLEK-Milan".into();
+        let e = no_intermediate(&ask);
+        assert!(
+            e.contains("https://kdsintf.amd.com/vlek/v1/Milan/cert_chain"),
+            "{e}"
+        );
+        ask.issuer_name = "CN=Something-Else".into();
+        assert!(no_intermediate(&ask).contains("KDS cert_chain of its product"));
     }
 }
