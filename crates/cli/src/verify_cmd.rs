@@ -102,7 +102,7 @@ fn dcap_source(
     if let [p] = files.as_slice() {
         if p.is_dir() {
             return Ok(Some(std::sync::Arc::new(
-                ward_kbs::collateral::DcapCollateralDir::new(Some(p.clone()), None),
+                ward_collateral::DcapCollateralDir::new(Some(p.clone()), None),
             )));
         }
         let text =
@@ -169,11 +169,13 @@ fn pcs_files(files: &[PathBuf]) -> Result<ward_dcap::verify::Collateral> {
 }
 
 fn snp_verifier(a: &VerifyArgs) -> Result<ward_verifier::snp::SnpVerifier> {
-    let mut cfg = ward_kbs::Config::default();
-    cfg.snp.cert_chains = a.cert_chain.clone();
-    cfg.snp.collateral_dir = a.collateral_dir.clone();
-    cfg.snp.kds_fetch = a.kds_fetch;
-    ward_kbs::serve::snp_verifier(&cfg, None).map_err(|e| anyhow::anyhow!(e))
+    let cfg = ward_collateral::SnpConfig {
+        cert_chains: a.cert_chain.clone(),
+        collateral_dir: a.collateral_dir.clone(),
+        kds_fetch: a.kds_fetch,
+        ..Default::default()
+    };
+    ward_collateral::snp_verifier(&cfg, None).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// A raw report with its VCEK/VLEK (given, from the collateral or KDS):
@@ -192,9 +194,10 @@ fn verify_raw_snp(
     };
     let report = ward_snp::report::AttestationReport::from_bytes(bytes)
         .map_err(|e| Failure::Input(format!("SNP report: {e}")))?;
-    let vcek =
-        ward_kbs::fetch::verify_waiting(FETCH_WAIT, || verifier.vek_for(&report, given.as_deref()))
-            .map_err(classify)?;
+    let vcek = ward_collateral::fetch::verify_waiting(FETCH_WAIT, || {
+        verifier.vek_for(&report, given.as_deref())
+    })
+    .map_err(classify)?;
     let v = verifier
         .verify_report_with(&report, &vcek, now)
         .map_err(classify)?;
@@ -398,11 +401,11 @@ fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Va
         .transpose()
         .map_err(|_| Failure::Input("--report-data is not hex".into()))?;
     // The command line's trust anchors and collateral, read once, in the
-    // same registry `ward serve` builds (`ward_kbs::serve::registry`).
+    // same registry `ward serve` builds (`ward_collateral::registry_with`).
     let input_err = |e: anyhow::Error| Failure::Input(format!("{e:#}"));
     let dcap = dcap_source(a).map_err(input_err)?;
     let snp = snp_verifier(a).map_err(input_err)?;
-    let reg = ward_kbs::serve::registry(snp.clone(), dcap.clone(), Vec::new());
+    let reg = ward_collateral::registry_with(snp.clone(), dcap.clone(), Vec::new());
     let input = recognise(&raw).ok_or_else(|| {
         Failure::Input(format!(
             "{} is not evidence ward recognises: expected a KBS Attestation message or a TEE's evidence JSON, \
@@ -500,7 +503,7 @@ fn evaluate(a: &VerifyArgs, now: i64, tee_out: &mut Option<String>) -> Result<Va
                 primary_evidence: doc.clone(),
                 additional_evidence: String::new(),
             };
-            let c = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
+            let c = ward_collateral::fetch::verify_waiting(FETCH_WAIT, || {
                 reg.verify_evidence(&tee_t, &ev, now)
             })
             .map_err(classify)?;
@@ -541,7 +544,7 @@ fn unbound(
         primary_evidence: evidence,
         additional_evidence: String::new(),
     };
-    ward_kbs::fetch::verify_waiting(FETCH_WAIT, || reg.verify_unbound(tee, &ev, now))
+    ward_collateral::fetch::verify_waiting(FETCH_WAIT, || reg.verify_unbound(tee, &ev, now))
         .map_err(classify)
 }
 
@@ -606,7 +609,7 @@ fn verify_attestation(
     let att: Attestation = serde_json::from_value(doc)
         .map_err(|e| Failure::Input(format!("attestation message: {e}")))?;
     let nonce = nonce.unwrap_or(&att.runtime_data.nonce).to_string();
-    let verified = ward_kbs::fetch::verify_waiting(FETCH_WAIT, || {
+    let verified = ward_collateral::fetch::verify_waiting(FETCH_WAIT, || {
         reg.verify_attestation(tee, &att, &nonce, now)
     })
     .map_err(classify)?;

@@ -2191,7 +2191,7 @@ fn offline_verify_and_the_served_registry_agree_on_every_fixture() {
     let mut cfg = ward_kbs::Config::default();
     cfg.snp.cert_chains = roots.clone();
     cfg.dcap.collateral_dir = Some(dcap.clone());
-    let served = ward_kbs::serve::configured_verifiers(&cfg).unwrap();
+    let served = ward_collateral::registry(&cfg.collateral(), None).unwrap();
     let quote = |name: &str| {
         let raw = std::fs::read(dcap.join(name)).unwrap();
         json!({"quote": b64::std_encode(raw)})
@@ -2286,9 +2286,10 @@ fn offline_verify_and_the_served_registry_agree_on_every_fixture() {
             primary_evidence: evidence,
             additional_evidence: String::new(),
         };
-        let serve = ward_kbs::fetch::verify_waiting(std::time::Duration::from_secs(30), || {
-            served.verify_evidence(&ward_proto::Tee::new(tee), &ev, now)
-        });
+        let serve =
+            ward_collateral::fetch::verify_waiting(std::time::Duration::from_secs(30), || {
+                served.verify_evidence(&ward_proto::Tee::new(tee), &ev, now)
+            });
         assert_eq!(offline["verdict"], verdict, "{name}: offline {offline}");
         match serve {
             Ok(c) => {
@@ -2403,7 +2404,7 @@ fn snp_evidence_verifies_without_configured_chains() {
         let (code, v) = ward_json(&["verify", "--evidence", &p(&ev), "--as-of", "2025-10-01"]);
         assert_eq!((code, v["tee"].as_str()), (Some(0), Some(tee)), "{v}");
     }
-    let served = ward_kbs::serve::configured_verifiers(&ward_kbs::Config::default()).unwrap();
+    let served = ward_collateral::registry(&Default::default(), None).unwrap();
     let ev: Value =
         serde_json::from_slice(&std::fs::read(t.join("genoa-evidence.json")).unwrap()).unwrap();
     let c = served

@@ -266,7 +266,15 @@ fn verify_der_sig(key: &[u8], alg: &str, msg: &[u8], sig: &[u8]) -> Result<(), (
         .map_err(|_| ())
 }
 
-pub use ward_proto::times::rfc3339;
+/// Unix seconds as RFC 3339 (UTC); the number itself when out of range.
+pub fn rfc3339(t: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(t).ok();
+    let text = d.and_then(|d| {
+        d.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    text.unwrap_or_else(|| t.to_string())
+}
 
 /// Verify `chain` (leaf first … root last) as of `now`, with the root
 /// pinned by fingerprint (`pinned`: hex SHA-256 values).

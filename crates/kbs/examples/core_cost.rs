@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
+use ward_collateral::default_verifiers;
 use ward_kbs::admin_auth::AdminAuth;
 use ward_kbs::clock::SystemClock;
-use ward_kbs::serve::default_verifiers;
 use ward_kbs::state::Credential;
 use ward_kbs::{AppState, Settings};
 use ward_proto::jwk::{Curve, TeeKeyPair};

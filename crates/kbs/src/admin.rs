@@ -622,15 +622,13 @@ pub async fn import_collateral(
             let b = body(b)?;
             let text = std::str::from_utf8(&b)
                 .map_err(|_| ApiError::bad_request("SerdeError", "collateral is not UTF-8"))?;
-            let c = ward_dcap::verify::Collateral::from_flat_json(text)
-                .map_err(|e| ApiError::bad_request("CollateralError", e.to_string()))?;
-            let key = crate::collateral::DcapCollateralDir::import(
+            let key = ward_collateral::DcapCollateralDir::import_flat_json(
                 state.store().as_ref(),
-                &c,
+                text,
                 state.now(),
             )
-            .map_err(|e| ApiError::bad_request("CollateralError", e))?;
-            Ok(Json(json!({"kind": crate::collateral::DCAP_KIND, "key": key})).into_response())
+            .map_err(|e| ApiError::bad_request("CollateralError", e.to_string()))?;
+            Ok(Json(json!({"kind": ward_collateral::DCAP_KIND, "key": key})).into_response())
         },
     )
 }
@@ -647,7 +645,7 @@ pub async fn list_collateral(
         "list-collateral",
         || {
             let mut out = Vec::new();
-            for kind in [crate::collateral::DCAP_KIND, crate::collateral::VCEK_KIND] {
+            for kind in [ward_collateral::DCAP_KIND, ward_collateral::VCEK_KIND] {
                 for (key, at) in state.store().list_collateral(kind)? {
                     out.push(json!({"kind": kind, "key": key, "fetched_at": at}));
                 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+pub use ward_collateral::{DcapConfig, SnpConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,48 +107,6 @@ impl LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DcapConfig {
-    /// Intel collateral for air-gapped sites: flat collateral JSON files
-    /// and/or raw PCS response directories (see `DcapCollateralDir`).
-    pub collateral_dir: Option<PathBuf>,
-    /// SHA-256 fingerprints (hex) of simulator root CAs to trust as well
-    /// (`ward sim tdx`). Claims say `"simulated": true`. Never in production.
-    pub simulated_roots: Vec<String>,
-    /// Fetch missing collateral from Intel PCS (or `pcs_url`, e.g. a PCCS),
-    /// caching it in the store. Off by default: a miss is an error naming
-    /// the FMSPC.
-    pub pcs_fetch: bool,
-    /// PCS/PCCS base URL (default https://api.trustedservices.intel.com).
-    pub pcs_url: Option<String>,
-    /// Root CA CRL URL (default Intel's IntelSGXRootCA.der).
-    pub root_crl_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SnpConfig {
-    /// AMD KDS `cert_chain` PEM bundles (ASK or ASVK, then ARK; optionally
-    /// led by a VCEK/VLEK) accepted beside the built-in VCEK chains of
-    /// Milan, Genoa and Turin: VLEK evidence needs its product's ASVK chain
-    /// here. Their ARKs must match the fingerprints pinned in ward.
-    pub cert_chains: Vec<PathBuf>,
-    /// SHA-256 fingerprints (hex) of simulator ARKs to trust as well, for
-    /// tests and demos (`ward sim snp`). Claims of their reports say
-    /// `"simulated": true`. Never set in production.
-    pub simulated_roots: Vec<String>,
-    /// A directory of KDS-shaped files for air-gapped sites: VCEKs (DER or
-    /// PEM, any name and depth) and `cert_chain` bundles. Consulted when
-    /// the evidence carries no VCEK.
-    pub collateral_dir: Option<PathBuf>,
-    /// Fetch missing VCEKs from AMD KDS (cached in the store). Off by
-    /// default: a miss is then an error naming the chip and TCB.
-    pub kds_fetch: bool,
-    /// KDS base URL (default https://kdsintf.amd.com).
-    pub kds_url: Option<String>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -223,6 +182,14 @@ impl Default for AdminConfig {
 }
 
 impl Config {
+    /// The `[snp]` and `[dcap]` sections: what the verifiers trust.
+    pub fn collateral(&self) -> ward_collateral::Config {
+        ward_collateral::Config {
+            snp: self.snp.clone(),
+            dcap: self.dcap.clone(),
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }

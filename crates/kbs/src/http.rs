@@ -146,7 +146,7 @@ async fn attest(
         match state.attest(cookie, &b) {
             Err(ApiError::CollateralPending { key, what }) if rounds < 4 => {
                 rounds += 1;
-                let wait = crate::fetch::fetcher().wait(&key);
+                let wait = ward_collateral::fetch::fetcher().wait(&key);
                 if tokio::time::timeout_at(deadline, wait).await.is_err() {
                     return Err(ApiError::Unavailable {
                         kind: "CollateralUnavailable",

@@ -11,136 +11,17 @@ use tokio::net::TcpListener;
 pub use ward_listen::Upkeep;
 use ward_listen::{Options, Workers};
 use ward_store::Store;
-use ward_verifier::az_snp_vtpm::AzSnpVtpmVerifier;
-use ward_verifier::az_tdx_vtpm::AzTdxVtpmVerifier;
-use ward_verifier::dcap::{DcapCollateralSource, DcapVerifier};
-use ward_verifier::sample::SampleVerifier;
-use ward_verifier::snp::SnpVerifier;
 use ward_verifier::{TokenSettings, VerifierRegistry};
 
 use crate::admin_auth::AdminAuth;
 use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
 use crate::clock::{Clock, SystemClock};
-use crate::collateral::{DcapCollateralDir, SnpCollateral, AMD_KDS, INTEL_PCS, INTEL_ROOT_CRL};
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
-/// The verifiers compiled into this build, with only the built-in trust
-/// anchors (AMD's VCEK chains); DCAP TEEs refuse evidence with a
-/// configuration error until collateral is configured.
-pub fn default_verifiers() -> VerifierRegistry {
-    let mut r = VerifierRegistry::new();
-    r.register(Arc::new(SampleVerifier));
-    r.register(Arc::new(SnpVerifier::default()));
-    r.register(Arc::new(AzSnpVtpmVerifier::default()));
-    r.register(Arc::new(DcapVerifier::tdx(None)));
-    r.register(Arc::new(DcapVerifier::sgx(None)));
-    r.register(Arc::new(AzTdxVtpmVerifier::new(None)));
-    r
-}
-
-/// The verifiers with the trust anchors the configuration names (without
-/// the store's collateral cache).
-pub fn configured_verifiers(cfg: &Config) -> Result<VerifierRegistry, String> {
-    configured_verifiers_with(cfg, None)
-}
-
-/// The verifiers with the trust anchors the configuration names, caching
-/// fetched collateral in `store`.
-pub fn configured_verifiers_with(
-    cfg: &Config,
-    store: Option<Arc<dyn Store>>,
-) -> Result<VerifierRegistry, String> {
-    let mut dir = DcapCollateralDir::new(cfg.dcap.collateral_dir.clone(), store.clone());
-    if cfg.dcap.pcs_fetch {
-        dir = dir.with_pcs(
-            cfg.dcap.pcs_url.as_deref().unwrap_or(INTEL_PCS),
-            cfg.dcap.root_crl_url.as_deref().unwrap_or(INTEL_ROOT_CRL),
-        );
-    }
-    let dcap: Arc<dyn DcapCollateralSource> = Arc::new(dir);
-    let sim = fingerprints("dcap.simulated_roots", &cfg.dcap.simulated_roots)?;
-    if !sim.is_empty() {
-        tracing::warn!(
-            count = sim.len(),
-            "trusting simulated Intel roots: evidence from them proves nothing about hardware"
-        );
-    }
-    Ok(registry(snp_verifier(cfg, store)?, Some(dcap), sim))
-}
-
-/// Every verifier of this build with the given trust anchors: the one
-/// place TEEs are registered, used by `ward serve` and `ward verify` alike
-/// so that the two cannot drift (the SNP verifier serves `snp` and
-/// `az-snp-vtpm`, the DCAP source `tdx`, `sgx` and `az-tdx-vtpm`).
-pub fn registry(
-    snp: SnpVerifier,
-    dcap: Option<Arc<dyn DcapCollateralSource>>,
-    simulated_dcap_roots: Vec<[u8; 32]>,
-) -> VerifierRegistry {
-    let mut r = default_verifiers();
-    r.register(Arc::new(
-        DcapVerifier::tdx(dcap.clone()).with_simulated_roots(simulated_dcap_roots.clone()),
-    ));
-    r.register(Arc::new(
-        DcapVerifier::sgx(dcap.clone()).with_simulated_roots(simulated_dcap_roots.clone()),
-    ));
-    r.register(Arc::new(
-        AzTdxVtpmVerifier::new(dcap).with_simulated_roots(simulated_dcap_roots),
-    ));
-    r.register(Arc::new(AzSnpVtpmVerifier::new(snp.clone())));
-    r.register(Arc::new(snp));
-    r
-}
-
-/// The SNP verifier of the `[snp]` configuration: chains from
-/// `cert_chains` and the collateral directory, simulator roots, and the
-/// VCEK sources (directory, `store`, KDS when enabled).
-pub fn snp_verifier(cfg: &Config, store: Option<Arc<dyn Store>>) -> Result<SnpVerifier, String> {
-    let collateral = SnpCollateral::new(
-        cfg.snp.collateral_dir.clone(),
-        store,
-        cfg.snp.kds_fetch.then(|| {
-            cfg.snp
-                .kds_url
-                .clone()
-                .unwrap_or_else(|| AMD_KDS.to_string())
-        }),
-    );
-    let mut bundles = collateral.chain_bundles();
-    for p in &cfg.snp.cert_chains {
-        bundles.push((
-            p.display().to_string(),
-            std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        ));
-    }
-    let simulated = fingerprints("snp.simulated_roots", &cfg.snp.simulated_roots)?;
-    if !simulated.is_empty() {
-        tracing::warn!(
-            count = simulated.len(),
-            "trusting simulated SNP roots: evidence from them proves nothing about hardware"
-        );
-    }
-    Ok(SnpVerifier::with_simulated_roots(&bundles, &simulated)?
-        .with_vcek_source(Arc::new(collateral)))
-}
-
-/// SHA-256 fingerprints given in hex in the configuration key `what`.
-fn fingerprints(what: &str, hexes: &[String]) -> Result<Vec<[u8; 32]>, String> {
-    hexes
-        .iter()
-        .map(|fp| {
-            hex::decode(fp.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| format!("{what}: {fp:?} is not a SHA-256 fingerprint in hex"))
-        })
-        .collect()
-}
-
 /// Open the store, bootstrap credentials and build the state.
 /// `verifiers` builds the registry once the store is open (see
-/// [`configured_verifiers_with`]).
+/// [`ward_collateral::registry`]).
 pub fn build_state(
     cfg: &Config,
     verifiers: impl FnOnce(Arc<dyn Store>) -> Result<VerifierRegistry, String>,

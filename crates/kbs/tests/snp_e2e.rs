@@ -13,7 +13,10 @@ use tower::ServiceExt;
 use ward_kbs::admin_auth::AdminAuth;
 use ward_kbs::clock::ManualClock;
 use ward_kbs::config::Config;
-use ward_kbs::serve::configured_verifiers;
+/// The registry `ward serve` builds from `cfg`.
+fn configured_verifiers(cfg: &Config) -> Result<ward_verifier::VerifierRegistry, String> {
+    ward_collateral::registry(&cfg.collateral(), None).map_err(|e| e.to_string())
+}
 use ward_kbs::{router, AppState, Settings};
 use ward_proto::jwe::{self, FlattenedJwe};
 use ward_proto::jwk::{Curve, TeeKeyPair};

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use ward_collateral::default_verifiers;
 use ward_kbs::admin_auth::AdminAuth;
 use ward_kbs::clock::SystemClock;
 use ward_kbs::config::TlsConfig;
-use ward_kbs::serve::{default_verifiers, serve};
+use ward_kbs::serve::serve;
 use ward_kbs::{router, AppState, Settings};
 use ward_store::{Kek, SqliteStore};
 

@@ -217,7 +217,15 @@ pub fn verify_chain(chain: ChainInput<'_>, now: i64) -> Result<VerifiedChain, Ve
     })
 }
 
-pub use ward_proto::times::rfc3339;
+/// Unix seconds as RFC 3339 (UTC); the number itself when out of range.
+pub fn rfc3339(t: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(t).ok();
+    let text = d.and_then(|d| {
+        d.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    text.unwrap_or_else(|| t.to_string())
+}
 
 fn svns(
     fmc: Option<u8>,

@@ -99,10 +99,10 @@ impl Fetcher {
     /// Start fetching `key` with `job` unless a fetch of it is running or
     /// failed within the negative-cache time. `job` runs on the fetch
     /// thread and must put what it fetched where its source will find it.
-    pub fn start(
+    pub fn start<E: std::fmt::Display>(
         &self,
         key: &str,
-        job: impl Future<Output = Result<(), String>> + Send + 'static,
+        job: impl Future<Output = Result<(), E>> + Send + 'static,
     ) -> Started {
         let mut state = self.lock();
         match state.get(key) {
@@ -131,7 +131,7 @@ impl Fetcher {
         // The one fetcher (`Fetcher::new` is private to `fetcher`).
         let me: &'static Fetcher = fetcher();
         let wrapped: Job = Box::pin(async move {
-            let result = job.await;
+            let result = job.await.map_err(|e| e.to_string());
             {
                 let mut state = me.lock();
                 match &result {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use ward_kbs::collateral::VCEK_KIND;
-use ward_kbs::config::Config;
-use ward_kbs::serve::configured_verifiers_with;
+use ward_collateral::registry;
+use ward_collateral::Config;
+use ward_collateral::VCEK_KIND;
 use ward_proto::kbs::TeeEvidence;
 use ward_proto::Tee;
 use ward_sim::snp::{SnpReportParams, SnpSim};
@@ -71,7 +71,9 @@ fn store(dir: &Path) -> Arc<dyn Store> {
 
 /// Verify, waiting for collateral being fetched (off this thread).
 fn verify(reg: &VerifierRegistry, ev: &TeeEvidence) -> Result<Value, VerifyError> {
-    ward_kbs::fetch::verify_waiting(std::time::Duration::from_secs(60), || verify_once(reg, ev))
+    ward_collateral::fetch::verify_waiting(std::time::Duration::from_secs(60), || {
+        verify_once(reg, ev)
+    })
 }
 
 fn verify_once(reg: &VerifierRegistry, ev: &TeeEvidence) -> Result<Value, VerifyError> {
@@ -83,7 +85,7 @@ fn verify_once(reg: &VerifierRegistry, ev: &TeeEvidence) -> Result<Value, Verify
 fn offline_miss_names_chip_and_tcb_then_the_directory_supplies_the_vcek() {
     let sim = new_sim();
     let dir = tempfile::tempdir().unwrap();
-    let reg = configured_verifiers_with(&config(&sim, dir.path(), true), None).unwrap();
+    let reg = registry(&config(&sim, dir.path(), true), None).unwrap();
     let (ev, path) = evidence(&sim);
 
     let e = verify(&reg, &ev).unwrap_err();
@@ -123,8 +125,7 @@ fn the_store_cache_supplies_the_vcek() {
     let sim = new_sim();
     let dir = tempfile::tempdir().unwrap();
     let st = store(dir.path());
-    let reg =
-        configured_verifiers_with(&config(&sim, dir.path(), false), Some(st.clone())).unwrap();
+    let reg = registry(&config(&sim, dir.path(), false), Some(st.clone())).unwrap();
     let (ev, path) = evidence(&sim);
     assert!(verify(&reg, &ev).is_err());
     st.put_collateral(VCEK_KIND, &path, sim.vcek_der(), NOW)
@@ -177,7 +178,7 @@ fn kds_fetch_retries_rate_limits_and_caches() {
     let mut cfg = config(&sim, dir.path(), false);
     cfg.snp.kds_fetch = true;
     cfg.snp.kds_url = Some(format!("http://{addr}/"));
-    let reg = configured_verifiers_with(&cfg, Some(st.clone())).unwrap();
+    let reg = registry(&cfg, Some(st.clone())).unwrap();
     verify(&reg, &ev).unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 2, "one 429, then the VCEK");
     let cached = st.get_collateral(VCEK_KIND, &path).unwrap().unwrap();
@@ -191,7 +192,7 @@ fn kds_fetch_retries_rate_limits_and_caches() {
     let mut cfg2 = config(&other, dir.path(), false);
     cfg2.snp.kds_fetch = true;
     cfg2.snp.kds_url = Some(format!("http://{addr}"));
-    let reg2 = configured_verifiers_with(&cfg2, Some(st)).unwrap();
+    let reg2 = registry(&cfg2, Some(st)).unwrap();
     let e = verify(&reg2, &evidence(&other).0).unwrap_err().to_string();
     assert!(
         e.contains("not found") && e.contains("snp.collateral"),
@@ -238,7 +239,7 @@ fn fetches_run_elsewhere_are_shared_and_failures_are_remembered() {
     let mut cfg = config(&sim, dir.path(), false);
     cfg.snp.kds_fetch = true;
     cfg.snp.kds_url = Some(format!("http://{addr}"));
-    let reg = configured_verifiers_with(&cfg, Some(store(dir.path()))).unwrap();
+    let reg = registry(&cfg, Some(store(dir.path()))).unwrap();
     // Five misses at once: each answers "pending" without waiting for the
     // slow KDS, all on one fetch.
     let mut keys = std::collections::BTreeSet::new();
@@ -258,7 +259,7 @@ fn fetches_run_elsewhere_are_shared_and_failures_are_remembered() {
     );
     assert_eq!(keys.len(), 1);
     let key = keys.into_iter().next().unwrap();
-    ward_kbs::fetch::fetcher()
+    ward_collateral::fetch::fetcher()
         .wait_blocking(&key, std::time::Duration::from_secs(30))
         .unwrap();
     verify_once(&reg, &ev).unwrap();
@@ -269,7 +270,7 @@ fn fetches_run_elsewhere_are_shared_and_failures_are_remembered() {
     let mut cfg2 = config(&other, dir.path(), false);
     cfg2.snp.kds_fetch = true;
     cfg2.snp.kds_url = Some(format!("http://{addr}"));
-    let reg2 = configured_verifiers_with(&cfg2, None).unwrap();
+    let reg2 = registry(&cfg2, None).unwrap();
     let ev2 = evidence(&other).0;
     let e = verify(&reg2, &ev2).unwrap_err().to_string();
     assert!(

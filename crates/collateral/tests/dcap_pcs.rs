@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use ward_kbs::collateral::DCAP_KIND;
-use ward_kbs::config::Config;
-use ward_kbs::serve::configured_verifiers_with;
+use ward_collateral::registry;
+use ward_collateral::Config;
+use ward_collateral::DCAP_KIND;
 use ward_proto::kbs::TeeEvidence;
 use ward_proto::Tee;
 use ward_sim::tdx::{DcapSim, TdParams};
@@ -129,7 +129,7 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
     cfg.dcap.pcs_fetch = true;
     cfg.dcap.pcs_url = Some(base.clone());
     cfg.dcap.root_crl_url = Some(format!("{base}/root.der"));
-    let reg = configured_verifiers_with(&cfg, Some(store.clone())).unwrap();
+    let reg = registry(&cfg, Some(store.clone())).unwrap();
     let quote = sim
         .tdx_quote(&TdParams {
             mr_td: [5; 48],
@@ -142,9 +142,10 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
     };
     // The fetch runs off this thread; wait for it and verify again.
     let wait = std::time::Duration::from_secs(60);
-    let c =
-        ward_kbs::fetch::verify_waiting(wait, || reg.verify_evidence(&Tee::new("tdx"), &ev, now()))
-            .unwrap();
+    let c = ward_collateral::fetch::verify_waiting(wait, || {
+        reg.verify_evidence(&Tee::new("tdx"), &ev, now())
+    })
+    .unwrap();
     assert_eq!(
         (
             c.claims["tcb_status"].clone(),
@@ -162,22 +163,24 @@ fn collateral_is_fetched_once_then_served_from_the_store() {
         .unwrap()
         .is_some());
     // A second verifier on the same store does not fetch again.
-    let reg2 = configured_verifiers_with(&cfg, Some(store)).unwrap();
-    ward_kbs::fetch::verify_waiting(wait, || reg2.verify_evidence(&Tee::new("tdx"), &ev, now()))
-        .unwrap();
+    let reg2 = registry(&cfg, Some(store)).unwrap();
+    ward_collateral::fetch::verify_waiting(wait, || {
+        reg2.verify_evidence(&Tee::new("tdx"), &ev, now())
+    })
+    .unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 
     // A platform PCS does not know: the error names the URL.
     let other = DcapSim::generate(now(), false).unwrap();
     let mut cfg2 = cfg.clone();
     cfg2.dcap.simulated_roots = vec![hex::encode(other.root_fingerprint())];
-    let reg3 = configured_verifiers_with(&cfg2, None).unwrap();
+    let reg3 = registry(&cfg2, None).unwrap();
     let q = other.tdx_quote(&TdParams::default()).unwrap();
     let ev3 = TeeEvidence {
         primary_evidence: json!({"quote": ward_proto::b64::std_encode(&q)}),
         additional_evidence: String::new(),
     };
-    let e = ward_kbs::fetch::verify_waiting(wait, || {
+    let e = ward_collateral::fetch::verify_waiting(wait, || {
         reg3.verify_evidence(&Tee::new("tdx"), &ev3, now())
     })
     .unwrap_err()
