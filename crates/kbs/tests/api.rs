@@ -1623,3 +1623,188 @@ async fn trustees_default_cpu_policy_runs_unchanged_and_unrunnable_policies_are_
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(appraised(&app).await.1, "sample");
 }
+
+/// Issue 19: every client-visible refusal, pinned as (status, error type,
+/// detail) so that restructuring the errors cannot change what a client
+/// sees. Details of serde errors are pinned too: they are part of the
+/// answer.
+#[tokio::test]
+async fn every_refusal_keeps_its_status_type_and_detail() {
+    let env = Env::new();
+    let (app, _) = env.replica(true);
+    put_resource(&app, &env, "default/test/key", b"s").await;
+    let admin = format!("Bearer {}", env.admin_token("admin"));
+    let reader = format!("Bearer {}", env.admin_token("reader"));
+    let (pending, _) = auth(&app).await;
+    let (attested_cookie, token, key) = attested(&app).await;
+    let bearer = format!("Bearer {token}");
+    let bad_key_body = {
+        let (_, nonce) = auth(&app).await;
+        let mut v: Value = serde_json::from_slice(&attestation(&nonce, &key, None)).unwrap();
+        v["runtime-data"]["tee-pubkey"] =
+            json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        serde_json::to_vec(&v).unwrap()
+    };
+    let (c2, n2) = auth(&app).await;
+    let wrong_rd = attestation(&n2, &key, Some(vec![0; 48]));
+    let (c3, n3) = auth(&app).await;
+    let ok3 = attestation(&n3, &key, None);
+    assert_eq!(attest(&app, &c3, ok3.clone()).await.status, StatusCode::OK);
+    let policy = |text: &str| json!({"policy": URL_SAFE_NO_PAD.encode(text)}).to_string();
+
+    let mut cases: Vec<(&str, Method, String, Vec<(&str, String)>, Vec<u8>)> = vec![
+        ("auth bad json", Method::POST, "/kbs/v0/auth".into(), vec![], b"{".to_vec()),
+        ("auth version", Method::POST, "/kbs/v0/auth".into(), vec![],
+            br#"{"version":"0.3.0","tee":"sample","extra-params":{}}"#.to_vec()),
+        ("auth tee", Method::POST, "/kbs/v0/auth".into(), vec![],
+            br#"{"version":"0.4.0","tee":"nope","extra-params":{}}"#.to_vec()),
+        ("attest no cookie", Method::POST, "/kbs/v0/attest".into(), vec![], b"{}".to_vec()),
+        ("attest bad cookie", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", "kbs-session-id=x.y".into())], b"{}".to_vec()),
+        ("attest bad body", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", pending.clone())], b"[]".to_vec()),
+        ("attest bad tee key", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", pending.clone())], bad_key_body),
+        ("attest wrong report data", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", c2)], wrong_rd),
+        ("attest replayed", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", c3)], ok3),
+        ("attest attested session", Method::POST, "/kbs/v0/attest".into(),
+            vec![("cookie", attested_cookie.clone())], b"{}".to_vec()),
+        ("resource no credential", Method::GET, "/kbs/v0/resource/default/test/key".into(), vec![], vec![]),
+        ("resource pending session", Method::GET, "/kbs/v0/resource/default/test/key".into(),
+            vec![("cookie", pending.clone())], vec![]),
+        ("resource bad bearer", Method::GET, "/kbs/v0/resource/default/test/key".into(),
+            vec![("authorization", "Bearer a.b.c".into())], vec![]),
+        ("resource missing", Method::GET, "/kbs/v0/resource/default/test/none".into(),
+            vec![("authorization", bearer.clone())], vec![]),
+        ("resource bad path", Method::GET, "/kbs/v0/resource/default/%2E%2E/key".into(),
+            vec![("authorization", bearer.clone())], vec![]),
+        ("admin no token", Method::GET, "/kbs/v0/reference-values".into(), vec![], vec![]),
+        ("admin wrong role", Method::POST, "/kbs/v0/reference-value".into(),
+            vec![("authorization", reader.clone())], b"{}".to_vec()),
+        ("admin bad json", Method::POST, "/kbs/v0/reference-value".into(),
+            vec![("authorization", admin.clone())], b"{".to_vec()),
+        ("admin policy not base64", Method::POST, "/kbs/v0/resource-policy".into(),
+            vec![("authorization", admin.clone())], br#"{"policy":"***"}"#.to_vec()),
+        ("admin policy not rego", Method::POST, "/kbs/v0/resource-policy".into(),
+            vec![("authorization", admin.clone())], policy("package policy\nallow if {").into_bytes()),
+        ("admin policy without allow", Method::POST, "/kbs/v0/resource-policy".into(),
+            vec![("authorization", admin.clone())], policy("package policy\nx := 1").into_bytes()),
+        ("admin bad prefix", Method::POST, "/kbs/v0/resource-policy".into(),
+            vec![("authorization", admin.clone())],
+            json!({"policy": URL_SAFE_NO_PAD.encode("package policy\ndefault allow := false"), "prefix": "a/b/c/d"}).to_string().into_bytes()),
+        ("admin attestation policy type", Method::POST, "/kbs/v0/attestation-policy".into(),
+            vec![("authorization", admin.clone())], br#"{"policy_id":"x","policy":"","type":"opa"}"#.to_vec()),
+        ("admin attestation policy id", Method::POST, "/kbs/v0/attestation-policy".into(),
+            vec![("authorization", admin.clone())], br#"{"policy_id":"a b","policy":""}"#.to_vec()),
+        ("admin no attestation policy", Method::GET, "/kbs/v0/attestation-policy/none".into(),
+            vec![("authorization", admin.clone())], vec![]),
+        ("admin no reference value", Method::GET, "/kbs/v0/reference-value/none".into(),
+            vec![("authorization", admin.clone())], vec![]),
+        ("admin delete missing resource", Method::DELETE, "/kbs/v0/resource/default/test/none".into(),
+            vec![("authorization", admin.clone())], vec![]),
+        ("admin rotate unknown ring", Method::POST, "/kbs/v0/admin/rotate-key".into(),
+            vec![("authorization", admin.clone())], br#"{"ring":"nope"}"#.to_vec()),
+        ("admin bad collateral", Method::POST, "/kbs/v0/collateral".into(),
+            vec![("authorization", admin.clone())], b"{}".to_vec()),
+        ("unknown endpoint", Method::GET, "/kbs/v0/nope".into(), vec![], vec![]),
+        ("wrong method", Method::PUT, "/kbs/v0/auth".into(), vec![], vec![]),
+        ("too large", Method::POST, "/kbs/v0/auth".into(), vec![], vec![b' '; 70 * 1024]),
+    ];
+    let mut seen = Vec::new();
+    for (name, method, uri, headers, body) in cases.drain(..) {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = call(&app, method, &uri, &h, body).await;
+        let v = r.json();
+        seen.push(line(name, &r, &v));
+    }
+    // A denial by policy, and expiry of the session and of the token.
+    let deny = "package policy\ndefault allow := false";
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/resource-policy",
+        &[("authorization", &admin)],
+        policy(deny),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (name, h) in [("denied", ("authorization", bearer.as_str()))] {
+        let r = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/default/test/key",
+            &[h],
+            "",
+        )
+        .await;
+        seen.push(line(name, &r, &r.json()));
+    }
+    env.clock.advance(3600);
+    for (name, h) in [
+        ("expired session", ("cookie", attested_cookie.as_str())),
+        ("expired token", ("authorization", bearer.as_str())),
+    ] {
+        let r = call(
+            &app,
+            Method::GET,
+            "/kbs/v0/resource/default/test/key",
+            &[h],
+            "",
+        )
+        .await;
+        seen.push(line(name, &r, &r.json()));
+    }
+    let expected = EXPECTED_REFUSALS
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let seen: Vec<&str> = seen.iter().map(String::as_str).collect();
+    assert_eq!(seen, expected, "\n{}", seen.join("\n"));
+}
+
+/// One pinned refusal: `name: status type detail` (newlines shown as ⏎).
+fn line(name: &str, r: &Resp, v: &Value) -> String {
+    let detail = v["detail"].as_str().unwrap().replace('\n', "⏎");
+    format!("{name}: {} {} {detail}", r.status.as_u16(), r.kind())
+}
+
+const EXPECTED_REFUSALS: &str = r#"
+auth bad json: 400 SerdeError request body: EOF while parsing an object at line 1 column 1
+auth version: 400 ProtocolVersion KBS protocol version "0.3.0" is not supported; this server speaks 0.4.0
+auth tee: 400 UnsupportedTee TEE "nope" is not supported; supported: az-snp-vtpm, az-tdx-vtpm, sample, sgx, snp, tdx
+attest no cookie: 401 CookieNotFound no kbs-session-id cookie; call /kbs/v0/auth first
+attest bad cookie: 401 InvalidCookie session cookie was issued under an unknown key
+attest bad body: 400 SerdeError attestation body: invalid length 1, expected struct Attestation with 3 elements at line 1 column 2
+attest bad tee key: 400 JweError tee-pubkey: recipient key: JWK does not hold a valid public key: EC coordinate has the wrong length
+attest wrong report data: 401 AttestationError report_data does not bind the runtime data (nonce and TEE public key)
+attest replayed: 401 InvalidCookie this challenge has already been answered; start a new session with /kbs/v0/auth
+attest attested session: 401 InvalidCookie this session has already attested; start a new one with /kbs/v0/auth
+resource no credential: 401 TokenNotFound Attestation Token not found
+resource pending session: 401 TokenNotFound session has not attested yet
+resource bad bearer: 401 TokenVerifierError bearer token: token header is not valid base64url
+resource missing: 404 ResourceNotFound resource default/test/none does not exist
+resource bad path: 400 InvalidRequestPath invalid resource path "default/../key": each segment must match [A-Za-z0-9_-][A-Za-z0-9_.-]* (at most 128 characters)
+admin no token: 401 AdminAuth admin API requires Authorization: Bearer <token>
+admin wrong role: 403 AdminAuth role ["reader"] may not WriteReferenceValues
+admin bad json: 400 SerdeError request body: EOF while parsing an object at line 1 column 1
+admin policy not base64: 400 SerdeError policy is not base64url
+admin policy not rego: 400 PolicyEngine policy "resource-policy" does not compile: ⏎--> resource-policy.rego:2:10⏎  |⏎2 | allow if {⏎  |          ^⏎error: expecting }
+admin policy without allow: 400 PolicyEngine policy "resource-policy" must declare the rule allow
+admin bad prefix: 400 InvalidRequest invalid resource path "a/b/c/d": a prefix is one to three segments: repo[/type[/tag]]
+admin attestation policy type: 400 PolicyEngine policy type "opa" is not supported (rego)
+admin attestation policy id: 400 InvalidRequest id must be 1-64 characters of [A-Za-z0-9._-]
+admin no attestation policy: 404 PolicyNotFound no attestation policy with policy_id "none"
+admin no reference value: 404 ReferenceValueNotFound reference value "none" does not exist
+admin delete missing resource: 404 ResourceNotFound resource default/test/none does not exist
+admin rotate unknown ring: 400 InvalidRequest unknown key ring "nope"
+admin bad collateral: 400 CollateralError dcap.collateral: collateral JSON: missing field `tcb_info` at line 1 column 2
+unknown endpoint: 404 NotFound no such endpoint
+wrong method: 405 MethodNotAllowed this endpoint does not take this method
+too large: 413 PayloadTooLarge request body is larger than the configured limit
+denied: 403 PolicyDeny Access denied by policy for resource default/test/key: the token's ear.status is contraindicated; trust vector configuration=2, executables=33, file-system=0, hardware=97, instance-identity=0, runtime-opaque=0, sourced-data=0, storage-opaque=0; short of affirming: executables 33: executables that are not recognized (for example the launch measurement is not among the reference values); hardware 97: hardware or firmware that the verifier does not recognize (for example no hardware root of trust, or a TCB below the required level)
+expired session: 401 ExpiredCookie session has expired
+expired token: 401 TokenVerifierError attestation token has expired
+"#;
