@@ -1652,7 +1652,7 @@ async fn every_refusal_keeps_its_status_type_and_detail() {
     assert_eq!(attest(&app, &c3, ok3.clone()).await.status, StatusCode::OK);
     let policy = |text: &str| json!({"policy": URL_SAFE_NO_PAD.encode(text)}).to_string();
 
-    let mut cases: Vec<(&str, Method, String, Vec<(&str, String)>, Vec<u8>)> = vec![
+    let mut cases: Vec<Case> = vec![
         ("auth bad json", Method::POST, "/kbs/v0/auth".into(), vec![], b"{".to_vec()),
         ("auth version", Method::POST, "/kbs/v0/auth".into(), vec![],
             br#"{"version":"0.3.0","tee":"sample","extra-params":{}}"#.to_vec()),
@@ -1764,6 +1764,9 @@ async fn every_refusal_keeps_its_status_type_and_detail() {
     let seen: Vec<&str> = seen.iter().map(String::as_str).collect();
     assert_eq!(seen, expected, "\n{}", seen.join("\n"));
 }
+
+/// A request of the pinning test: name, method, URI, headers, body.
+type Case = (&'static str, Method, String, Vec<(&'static str, String)>, Vec<u8>);
 
 /// One pinned refusal: `name: status type detail` (newlines shown as ⏎).
 fn line(name: &str, r: &Resp, v: &Value) -> String {
