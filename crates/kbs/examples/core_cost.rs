@@ -9,7 +9,7 @@ use serde_json::json;
 use ward_collateral::default_verifiers;
 use ward_kbs::admin_auth::AdminAuth;
 use ward_kbs::clock::SystemClock;
-use ward_kbs::state::Credential;
+use ward_kbs::tokens::Credential;
 use ward_kbs::{AppState, Settings};
 use ward_proto::jwk::{Curve, TeeKeyPair};
 use ward_proto::kbs::{runtime_data_hash, Request, RuntimeData};

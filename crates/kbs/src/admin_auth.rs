@@ -11,7 +11,25 @@ use rustls::pki_types::SubjectPublicKeyInfoDer;
 use serde_json::Value;
 use ward_proto::jwt::{self, VerifyingKey};
 
-use crate::error::ApiError;
+/// Why an admin request was not authorised.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminAuthError {
+    #[error("admin API requires Authorization: Bearer <token>")]
+    Missing,
+    #[error("no admin keys are configured")]
+    NotConfigured,
+    #[error("admin token: {0}")]
+    Token(jwt::JwtError),
+    #[error("admin token lives {lifetime} s, longer than the {max} s allowed ([admin] max_token_lifetime_secs); mint a shorter one")]
+    Lifetime { lifetime: i64, max: i64 },
+    #[error("admin token has no role claim")]
+    NoRole,
+    #[error("role {roles:?} may not {permission:?}")]
+    Forbidden {
+        roles: Vec<String>,
+        permission: Permission,
+    },
+}
 
 /// What an admin request may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,27 +171,18 @@ impl AdminAuth {
         header: Option<&str>,
         perm: Permission,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, AdminAuthError> {
         let token = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "AdminAuth",
-                    "admin API requires Authorization: Bearer <token>",
-                )
-            })?;
+            .ok_or(AdminAuthError::Missing)?;
         if !self.is_configured() {
-            return Err(ApiError::unauthorized(
-                "AdminAuth",
-                "no admin keys are configured",
-            ));
+            return Err(AdminAuthError::NotConfigured);
         }
-        let refused =
-            |e: jwt::JwtError| ApiError::unauthorized("AdminAuth", format!("admin token: {e}"));
+        let refused = AdminAuthError::Token;
         // The bootstrap key is looked up only for tokens no other key signed.
         let (claims, by_bootstrap) = match jwt::verify(token, &self.keys, now, None) {
             Ok(v) => (v.0, false),
@@ -201,13 +210,10 @@ impl AdminAuth {
             let from = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
             let lifetime = exp.saturating_sub(from);
             if lifetime > self.max_lifetime {
-                return Err(ApiError::unauthorized(
-                    "AdminAuth",
-                    format!(
-                        "admin token lives {lifetime} s, longer than the {} s allowed ([admin] max_token_lifetime_secs); mint a shorter one",
-                        self.max_lifetime
-                    ),
-                ));
+                return Err(AdminAuthError::Lifetime {
+                    lifetime,
+                    max: self.max_lifetime,
+                });
             }
         }
         let roles: Vec<&str> = match (claims.get("role"), claims.get("roles")) {
@@ -216,16 +222,13 @@ impl AdminAuth {
             _ => vec![],
         };
         if roles.is_empty() {
-            return Err(ApiError::forbidden(
-                "AdminAuth",
-                "admin token has no role claim",
-            ));
+            return Err(AdminAuthError::NoRole);
         }
         if !roles.iter().any(|r| role_allows(r, perm)) {
-            return Err(ApiError::forbidden(
-                "AdminAuth",
-                format!("role {roles:?} may not {perm:?}"),
-            ));
+            return Err(AdminAuthError::Forbidden {
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                permission: perm,
+            });
         }
         Ok(claims
             .get("sub")

@@ -1,150 +1,197 @@
-//! The one error type of the HTTP layer and its mapping to status codes and
-//! the reference server's error body. 5xx bodies reveal nothing; the detail
-//! goes to the log.
+//! The error answered to clients: [`ApiError`] wraps the typed error of
+//! each subsystem, and [`ApiError::classify`] is the one place that maps
+//! every cause to its HTTP status and KBS error `type` (the last segment of
+//! `https://github.com/confidential-containers/kbs/errors/<type>`, chosen
+//! from the reference server's kinds where one fits). 5xx bodies reveal
+//! nothing; their detail goes to the log.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ward_proto::ErrorBody;
 
-/// An error answered to a client. `kind` is the last segment of the error
-/// `type` URI, chosen from the reference server's kinds where one fits.
-#[derive(Debug)]
+use crate::admin::AdminError;
+use crate::admin_auth::AdminAuthError;
+use crate::http::extract::RequestError;
+use crate::keys::KeyError;
+use crate::policy_cache::PolicyLoadError;
+use crate::session::{CookieError, SessionError};
+use crate::state::{AttestError, ResourceError};
+use crate::tokens::TokenError;
+
+/// An error answered to a client, by the subsystem that found it.
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: the request is malformed.
-    BadRequest { kind: &'static str, detail: String },
-    /// 401: missing, expired or invalid session, token or evidence.
-    Unauthorized { kind: &'static str, detail: String },
-    /// 403: a policy denied the request, or the admin role does not allow it.
-    Forbidden { kind: &'static str, detail: String },
-    /// 404: no such resource or policy.
-    NotFound { kind: &'static str, detail: String },
-    /// 405: the endpoint exists but not for this method (the router adds
-    /// the `Allow` header).
-    MethodNotAllowed,
-    /// 408: the request body did not arrive within the body deadline.
-    BodyTimeout,
-    /// 413: body over the configured limit.
-    TooLarge,
-    /// 503: collateral the evidence needs is being fetched; `key` names the
-    /// fetch to wait for before verifying again (the attest handler waits;
-    /// a client sees this only if the wait ran out).
-    CollateralPending { key: String, what: String },
-    /// 503 with `Retry-After`: a dependency did not answer in time.
-    Unavailable {
-        kind: &'static str,
-        detail: String,
-        retry_after_secs: u64,
-    },
-    /// 500: our fault; the detail is logged, never sent.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Attest(#[from] AttestError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    AdminAuth(#[from] AdminAuthError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Policy(#[from] PolicyLoadError),
+    #[error("store: {0}")]
+    Store(#[from] ward_store::StoreError),
+    /// Our fault, in HTTP plumbing (a header that cannot be built).
+    #[error("{0}")]
     Internal(String),
 }
 
+/// How a cause is answered: status, error type, and seconds for
+/// `Retry-After` when the client should come back.
+struct Answer {
+    status: StatusCode,
+    kind: &'static str,
+    retry_after: Option<u64>,
+}
+
+const fn answer(status: StatusCode, kind: &'static str) -> Answer {
+    Answer {
+        status,
+        kind,
+        retry_after: None,
+    }
+}
+
 impl ApiError {
-    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest {
-            kind,
-            detail: detail.into(),
-        }
-    }
-    pub fn unauthorized(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unauthorized {
-            kind,
-            detail: detail.into(),
-        }
-    }
-    pub fn forbidden(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::Forbidden {
-            kind,
-            detail: detail.into(),
-        }
-    }
-    pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::NotFound {
-            kind,
-            detail: detail.into(),
-        }
-    }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// Every cause's status and error type: the one mapping.
+    fn classify(&self) -> Answer {
+        use StatusCode as S;
+        const INTERNAL: Answer = answer(S::INTERNAL_SERVER_ERROR, "InternalError");
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::CollateralPending { .. } | Self::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Request(e) => match e {
+                RequestError::Json(_) => answer(S::BAD_REQUEST, "SerdeError"),
+                RequestError::Body(_) => answer(S::BAD_REQUEST, "InvalidRequest"),
+                RequestError::Path(_) => answer(S::BAD_REQUEST, "InvalidRequestPath"),
+                RequestError::TooLarge => answer(S::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+                RequestError::BodyTimeout => answer(S::REQUEST_TIMEOUT, "RequestTimeout"),
+                RequestError::NoEndpoint => answer(S::NOT_FOUND, "NotFound"),
+                RequestError::MethodNotAllowed => answer(S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            },
+            Self::Session(e) => match e {
+                SessionError::Missing => answer(S::UNAUTHORIZED, "CookieNotFound"),
+                SessionError::Cookie(CookieError::Expired) => {
+                    answer(S::UNAUTHORIZED, "ExpiredCookie")
+                }
+                SessionError::Cookie(CookieError::UnknownKey | CookieError::Invalid)
+                | SessionError::AlreadyAttested
+                | SessionError::ChallengeAnswered => answer(S::UNAUTHORIZED, "InvalidCookie"),
+                SessionError::Seal(_) => INTERNAL,
+            },
+            Self::Token(e) => match e {
+                TokenError::Missing | TokenError::NotAttested => {
+                    answer(S::UNAUTHORIZED, "TokenNotFound")
+                }
+                TokenError::Unreadable(_) => INTERNAL,
+                TokenError::Expired
+                | TokenError::RetiredKey
+                | TokenError::NoTeeKey
+                | TokenError::BadTeeKey(_)
+                | TokenError::BadSignature(_) => answer(S::UNAUTHORIZED, "TokenVerifierError"),
+            },
+            Self::Attest(e) => match e {
+                AttestError::ProtocolVersion { .. } => answer(S::BAD_REQUEST, "ProtocolVersion"),
+                AttestError::UnsupportedTee { .. } => answer(S::BAD_REQUEST, "UnsupportedTee"),
+                AttestError::Body(_) => answer(S::BAD_REQUEST, "SerdeError"),
+                AttestError::TeeKey(_) => answer(S::BAD_REQUEST, "JweError"),
+                AttestError::MalformedEvidence(_) => answer(S::BAD_REQUEST, "AttestationError"),
+                AttestError::Evidence(_) => answer(S::UNAUTHORIZED, "AttestationError"),
+                AttestError::CollateralPending { .. } => Answer {
+                    retry_after: Some(5),
+                    ..answer(S::SERVICE_UNAVAILABLE, "CollateralUnavailable")
+                },
+                AttestError::CollateralTimeout { .. } => Answer {
+                    retry_after: Some(10),
+                    ..answer(S::SERVICE_UNAVAILABLE, "CollateralUnavailable")
+                },
+                AttestError::Verifier(_)
+                | AttestError::Appraisal(_)
+                | AttestError::Issue(_)
+                | AttestError::Random => INTERNAL,
+            },
+            Self::Resource(e) => match e {
+                ResourceError::Denied { .. } => answer(S::FORBIDDEN, "PolicyDeny"),
+                ResourceError::NotFound(_) => answer(S::NOT_FOUND, "ResourceNotFound"),
+                ResourceError::Policy(_) | ResourceError::Encrypt(_) => INTERNAL,
+            },
+            Self::AdminAuth(e) => match e {
+                AdminAuthError::Missing
+                | AdminAuthError::NotConfigured
+                | AdminAuthError::Token(_)
+                | AdminAuthError::Lifetime { .. } => answer(S::UNAUTHORIZED, "AdminAuth"),
+                AdminAuthError::NoRole | AdminAuthError::Forbidden { .. } => {
+                    answer(S::FORBIDDEN, "AdminAuth")
+                }
+            },
+            Self::Admin(e) => match e {
+                AdminError::Encoding(_) | AdminError::ReferenceValue(_) => {
+                    answer(S::BAD_REQUEST, "SerdeError")
+                }
+                AdminError::Policy(_) | AdminError::PolicyType(_) => {
+                    answer(S::BAD_REQUEST, "PolicyEngine")
+                }
+                AdminError::Prefix(_) | AdminError::Id | AdminError::UnknownRing(_) => {
+                    answer(S::BAD_REQUEST, "InvalidRequest")
+                }
+                AdminError::Collateral(_) => answer(S::BAD_REQUEST, "CollateralError"),
+                AdminError::NoPolicy { .. } => answer(S::NOT_FOUND, "PolicyNotFound"),
+                AdminError::NoReferenceValue(_) => answer(S::NOT_FOUND, "ReferenceValueNotFound"),
+                AdminError::NoResource(_) => answer(S::NOT_FOUND, "ResourceNotFound"),
+            },
+            Self::Keys(_) | Self::Policy(_) | Self::Store(_) | Self::Internal(_) => INTERNAL,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.classify().status
     }
 
     /// The short kind used in the `type` URI and in metrics labels.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::BadRequest { kind, .. }
-            | Self::Unauthorized { kind, .. }
-            | Self::Forbidden { kind, .. }
-            | Self::NotFound { kind, .. }
-            | Self::Unavailable { kind, .. } => kind,
-            Self::CollateralPending { .. } => "CollateralUnavailable",
-            Self::MethodNotAllowed => "MethodNotAllowed",
-            Self::BodyTimeout => "RequestTimeout",
-            Self::TooLarge => "PayloadTooLarge",
-            Self::Internal(_) => "InternalError",
-        }
+        self.classify().kind
     }
-}
 
-impl From<ward_store::StoreError> for ApiError {
-    fn from(e: ward_store::StoreError) -> Self {
-        ApiError::internal(format!("store: {e}"))
+    /// The collateral fetch an attestation waits for, if that is all it
+    /// needs before verifying again.
+    pub fn collateral_pending(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Attest(AttestError::CollateralPending { key, what }) => Some((key, what)),
+            _ => None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let kind = self.kind();
-        let retry_after = match &self {
-            Self::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            Self::CollateralPending { .. } => Some(5),
-            _ => None,
-        };
-        let detail = match self {
-            Self::BadRequest { detail, .. }
-            | Self::Unauthorized { detail, .. }
-            | Self::Forbidden { detail, .. }
-            | Self::NotFound { detail, .. } => {
-                tracing::info!(status = status.as_u16(), kind, %detail, "request refused");
-                detail
-            }
-            Self::MethodNotAllowed => "this endpoint does not take this method".to_string(),
-            Self::TooLarge => "request body is larger than the configured limit".to_string(),
-            Self::BodyTimeout => {
-                "the request body did not arrive within the configured time".to_string()
-            }
-            Self::CollateralPending { what, .. } => {
-                let detail = format!("{what} is still being fetched; try again shortly");
-                tracing::warn!(status = status.as_u16(), kind, %detail, "request refused");
-                detail
-            }
-            Self::Unavailable { detail, .. } => {
-                tracing::warn!(status = status.as_u16(), kind, %detail, "request refused");
-                detail
-            }
-            Self::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "internal error".to_string()
-            }
+        let Answer {
+            status,
+            kind,
+            retry_after,
+        } = self.classify();
+        let detail = self.to_string();
+        let detail = if status.is_server_error() && retry_after.is_none() {
+            tracing::error!(%detail, "internal error");
+            "internal error".to_string()
+        } else if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), kind, %detail, "request refused");
+            detail
+        } else {
+            tracing::info!(status = status.as_u16(), kind, %detail, "request refused");
+            detail
         };
         let mut resp = (status, Json(ErrorBody::new(kind, detail))).into_response();
         if let Some(s) = retry_after {

@@ -15,7 +15,22 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use ward_proto::jwt::{Es256Signer, VerifyingKey};
 use ward_store::Store;
 
-use crate::error::ApiError;
+/// Why the key rings could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("random number generator failed")]
+    Random,
+    #[error("token key {id}: {reason}")]
+    Key { id: String, reason: String },
+    #[error("{0}")]
+    Generate(String),
+    #[error("{0} ring is empty")]
+    EmptyRing(&'static str),
+    #[error("unknown key ring {0:?}")]
+    UnknownRing(String),
+    #[error(transparent)]
+    Store(#[from] ward_store::StoreError),
+}
 
 pub const RING_TOKEN: &str = "token-signing";
 pub const RING_SESSION: &str = "session";
@@ -58,22 +73,22 @@ impl Keys {
     }
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     let mut b = [0u8; N];
     SystemRandom::new()
         .fill(&mut b)
-        .map_err(|_| ApiError::internal("random number generator failed"))?;
+        .map_err(|_| KeyError::Random)?;
     Ok(b)
 }
 
-fn new_token_key(store: &dyn Store, now: i64) -> Result<(), ApiError> {
-    let (signer, pkcs8) = Es256Signer::generate().map_err(ApiError::internal)?;
+fn new_token_key(store: &dyn Store, now: i64) -> Result<(), KeyError> {
+    let (signer, pkcs8) = Es256Signer::generate().map_err(|e| KeyError::Generate(e.to_string()))?;
     let id = hex::encode(&ward_proto::hash::sha256(&signer.public_point())[..8]);
     store.add_key(RING_TOKEN, &id, &pkcs8, now)?;
     Ok(())
 }
 
-fn new_session_key(store: &dyn Store, now: i64) -> Result<(), ApiError> {
+fn new_session_key(store: &dyn Store, now: i64) -> Result<(), KeyError> {
     let key = random_bytes::<32>()?;
     let id = hex::encode(random_bytes::<4>()?);
     store.add_key(RING_SESSION, &id, &key, now)?;
@@ -90,7 +105,7 @@ pub struct KeyManager {
 }
 
 impl KeyManager {
-    pub fn load(store: Arc<dyn Store>, now: i64) -> Result<Self, ApiError> {
+    pub fn load(store: Arc<dyn Store>, now: i64) -> Result<Self, KeyError> {
         if store.keys(RING_TOKEN)?.is_empty() {
             new_token_key(store.as_ref(), now)?;
         }
@@ -106,22 +121,24 @@ impl KeyManager {
         })
     }
 
-    fn read(store: &dyn Store) -> Result<Keys, ApiError> {
+    fn read(store: &dyn Store) -> Result<Keys, KeyError> {
         let token = store.keys(RING_TOKEN)?;
         let mut verifying = Vec::with_capacity(token.len());
         let mut newest = None;
         for entry in &token {
-            let signer = Es256Signer::from_pkcs8(&entry.material)
-                .map_err(|e| ApiError::internal(format!("token key {}: {e}", entry.id)))?;
-            let vk = VerifyingKey::es256(&signer.public_point()).map_err(ApiError::internal)?;
+            let signer = Es256Signer::from_pkcs8(&entry.material).map_err(|e| KeyError::Key {
+                id: entry.id.clone(),
+                reason: e.to_string(),
+            })?;
+            let vk = VerifyingKey::es256(&signer.public_point())
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             let mut jwk = signer.public_jwk().clone();
             jwk.extra.insert("kid".into(), entry.id.clone().into());
             jwk.extra.insert("use".into(), "sig".into());
             verifying.push((entry.id.clone(), vk, jwk));
             newest = Some((entry.id.clone(), signer));
         }
-        let (signer_id, signer) =
-            newest.ok_or_else(|| ApiError::internal("token signing ring is empty"))?;
+        let (signer_id, signer) = newest.ok_or(KeyError::EmptyRing("token signing"))?;
         let session = store
             .keys(RING_SESSION)?
             .into_iter()
@@ -133,7 +150,7 @@ impl KeyManager {
             })
             .collect::<Vec<_>>();
         if session.is_empty() {
-            return Err(ApiError::internal("session key ring is empty"));
+            return Err(KeyError::EmptyRing("session key"));
         }
         Ok(Keys {
             signer,
@@ -149,7 +166,7 @@ impl KeyManager {
 
     /// Re-read the rings from the store (another replica may have rotated).
     /// At most once per second, so unknown key ids cannot hammer the store.
-    pub fn reload_if_stale(&self, now: i64) -> Result<bool, ApiError> {
+    pub fn reload_if_stale(&self, now: i64) -> Result<bool, KeyError> {
         let last = self.last_reload.load(std::sync::atomic::Ordering::Relaxed);
         if now <= last {
             return Ok(false);
@@ -160,7 +177,7 @@ impl KeyManager {
         Ok(true)
     }
 
-    pub fn reload(&self) -> Result<(), ApiError> {
+    pub fn reload(&self) -> Result<(), KeyError> {
         let keys = Self::read(self.store.as_ref())?;
         let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let retired = current
@@ -187,16 +204,11 @@ impl KeyManager {
     }
 
     /// Add a new key to `ring` and drop all but the newest two.
-    pub fn rotate(&self, ring: &str, now: i64) -> Result<(), ApiError> {
+    pub fn rotate(&self, ring: &str, now: i64) -> Result<(), KeyError> {
         match ring {
             RING_TOKEN => new_token_key(self.store.as_ref(), now)?,
             RING_SESSION => new_session_key(self.store.as_ref(), now)?,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "InvalidRequest",
-                    format!("unknown key ring {ring:?}"),
-                ))
-            }
+            _ => return Err(KeyError::UnknownRing(ring.to_string())),
         }
         let entries = self.store.keys(ring)?;
         let drop_n = entries.len().saturating_sub(KEEP_AFTER_ROTATION);

@@ -18,9 +18,11 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod policy_cache;
+pub mod resource_cache;
 pub mod serve;
 pub mod session;
 pub mod state;
+pub mod tokens;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -12,7 +12,26 @@ use ward_proto::ResourcePath;
 use ward_store::{Generations, PolicyKind, Store};
 use ward_verifier::{compile_attestation_policy, default_attestation_policy, reference_data};
 
-use crate::error::ApiError;
+/// Why the policy in force could not be loaded (stored policies were
+/// validated when they were set: this is the store or this build at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    #[error("stored policy: {0}")]
+    Stored(String),
+    /// A stored resource policy that does not compile decides this path.
+    #[error("{0}")]
+    Broken(String),
+    #[error("built-in policy: {0}")]
+    Builtin(String),
+    #[error("no attestation policy for TEE {0:?} (set one with ward admin)")]
+    NoPolicy(String),
+    #[error("resource policy: {0}")]
+    Data(String),
+    #[error("reference values: {0}")]
+    ReferenceValues(String),
+    #[error("store: {0}")]
+    Store(#[from] ward_store::StoreError),
+}
 
 pub const DEFAULT_RESOURCE_POLICY: &str = include_str!("policies/resource-default.rego");
 pub const DEV_RESOURCE_POLICY: &str = include_str!("policies/resource-dev.rego");
@@ -64,11 +83,10 @@ pub struct PolicyCache {
     attestation: Mutex<AttestationPolicies>,
 }
 
-fn compiled(id: &str, text: &str, package: &str) -> Result<Policy, ApiError> {
+fn compiled(id: &str, text: &str, package: &str) -> Result<Policy, PolicyLoadError> {
     // Stored policies were compiled when they were set; a failure here means
     // the store holds something this build cannot compile.
-    Policy::compile(id, text, package)
-        .map_err(|e| ApiError::internal(format!("stored policy: {e}")))
+    Policy::compile(id, text, package).map_err(|e| PolicyLoadError::Stored(e.to_string()))
 }
 
 impl PolicyCache {
@@ -100,7 +118,7 @@ impl PolicyCache {
         &self,
         store: &dyn Store,
         previous: Option<&LoadedResourcePolicies>,
-    ) -> Result<LoadedResourcePolicies, ApiError> {
+    ) -> Result<LoadedResourcePolicies, PolicyLoadError> {
         let mut base = None;
         let mut prefixed = HashMap::new();
         let mut by_id = HashMap::new();
@@ -140,7 +158,7 @@ impl PolicyCache {
         })
     }
 
-    fn builtin_resource(&self) -> Result<Arc<Policy>, ApiError> {
+    fn builtin_resource(&self) -> Result<Arc<Policy>, PolicyLoadError> {
         if let Some(p) = self.builtin.get() {
             return Ok(p.clone());
         }
@@ -163,7 +181,7 @@ impl PolicyCache {
         store: &dyn Store,
         gen: &Generations,
         path: &ResourcePath,
-    ) -> Result<Arc<Policy>, ApiError> {
+    ) -> Result<Arc<Policy>, PolicyLoadError> {
         let key = path.to_string();
         let (current, previous) = {
             let cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,12 +216,12 @@ impl PolicyCache {
             .find_map(|p| loaded.prefixed.get(p))
             .unwrap_or(&loaded.base)
             .as_ref()
-            .map_err(|e| ApiError::internal(e.clone()))?;
+            .map_err(|e| PolicyLoadError::Broken(e.clone()))?;
         let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
         let p = Arc::new(
             policy
                 .with_data(&data)
-                .map_err(|e| ApiError::internal(format!("resource policy: {e}")))?,
+                .map_err(|e| PolicyLoadError::Data(e.to_string()))?,
         );
         // Remembered only under the generation it was loaded for (installed
         // above); another generation installed since is left alone.
@@ -228,7 +246,7 @@ impl PolicyCache {
         gen: &Generations,
         tee: &str,
         now: i64,
-    ) -> Result<Arc<Policy>, ApiError> {
+    ) -> Result<Arc<Policy>, PolicyLoadError> {
         let key = (gen.policies, gen.reference_values);
         if let Some((k, until, p)) = self
             .attestation
@@ -251,15 +269,12 @@ impl PolicyCache {
         }
         let base = match &stored {
             Some(sp) => compile_attestation_policy(&sp.id, &sp.text)
-                .map_err(|e| ApiError::internal(format!("stored policy: {e}")))?,
+                .map_err(|e| PolicyLoadError::Stored(e.to_string()))?,
             None => {
-                let text = default_attestation_policy(tee).ok_or_else(|| {
-                    ApiError::internal(format!(
-                        "no attestation policy for TEE {tee:?} (set one with ward admin)"
-                    ))
-                })?;
+                let text = default_attestation_policy(tee)
+                    .ok_or_else(|| PolicyLoadError::NoPolicy(tee.to_string()))?;
                 compile_attestation_policy("default", text)
-                    .map_err(|e| ApiError::internal(format!("built-in policy: {e}")))?
+                    .map_err(|e| PolicyLoadError::Builtin(e.to_string()))?
             }
         };
         let mut values = std::collections::BTreeMap::new();
@@ -276,7 +291,7 @@ impl PolicyCache {
         }
         let policy = Arc::new(
             base.with_data(&reference_data(&values))
-                .map_err(|e| ApiError::internal(format!("reference values: {e}")))?,
+                .map_err(|e| PolicyLoadError::ReferenceValues(e.to_string()))?,
         );
         self.attestation
             .lock()

@@ -54,16 +54,32 @@ pub enum CookieError {
     Expired,
 }
 
+/// Why a session step was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no kbs-session-id cookie; call /kbs/v0/auth first")]
+    Missing,
+    #[error(transparent)]
+    Cookie(CookieError),
+    #[error("this session has already attested; start a new one with /kbs/v0/auth")]
+    AlreadyAttested,
+    #[error("this challenge has already been answered; start a new session with /kbs/v0/auth")]
+    ChallengeAnswered,
+    /// Sealing failed (our side).
+    #[error("sealing the session: {0}")]
+    Seal(String),
+}
+
 /// Seal a session into a cookie value with the newest session key.
-pub fn seal(keys: &Keys, session: &Session) -> Result<String, crate::error::ApiError> {
+pub fn seal(keys: &Keys, session: &Session) -> Result<String, SessionError> {
     let k = keys.current_session();
-    let plain = serde_json::to_vec(session).map_err(crate::error::ApiError::internal)?;
+    let plain = serde_json::to_vec(session).map_err(|e| SessionError::Seal(e.to_string()))?;
     let mut iv = [0u8; 12];
     SystemRandom::new()
         .fill(&mut iv)
-        .map_err(|_| crate::error::ApiError::internal("rng"))?;
+        .map_err(|_| SessionError::Seal("rng".into()))?;
     let (ct, tag) =
-        aes256gcm_seal(&k.key, &iv, AAD, &plain).map_err(crate::error::ApiError::internal)?;
+        aes256gcm_seal(&k.key, &iv, AAD, &plain).map_err(|e| SessionError::Seal(e.to_string()))?;
     let mut blob = Vec::with_capacity(12 + ct.len() + 16);
     blob.extend_from_slice(&iv);
     blob.extend_from_slice(&ct);

@@ -1766,7 +1766,13 @@ async fn every_refusal_keeps_its_status_type_and_detail() {
 }
 
 /// A request of the pinning test: name, method, URI, headers, body.
-type Case = (&'static str, Method, String, Vec<(&'static str, String)>, Vec<u8>);
+type Case = (
+    &'static str,
+    Method,
+    String,
+    Vec<(&'static str, String)>,
+    Vec<u8>,
+);
 
 /// One pinned refusal: `name: status type detail` (newlines shown as ⏎).
 fn line(name: &str, r: &Resp, v: &Value) -> String {

@@ -2,21 +2,22 @@
 //! admin API, JWKS, metrics and health checks onto [`AppState`]. Handlers
 //! only extract, call one core operation and shape the response.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+pub mod admin;
+pub mod extract;
+
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ward_proto::kbs::{AttestationToken, Request};
-use ward_proto::ResourcePath;
 
-use crate::admin;
 use crate::error::ApiError;
 use crate::session;
-use crate::state::{AppState, Credential};
+use crate::state::{AppState, AttestError};
+use crate::tokens::Credential;
+use extract::{Body, JsonBody, RequestError, Resource};
 
 /// The complete router of the trust service.
 pub fn router(state: AppState) -> Router {
@@ -83,29 +84,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The request body, with over-limit bodies mapped to 413.
-pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge
-        } else if ward_listen::is_body_timeout(&e) {
-            ApiError::BodyTimeout
-        } else {
-            ApiError::bad_request("InvalidRequest", format!("request body: {e}"))
-        }
-    })
-}
-
-/// A validated resource path from the URL.
-pub(crate) fn resource_path(
-    p: Result<Path<(String, String, String)>, PathRejection>,
-) -> Result<ResourcePath, ApiError> {
-    let Path((repo, kind, tag)) =
-        p.map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))?;
-    ResourcePath::new(&repo, &kind, &tag)
-        .map_err(|e| ApiError::bad_request("InvalidRequestPath", e.to_string()))
-}
-
 fn with_cookie(
     mut resp: Response,
     state: &AppState,
@@ -122,11 +100,8 @@ fn with_cookie(
 
 async fn auth(
     State(state): State<AppState>,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(req): JsonBody<Request>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let req: Request = serde_json::from_slice(&b)
-        .map_err(|e| ApiError::bad_request("SerdeError", format!("request body: {e}")))?;
     let (challenge, cookie, exp) = state.auth(&req)?;
     with_cookie(Json(challenge).into_response(), &state, &cookie, exp)
 }
@@ -134,31 +109,29 @@ async fn auth(
 async fn attest(
     State(state): State<AppState>,
     headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
+    Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
     let cookie = session::cookie_value(&headers);
     // Collateral being fetched (off the workers) is waited for here,
     // without blocking the worker, up to the attestation's own deadline.
     let deadline = tokio::time::Instant::now() + state.settings().collateral_wait;
     let mut rounds = 0;
     let (token, cookie, exp) = loop {
-        match state.attest(cookie, &b) {
-            Err(ApiError::CollateralPending { key, what }) if rounds < 4 => {
-                rounds += 1;
-                let wait = ward_collateral::fetch::fetcher().wait(&key);
-                if tokio::time::timeout_at(deadline, wait).await.is_err() {
-                    return Err(ApiError::Unavailable {
-                        kind: "CollateralUnavailable",
-                        detail: format!(
-                            "{what} did not arrive within {} s; try again shortly",
-                            state.settings().collateral_wait.as_secs()
-                        ),
-                        retry_after_secs: 10,
-                    });
-                }
-            }
+        let pending = match state.attest(cookie, &b) {
+            Err(e) if rounds < 4 => match e.collateral_pending() {
+                Some((key, what)) => (key.to_string(), what.to_string()),
+                None => return Err(e),
+            },
             other => break other?,
+        };
+        rounds += 1;
+        let wait = ward_collateral::fetch::fetcher().wait(&pending.0);
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            return Err(AttestError::CollateralTimeout {
+                what: pending.1,
+                secs: state.settings().collateral_wait.as_secs(),
+            }
+            .into());
         }
     };
     with_cookie(
@@ -169,7 +142,7 @@ async fn attest(
     )
 }
 
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -183,9 +156,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn get_resource(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Path<(String, String, String)>, PathRejection>,
+    Resource(path): Resource,
 ) -> Result<Response, ApiError> {
-    let path = resource_path(p)?;
     let cred = match bearer(&headers) {
         Some(t) => Some(Credential::Bearer(t)),
         None => session::cookie_value(&headers).map(Credential::Cookie),
@@ -232,9 +204,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn fallback() -> ApiError {
-    ApiError::not_found("NotFound", "no such endpoint")
+    RequestError::NoEndpoint.into()
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+    RequestError::MethodNotAllowed.into()
 }

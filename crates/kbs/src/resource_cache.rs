@@ -1,0 +1,63 @@
+//! Decrypted resources, cached by path while the store's resource
+//! generation is unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ward_proto::ResourcePath;
+use ward_store::{Generations, Store};
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::state::ResourceError;
+
+/// Decrypted resources by path, each valid while the store's resource
+/// generation is the one it was read at (any resource write, here or in
+/// another replica, changes it). Spares the store read and the envelope
+/// decryption on every first fetch of a token. The key-encryption key is in
+/// this process's memory anyway; cached plaintext is zeroed when dropped.
+#[derive(Default)]
+pub(crate) struct ResourceCache {
+    map: Mutex<HashMap<String, (i64, Plaintext)>>,
+}
+
+/// A decrypted resource, zeroed when the last reference goes.
+type Plaintext = Arc<Zeroizing<Vec<u8>>>;
+
+/// Resources cached at most, and the largest one cached.
+const RESOURCE_CACHE_MAX: usize = 1024;
+const RESOURCE_CACHE_MAX_BYTES: usize = 64 * 1024;
+
+impl ResourceCache {
+    pub(crate) fn get(
+        &self,
+        store: &dyn Store,
+        path: &ResourcePath,
+        gen: &Generations,
+    ) -> Result<Plaintext, ApiError> {
+        let path = path.to_string();
+        let path = path.as_str();
+        if let Some((g, data)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if *g == gen.resources {
+                return Ok(data.clone());
+            }
+        }
+        let Some(resource) = store.get_resource(path)? else {
+            // Deleted: do not keep its old plaintext around.
+            self.map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(path);
+            return Err(ResourceError::NotFound(path.to_string()).into());
+        };
+        let data = Arc::new(Zeroizing::new(resource.data));
+        if data.len() <= RESOURCE_CACHE_MAX_BYTES {
+            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() >= RESOURCE_CACHE_MAX && !m.contains_key(path) {
+                m.clear();
+            }
+            m.insert(path.to_string(), (gen.resources, data.clone()));
+        }
+        Ok(data)
+    }
+}
