@@ -255,7 +255,7 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let (state, info) = ward_kbs::serve::build_state(&cfg, |store| {
-        ward_collateral::registry(&cfg.collateral(), Some(store)).map_err(|e| e.to_string())
+        ward_collateral::registry(&cfg.collateral(), Some(store))
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(p) = &info.created_kek {

@@ -14,6 +14,38 @@ use ward_store::{Kek, SqliteStore};
 
 use crate::config::Config;
 
+/// Why the data directory, key-encryption key, store or bootstrap
+/// credentials could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// A file operation failed; the text names the path (and says when the
+    /// disk is full).
+    #[error("{0}")]
+    File(String),
+    #[error("data directory {0}")]
+    DataDir(String),
+    #[error("{} exists but its key-encryption key {} is missing: restore that file \
+             from your backup (or give the key with {} or kek_file). No new key is \
+             created: it could not read the stored secrets.", db.display(), kek.display(), ward_store::KEK_ENV)]
+    MissingKek { db: PathBuf, kek: PathBuf },
+    #[error("{0}")]
+    Kek(String),
+    #[error("{}: {reason}", path.display())]
+    Store { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Key(String),
+    #[error("{} has no bootstrap credentials to rotate", .0.display())]
+    NothingToRotate(PathBuf),
+    #[error("{}: {reason}", path.display())]
+    PublicKey { path: PathBuf, reason: String },
+    #[error("admin key: {0}")]
+    AdminKey(String),
+}
+
+fn key_err(e: impl std::fmt::Display) -> BootstrapError {
+    BootstrapError::Key(e.to_string())
+}
+
 /// File names under `<data_dir>`.
 pub const DB_FILE: &str = "ward.db";
 pub const KEK_FILE: &str = "kek";
@@ -56,9 +88,9 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// but its KEK file does not (a restore done out of order, a lost file),
 /// starting is refused with the file to restore, since a new key could not
 /// open what is stored.
-pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), String> {
+pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), BootstrapError> {
     std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("data directory {}", describe(&cfg.data_dir, &e)))?;
+        .map_err(|e| BootstrapError::DataDir(ward_store::files::describe(&cfg.data_dir, &e)))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -66,23 +98,17 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
     }
     let db = cfg.data_dir.join(DB_FILE);
     let mut created = None;
-    let kek = match Kek::from_env().map_err(|e| e.to_string())? {
+    let kek_err = |e: ward_store::KekError| BootstrapError::Kek(e.to_string());
+    let kek = match Kek::from_env().map_err(kek_err)? {
         Some(k) => k,
         None => match &cfg.kek_file {
-            Some(p) => Kek::from_file(p).map_err(|e| e.to_string())?,
+            Some(p) => Kek::from_file(p).map_err(kek_err)?,
             None => {
                 let p = cfg.data_dir.join(KEK_FILE);
                 let kek_len = std::fs::metadata(&p).map(|m| m.len()).ok();
                 let db_exists = db.exists();
                 if db_exists && kek_len.is_none() {
-                    return Err(format!(
-                        "{} exists but its key-encryption key {} is missing: restore that file \
-                         from your backup (or give the key with {} or kek_file). No new key is \
-                         created: it could not read the stored secrets.",
-                        db.display(),
-                        p.display(),
-                        ward_store::KEK_ENV,
-                    ));
+                    return Err(BootstrapError::MissingKek { db, kek: p });
                 }
                 if kek_len == Some(0) && !db_exists {
                     // An empty key file and no database: an older ward
@@ -91,7 +117,7 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
                     tracing::warn!(path = %p.display(), "replacing an empty key-encryption key file left by an interrupted first start");
                     std::fs::remove_file(&p).map_err(|e| describe(&p, &e))?;
                 }
-                let (k, new) = Kek::load_or_create(&p).map_err(|e| e.to_string())?;
+                let (k, new) = Kek::load_or_create(&p).map_err(kek_err)?;
                 if new {
                     created = Some(p);
                 }
@@ -99,12 +125,15 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), S
             }
         },
     };
-    let store = SqliteStore::open(&db, kek).map_err(|e| format!("{}: {e}", db.display()))?;
+    let store = SqliteStore::open(&db, kek).map_err(|e| BootstrapError::Store {
+        path: db.clone(),
+        reason: e.to_string(),
+    })?;
     Ok((Arc::new(store), created))
 }
 
-fn describe(path: &Path, e: &std::io::Error) -> String {
-    ward_store::files::describe(path, e)
+fn describe(path: &Path, e: &std::io::Error) -> BootstrapError {
+    BootstrapError::File(ward_store::files::describe(path, e))
 }
 
 /// Create (first start) or reuse the bootstrap admin key; returns its
@@ -112,7 +141,7 @@ fn describe(path: &Path, e: &std::io::Error) -> String {
 pub fn admin_bootstrap(
     cfg: &Config,
     now: i64,
-) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), String> {
+) -> Result<(VerifyingKey, Option<PathBuf>, PathBuf), BootstrapError> {
     let dir = cfg.data_dir.join(ADMIN_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| describe(&dir, &e))?;
     let pub_path = dir.join(ADMIN_PUB);
@@ -147,15 +176,17 @@ fn write_bootstrap(
     lifetime: i64,
     now: i64,
     write: fn(&Path, &[u8]) -> std::io::Result<()>,
-) -> Result<VerifyingKey, String> {
+) -> Result<VerifyingKey, BootstrapError> {
     let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-        .map_err(|_| "key generation failed")?;
-    let pkcs8 = kp.to_pkcs8v1().map_err(|_| "key encoding failed")?;
+        .map_err(|_| key_err("key generation failed"))?;
+    let pkcs8 = kp
+        .to_pkcs8v1()
+        .map_err(|_| key_err("key encoding failed"))?;
     let spki = kp
         .public_key()
         .as_der()
-        .map_err(|_| "key encoding failed")?;
-    let signer = Es256Signer::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+        .map_err(|_| key_err("key encoding failed"))?;
+    let signer = Es256Signer::from_pkcs8(pkcs8.as_ref()).map_err(key_err)?;
     let claims = json!({
         "iss": BOOTSTRAP_ISSUER,
         "sub": "bootstrap-admin",
@@ -163,7 +194,7 @@ fn write_bootstrap(
         "iat": now,
         "exp": now + lifetime,
     });
-    let token = signer.sign(&claims).map_err(|e| e.to_string())?;
+    let token = signer.sign(&claims).map_err(key_err)?;
     let (key_path, token_path, pub_path) = (
         dir.join(ADMIN_KEY),
         dir.join(ADMIN_TOKEN),
@@ -174,31 +205,36 @@ fn write_bootstrap(
     write(&token_path, format!("{token}\n").as_bytes()).map_err(|e| describe(&token_path, &e))?;
     write(&pub_path, pem("PUBLIC KEY", spki.as_ref()).as_bytes())
         .map_err(|e| describe(&pub_path, &e))?;
-    VerifyingKey::from_spki_der(spki.as_ref()).map_err(|e| e.to_string())
+    VerifyingKey::from_spki_der(spki.as_ref()).map_err(key_err)
 }
 
 /// Rotate the bootstrap admin credentials in `data_dir`: a new key pair and
 /// token replace the old ones (each file all or nothing). A running `ward
 /// serve` trusts the new key, and no longer the old one, from its next
 /// admin request on. Returns the token's path.
-pub fn rotate_bootstrap(data_dir: &Path, lifetime: i64, now: i64) -> Result<PathBuf, String> {
+pub fn rotate_bootstrap(
+    data_dir: &Path,
+    lifetime: i64,
+    now: i64,
+) -> Result<PathBuf, BootstrapError> {
     let dir = data_dir.join(ADMIN_DIR);
     if !dir.join(ADMIN_PUB).exists() {
-        return Err(format!(
-            "{} has no bootstrap credentials to rotate",
-            dir.display()
-        ));
+        return Err(BootstrapError::NothingToRotate(dir));
     }
     write_bootstrap(&dir, lifetime, now, ward_store::files::replace_private)?;
     Ok(dir.join(ADMIN_TOKEN))
 }
 
 /// The verifying key in a bootstrap public-key file.
-pub fn read_bootstrap_key(pub_path: &Path) -> Result<VerifyingKey, String> {
+pub fn read_bootstrap_key(pub_path: &Path) -> Result<VerifyingKey, BootstrapError> {
+    let bad = |e: &dyn std::fmt::Display| BootstrapError::PublicKey {
+        path: pub_path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let der = rustls::pki_types::pem::PemObject::from_pem_file(pub_path)
         .map(|d: rustls::pki_types::SubjectPublicKeyInfoDer<'static>| d.as_ref().to_vec())
-        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-    VerifyingKey::from_spki_der(&der).map_err(|e| format!("{}: {e}", pub_path.display()))
+        .map_err(|e| bad(&e))?;
+    VerifyingKey::from_spki_der(&der).map_err(|e| bad(&e))
 }
 
 /// Mint an admin token with `key_pem` (a PKCS#8 P-256 private key).
@@ -208,12 +244,12 @@ pub fn mint_admin_token(
     subject: &str,
     now: i64,
     lifetime: i64,
-) -> Result<String, String> {
+) -> Result<String, BootstrapError> {
     let der: rustls::pki_types::PrivateKeyDer<'static> =
         rustls::pki_types::pem::PemObject::from_pem_slice(key_pem)
-            .map_err(|e| format!("admin key: {e}"))?;
-    let signer = Es256Signer::from_pkcs8(der.secret_der()).map_err(|e| e.to_string())?;
+            .map_err(|e| BootstrapError::AdminKey(e.to_string()))?;
+    let signer = Es256Signer::from_pkcs8(der.secret_der()).map_err(key_err)?;
     signer
         .sign(&json!({"iss": "ward-admin", "sub": subject, "role": role, "iat": now, "exp": now + lifetime}))
-        .map_err(|e| e.to_string())
+        .map_err(key_err)
 }

@@ -7,6 +7,21 @@ use std::path::PathBuf;
 use serde::Deserialize;
 pub use ward_collateral::{DcapConfig, SnpConfig};
 
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML of this shape (unknown field, wrong type, …).
+    #[error("{0}")]
+    Parse(String),
+    /// A value out of range, or settings that contradict each other.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(detail: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(detail.into())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -86,7 +101,7 @@ impl LimitsConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         for (name, v) in [
             ("first_request_secs", self.first_request_secs),
             ("idle_secs", self.idle_secs),
@@ -95,13 +110,13 @@ impl LimitsConfig {
             ("collateral_wait_secs", self.collateral_wait_secs),
         ] {
             if !(v.is_finite() && (0.01..=86_400.0).contains(&v)) {
-                return Err(format!(
+                return Err(invalid(format!(
                     "limits.{name} must be between 0.01 and 86400 seconds, not {v}"
-                ));
+                )));
             }
         }
         if self.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".into());
+            return Err(invalid("limits.max_connections must be at least 1"));
         }
         Ok(())
     }
@@ -190,25 +205,27 @@ impl Config {
         }
     }
 
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tls.is_none() && !self.insecure_http {
-            return Err("no TLS certificate configured: set [tls] cert/key, or pass --insecure-http to serve plain HTTP".into());
+            return Err(invalid("no TLS certificate configured: set [tls] cert/key, or pass --insecure-http to serve plain HTTP"));
         }
         if self.session_ttl_secs <= 0 || self.token.lifetime_secs <= 0 {
-            return Err("session_ttl_secs and token.lifetime_secs must be positive".into());
+            return Err(invalid(
+                "session_ttl_secs and token.lifetime_secs must be positive",
+            ));
         }
         if self.admin.max_token_lifetime_secs <= 0 {
-            return Err("admin.max_token_lifetime_secs must be positive".into());
+            return Err(invalid("admin.max_token_lifetime_secs must be positive"));
         }
         if self.workers == Some(0) {
-            return Err("workers must be at least 1".into());
+            return Err(invalid("workers must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
-            return Err("max_body_bytes must be at least 1024".into());
+            return Err(invalid("max_body_bytes must be at least 1024"));
         }
         self.limits.validate()
     }

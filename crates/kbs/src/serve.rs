@@ -14,29 +14,56 @@ use ward_store::Store;
 use ward_verifier::{TokenSettings, VerifierRegistry};
 
 use crate::admin_auth::AdminAuth;
-use crate::bootstrap::{admin_bootstrap, open_store, Bootstrapped};
+use crate::bootstrap::{admin_bootstrap, open_store, BootstrapError, Bootstrapped};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::keys::KeyError;
 use crate::state::{AppState, Settings};
+
+/// Why the service could not be built or served.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The trust anchors of the configuration are unusable.
+    #[error("{0}")]
+    Verifiers(String),
+    /// An `[admin] keys` file is unusable.
+    #[error("{0}")]
+    AdminKeys(String),
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("{}: {reason}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS certificate/key: {0}")]
+    TlsConfig(String),
+    #[error("{0}")]
+    Serve(String),
+}
 
 /// Open the store, bootstrap credentials and build the state.
 /// `verifiers` builds the registry once the store is open (see
 /// [`ward_collateral::registry`]).
 pub fn build_state(
     cfg: &Config,
-    verifiers: impl FnOnce(Arc<dyn Store>) -> Result<VerifierRegistry, String>,
-) -> Result<(AppState, Bootstrapped), String> {
+    verifiers: impl FnOnce(Arc<dyn Store>) -> Result<VerifierRegistry, ward_collateral::Error>,
+) -> Result<(AppState, Bootstrapped), StartError> {
     cfg.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, created_kek) = open_store(cfg)?;
-    let verifiers = verifiers(store.clone())?;
+    let verifiers = verifiers(store.clone()).map_err(|e| StartError::Verifiers(e.to_string()))?;
     let mut info = Bootstrapped {
         created_kek,
         ..Default::default()
     };
     let mut admin_keys = Vec::new();
     for p in &cfg.admin.keys {
-        admin_keys.extend(AdminAuth::load_file(p)?);
+        admin_keys.extend(AdminAuth::load_file(p).map_err(StartError::AdminKeys)?);
     }
     let mut admin = AdminAuth::new(admin_keys).with_max_lifetime(cfg.admin.max_token_lifetime_secs);
     if cfg.admin.bootstrap {
@@ -63,29 +90,31 @@ pub fn build_state(
         max_body_bytes: cfg.max_body_bytes,
         collateral_wait: std::time::Duration::from_secs_f64(cfg.limits.collateral_wait_secs),
     };
-    let state =
-        AppState::new(store, verifiers, settings, admin, clock).map_err(|e| format!("{e:?}"))?;
+    let state = AppState::new(store, verifiers, settings, admin, clock)?;
     Ok((state, info))
 }
 
-fn tls_config(cfg: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, String> {
+fn tls_config(cfg: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, StartError> {
+    let at = |path: &std::path::Path, e: &dyn std::fmt::Display| StartError::Tls {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let certs = CertificateDer::pem_file_iter(&cfg.cert)
-        .map_err(|e| format!("{}: {e}", cfg.cert.display()))?
+        .map_err(|e| at(&cfg.cert, &e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cfg.cert.display()))?;
+        .map_err(|e| at(&cfg.cert, &e))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cfg.cert.display()));
+        return Err(at(&cfg.cert, &"no certificate found"));
     }
-    let key = PrivateKeyDer::from_pem_file(&cfg.key)
-        .map_err(|e| format!("{}: {e}", cfg.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| at(&cfg.key, &e))?;
     let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| StartError::TlsConfig(e.to_string()))?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| format!("TLS certificate/key: {e}"))?;
+    .map_err(|e| StartError::TlsConfig(e.to_string()))?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(sc)
 }
@@ -98,18 +127,20 @@ pub async fn serve(
     router: Router,
     tls: Option<&crate::config::TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let opts = Options {
         tls: tls_acceptor(tls)?,
         ..Options::default()
     };
-    ward_listen::serve(listener, router, opts, shutdown).await
+    ward_listen::serve(listener, router, opts, shutdown)
+        .await
+        .map_err(StartError::Serve)
 }
 
 /// The TLS acceptor of the `[tls]` configuration, if any.
 pub fn tls_acceptor(
     tls: Option<&crate::config::TlsConfig>,
-) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
     tls.map(|t| Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?))))
         .transpose()
 }
@@ -124,7 +155,7 @@ pub async fn serve_state(
     cfg: &Config,
     upkeep: Option<Upkeep>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let opts = Options {
         limits: cfg.limits.to_limits(),
         tls: tls_acceptor(cfg.tls.as_ref())?,
@@ -132,7 +163,9 @@ pub async fn serve_state(
         upkeep,
         metrics: state.listener_metrics(),
     };
-    ward_listen::serve(listener, crate::router(state), opts, shutdown).await
+    ward_listen::serve(listener, crate::router(state), opts, shutdown)
+        .await
+        .map_err(StartError::Serve)
 }
 
 /// How often `ward serve` drops expired tokens from its cache and reloads

@@ -127,7 +127,7 @@ impl AppState {
         settings: Settings,
         admin: AdminAuth,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, KeyError> {
         let keys = KeyManager::load(store.clone(), clock.now())?;
         let policies = PolicyCache::new(settings.dev);
         Ok(Self(Arc::new(Inner {
