@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use ward_guest::{Attester, ClientOptions, KbsClient, SampleAttester};
 use ward_proto::ResourcePath;
 
+use crate::sim_attesters;
+
 #[derive(clap::Args)]
 pub struct GuestArgs {
     /// KBS base URL.
@@ -87,41 +89,6 @@ pub struct GetResourceArgs {
     pub output: Option<PathBuf>,
 }
 
-/// The simulated SNP platform as an attester: reports signed by the
-/// simulator's VCEK, carrying it in `cert_chain`. Only a trust service that
-/// names the simulator root accepts them.
-struct SimSnpAttester(ward_sim::snp::SnpSim, [u8; 48], [u8; 32]);
-
-impl Attester for SimSnpAttester {
-    fn tee(&self) -> ward_proto::Tee {
-        ward_proto::Tee::new("snp")
-    }
-
-    fn evidence(
-        &self,
-        report_data: &[u8],
-    ) -> Result<serde_json::Value, ward_guest::attester::AttesterError> {
-        let err = |reason: String| ward_guest::attester::AttesterError {
-            tee: "sim-snp".into(),
-            reason,
-        };
-        if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes".into()));
-        }
-        let mut p = ward_sim::snp::SnpReportParams {
-            measurement: self.1,
-            host_data: self.2,
-            ..Default::default()
-        };
-        p.report_data[..report_data.len()].copy_from_slice(report_data);
-        self.0.evidence_json(&p).map_err(|e| err(e.to_string()))
-    }
-
-    fn init_data_field(&self) -> Result<Option<Vec<u8>>, ward_guest::attester::AttesterError> {
-        Ok(Some(self.2.to_vec()))
-    }
-}
-
 /// The init-data TOML of `--init-data`, if given.
 fn init_data(a: &GuestArgs) -> Result<Option<String>> {
     let Some(p) = &a.init_data else {
@@ -147,38 +114,6 @@ fn launch_binding(a: &GuestArgs, len: usize) -> Result<Vec<u8>> {
     })
 }
 
-/// The simulated Azure vTPM as the TPM device (in process).
-struct SimTpm(ward_sim::az::AzVtpmSim);
-
-impl std::fmt::Debug for SimTpm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("simulated Azure vTPM")
-    }
-}
-
-impl ward_guest::az_vtpm::TpmDevice for SimTpm {
-    fn transact(&self, command: &[u8]) -> std::io::Result<Vec<u8>> {
-        Ok(self.0.transact(command))
-    }
-}
-
-/// The simulated platform's VCEK, as IMDS would serve it.
-#[derive(Debug)]
-struct SimImds(Vec<u8>);
-
-impl ward_guest::az_vtpm::Imds for SimImds {
-    fn vcek(&self) -> Result<Vec<u8>, ward_guest::attester::AttesterError> {
-        Ok(self.0.clone())
-    }
-
-    fn td_quote(&self, _: &[u8]) -> Result<Vec<u8>, ward_guest::attester::AttesterError> {
-        Err(ward_guest::attester::AttesterError {
-            tee: "sim-az-snp".into(),
-            reason: "the simulated Azure VM is SNP, not TDX".into(),
-        })
-    }
-}
-
 fn qgs(a: &GuestArgs) -> Result<ward_guest::tdx_guest::QgsAddress> {
     ward_guest::tdx_guest::QgsAddress::parse(&a.qgs).map_err(|e| anyhow::anyhow!("--qgs {e}"))
 }
@@ -196,163 +131,53 @@ fn sim_measurement(a: &GuestArgs) -> Result<[u8; 48]> {
     Ok(m)
 }
 
-/// The simulated TDX platform as an attester (CoCo `tdx` evidence).
-struct SimTdxAttester(ward_sim::tdx::DcapSim, [u8; 48], [u8; 48]);
-
-impl Attester for SimTdxAttester {
-    fn tee(&self) -> ward_proto::Tee {
-        ward_proto::Tee::new("tdx")
-    }
-
-    fn evidence(
-        &self,
-        report_data: &[u8],
-    ) -> Result<serde_json::Value, ward_guest::attester::AttesterError> {
-        let err = |reason: String| ward_guest::attester::AttesterError {
-            tee: "sim-tdx".into(),
-            reason,
-        };
-        if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes".into()));
-        }
-        let mut p = ward_sim::tdx::TdParams {
-            mr_td: self.1,
-            mr_config_id: self.2,
-            ..Default::default()
-        };
-        p.report_data[..report_data.len()].copy_from_slice(report_data);
-        let q = self.0.tdx_quote(&p).map_err(|e| err(e.to_string()))?;
-        Ok(serde_json::json!({"quote": ward_proto::b64::std_encode(q)}))
-    }
-
-    fn init_data_field(&self) -> Result<Option<Vec<u8>>, ward_guest::attester::AttesterError> {
-        Ok(Some(self.2.to_vec()))
-    }
-}
-
-/// Pick the attester: explicit choice, or detection in this order:
-/// configfs-tsm (SNP or TDX), then `/dev/sev-guest`, then `/dev/tdx_guest`
-/// (quotes from the QGS), then an Azure vTPM
-/// (a TPM holding the HCL report), then nothing (an error naming what was
-/// tried).
+/// Pick the attester: the sample or a simulator (here), or hardware
+/// ([`ward_guest::select`], which owns the detection order).
 fn attester(a: &GuestArgs) -> Result<Arc<dyn Attester>> {
+    let sim_dir = |what: &str| {
+        a.sim_dir.as_deref().with_context(|| {
+            format!(
+                "--tee {} needs --sim-dir (see `ward sim {what} init`)",
+                a.tee
+            )
+        })
+    };
     match a.tee.as_str() {
         "sample" => Ok(Arc::new(SampleAttester {
             init_data: (a.init_data.is_some() || a.sim_host_data.is_some())
                 .then(|| launch_binding(a, 32))
                 .transpose()?,
         })),
-        "sim-snp" => {
-            let dir = a
-                .sim_dir
-                .as_ref()
-                .context("--tee sim-snp needs --sim-dir (see `ward sim snp init`)")?;
-            let sim = ward_sim::snp::SnpSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
-            let measurement = sim_measurement(a)?;
-            let mut host_data = [0u8; 32];
-            host_data.copy_from_slice(&launch_binding(a, 32)?);
-            Ok(Arc::new(SimSnpAttester(sim, measurement, host_data)))
-        }
-        "sim-tdx" => {
-            let dir = a
-                .sim_dir
-                .as_ref()
-                .context("--tee sim-tdx needs --sim-dir (see `ward sim tdx init`)")?;
-            let sim = ward_sim::tdx::DcapSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
-            let mr_td = sim_measurement(a)?;
-            let mut cfg_id = [0u8; 48];
-            cfg_id.copy_from_slice(&launch_binding(a, 48)?);
-            Ok(Arc::new(SimTdxAttester(sim, mr_td, cfg_id)))
-        }
-        "sev-guest" => match ward_guest::sev_guest::SevGuestAttester::detect(&a.sev_guest_device) {
-            Some(t) => Ok(Arc::new(t)),
-            None => bail!(
-                "{} does not exist (the sev-guest driver is loaded only in an SNP guest)",
-                a.sev_guest_device.display()
-            ),
-        },
+        "sim-snp" => sim_attesters::snp(
+            sim_dir("snp")?,
+            sim_measurement(a)?,
+            &launch_binding(a, 32)?,
+        ),
+        "sim-tdx" => sim_attesters::tdx(
+            sim_dir("tdx")?,
+            sim_measurement(a)?,
+            &launch_binding(a, 48)?,
+        ),
         "sim-az-snp" => {
-            let dir = a
-                .sim_dir
-                .as_ref()
-                .context("--tee sim-az-snp needs --sim-dir (see `ward sim snp init`)")?;
-            let sim = ward_sim::snp::SnpSim::load(dir).map_err(|e| anyhow::anyhow!(e))?;
-            let vcek = sim.vcek_der().to_vec();
-            let params = ward_sim::SnpReportParams {
-                measurement: sim_measurement(a)?,
-                ..Default::default()
-            };
             // Azure binds init-data in PCR 8 (the launch extends it once).
             let digest = init_data(a)?
                 .map(|t| ward_proto::initdata::InitData::parse("toml", &t).map(|d| d.digest))
                 .transpose()?;
-            let vtpm = ward_sim::az::AzVtpmSim::new(
-                ward_sim::az::AzHardware::Snp(Box::new(sim), params),
-                digest.as_deref(),
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
-            let tpm = ward_guest::az_vtpm::Tpm::new(Box::new(SimTpm(vtpm)));
-            Ok(Arc::new(ward_guest::az_vtpm::AzVtpmAttester::new(
-                tpm,
-                Box::new(SimImds(vcek)),
-            )?))
+            sim_attesters::az_snp(sim_dir("snp")?, sim_measurement(a)?, digest.as_deref())
         }
-        "tdx-guest" => {
-            match ward_guest::tdx_guest::TdxGuestAttester::detect(&a.tdx_guest_device, qgs(a)?) {
-                Some(t) => Ok(Arc::new(t)),
-                None => bail!(
-                    "{} does not exist (the tdx-guest driver is loaded only in a TD)",
-                    a.tdx_guest_device.display()
-                ),
-            }
+        other => {
+            let choice = ward_guest::select::Choice::parse(other)
+                .with_context(|| format!("TEE {other:?} is not supported by this build"))?;
+            let devices = ward_guest::select::Devices {
+                tsm_root: a.tsm_root.clone(),
+                sev_guest: a.sev_guest_device.clone(),
+                tdx_guest: a.tdx_guest_device.clone(),
+                qgs: qgs(a)?,
+                tpm: a.tpm_device.clone(),
+                imds_url: a.imds_url.clone(),
+            };
+            Ok(ward_guest::select::select(choice, &devices)?)
         }
-        "az-vtpm" => {
-            match ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)? {
-                Some(t) => Ok(Arc::new(t)),
-                None => bail!(
-                    "{} is not an Azure confidential VM's vTPM (missing, or no HCL report at NV index 0x01400001)",
-                    a.tpm_device.display()
-                ),
-            }
-        }
-        "auto" | "tsm" => {
-            if let Some(t) = ward_guest::tsm::TsmAttester::detect(&a.tsm_root)? {
-                tracing::info!(tee = %t.tee(), root = %a.tsm_root.display(), "using configfs-tsm");
-                return Ok(Arc::new(t));
-            }
-            if a.tee == "auto" {
-                if let Some(t) =
-                    ward_guest::sev_guest::SevGuestAttester::detect(&a.sev_guest_device)
-                {
-                    tracing::info!(device = %a.sev_guest_device.display(), "using the SEV-SNP guest device");
-                    return Ok(Arc::new(t));
-                }
-                if let Some(t) =
-                    ward_guest::tdx_guest::TdxGuestAttester::detect(&a.tdx_guest_device, qgs(a)?)
-                {
-                    tracing::info!(device = %a.tdx_guest_device.display(), qgs = %a.qgs, "using the TDX guest device");
-                    return Ok(Arc::new(t));
-                }
-                if let Some(t) =
-                    ward_guest::az_vtpm::AzVtpmAttester::detect(&a.tpm_device, &a.imds_url)?
-                {
-                    tracing::info!(tee = %t.tee(), device = %a.tpm_device.display(), "using the Azure vTPM");
-                    return Ok(Arc::new(t));
-                }
-                bail!(
-                    "no TEE interface found: none of {} (configfs-tsm, Linux 6.7+ in an SNP or TDX guest), {} or {} exists, and {} is not an Azure vTPM; use --tee sample for trials",
-                    a.tsm_root.display(),
-                    a.sev_guest_device.display(),
-                    a.tdx_guest_device.display(),
-                    a.tpm_device.display()
-                )
-            }
-            bail!(
-                "{} does not exist (configfs-tsm needs Linux 6.7+ in an SNP or TDX guest); use --tee sample for trials",
-                a.tsm_root.display()
-            )
-        }
-        other => bail!("TEE {other:?} is not supported by this build"),
     }
 }
 

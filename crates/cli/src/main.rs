@@ -6,6 +6,7 @@ mod admin_cmd;
 mod bench;
 mod guest_cmd;
 mod seal_cmd;
+mod sim_attesters;
 mod sim_cmd;
 mod verify_cmd;
 

@@ -4,12 +4,91 @@
 use serde_json::Value;
 use ward_proto::Tee;
 
-/// Producing evidence failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("attester {tee}: {reason}")]
-pub struct AttesterError {
-    pub tee: String,
-    pub reason: String,
+/// Producing evidence failed, by cause. `tee` names the attester
+/// (`sev-guest`, `tdx-guest`, `configfs-tsm`, `az-vtpm`, …); `detail` says
+/// what happened, for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttesterError {
+    /// The device, interface or index this TEE needs is not there.
+    #[error("attester {tee}: {detail}")]
+    DeviceMissing { tee: &'static str, detail: String },
+    /// The device (or kernel, TPM, firmware) refused or failed a call;
+    /// `errno` when the OS gave one.
+    #[error("attester {tee}: {detail}")]
+    Device {
+        tee: &'static str,
+        detail: String,
+        errno: Option<i32>,
+    },
+    /// The platform offers something this build does not speak (a
+    /// configfs-tsm provider, a quote version).
+    #[error("attester {tee}: {detail}")]
+    Unsupported { tee: &'static str, detail: String },
+    /// Another process changed the report while it was being made.
+    #[error("attester {tee}: {detail}")]
+    GenerationRace { tee: &'static str, detail: String },
+    /// An answer (device, TPM, QGS, IMDS) that does not parse.
+    #[error("attester {tee}: {detail}")]
+    Malformed { tee: &'static str, detail: String },
+    /// A helper service (the QGS, IMDS) could not be reached.
+    #[error("attester {tee}: {detail}")]
+    Unreachable { tee: &'static str, detail: String },
+    /// The caller asked for something the TEE cannot do.
+    #[error("attester {tee}: {detail}")]
+    Request { tee: &'static str, detail: String },
+}
+
+/// The causes of [`AttesterError`], for building one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    DeviceMissing,
+    Device,
+    Unsupported,
+    GenerationRace,
+    Malformed,
+    Unreachable,
+    Request,
+}
+
+impl AttesterError {
+    /// The one way to build an attester error.
+    pub fn new(tee: &'static str, cause: Cause, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        match cause {
+            Cause::DeviceMissing => Self::DeviceMissing { tee, detail },
+            Cause::Device => Self::Device {
+                tee,
+                detail,
+                errno: None,
+            },
+            Cause::Unsupported => Self::Unsupported { tee, detail },
+            Cause::GenerationRace => Self::GenerationRace { tee, detail },
+            Cause::Malformed => Self::Malformed { tee, detail },
+            Cause::Unreachable => Self::Unreachable { tee, detail },
+            Cause::Request => Self::Request { tee, detail },
+        }
+    }
+
+    /// A failed device call with the OS error behind it.
+    pub fn io(tee: &'static str, detail: impl Into<String>, e: &std::io::Error) -> Self {
+        Self::Device {
+            tee,
+            detail: format!("{}: {e}", detail.into()),
+            errno: e.raw_os_error(),
+        }
+    }
+
+    pub fn cause(&self) -> Cause {
+        match self {
+            Self::DeviceMissing { .. } => Cause::DeviceMissing,
+            Self::Device { .. } => Cause::Device,
+            Self::Unsupported { .. } => Cause::Unsupported,
+            Self::GenerationRace { .. } => Cause::GenerationRace,
+            Self::Malformed { .. } => Cause::Malformed,
+            Self::Unreachable { .. } => Cause::Unreachable,
+            Self::Request { .. } => Cause::Request,
+        }
+    }
 }
 
 /// A source of TEE evidence.

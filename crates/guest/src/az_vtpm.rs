@@ -35,7 +35,7 @@ use ward_proto::Tee;
 use ward_vtpm::hcl::{HclReport, ReportType};
 use ward_vtpm::tpm2::{self, cc, Command, NvPublic, Response};
 
-use crate::attester::{Attester, AttesterError};
+use crate::attester::{Attester, AttesterError, Cause};
 
 pub const DEFAULT_DEVICE: &str = "/dev/tpmrm0";
 pub const DEFAULT_IMDS: &str = "http://169.254.169.254";
@@ -44,11 +44,11 @@ pub const INIT_DATA_PCR: usize = 8;
 /// HCL reports are a few KiB.
 const MAX_REPORT: usize = 16 * 1024;
 
-fn err(reason: impl Into<String>) -> AttesterError {
-    AttesterError {
-        tee: "az-vtpm".into(),
-        reason: reason.into(),
-    }
+/// The attester's name in errors.
+const TEE: &str = "az-vtpm";
+
+fn err(cause: Cause, detail: impl Into<String>) -> AttesterError {
+    AttesterError::new(TEE, cause, detail)
 }
 
 /// A TPM 2.0 device: one marshalled command in, one response out.
@@ -125,7 +125,7 @@ impl Tpm {
     }
 
     fn call(&self, c: &Command) -> Result<Vec<u8>, AttesterError> {
-        self.run(c).map_err(|f| err(f.message))
+        self.run(c).map_err(|f| err(Cause::Device, f.message))
     }
 
     /// The public area of an NV index, or `None` if it is not defined.
@@ -139,23 +139,29 @@ impl Tpm {
         match self.run(&c) {
             Ok(p) => NvPublic::parse_sized(&p)
                 .map(|(p, _)| Some(p))
-                .map_err(|e| err(e.to_string())),
+                .map_err(|e| err(Cause::Malformed, e.to_string())),
             Err(f) if f.code != u32::MAX && f.code & 0x0bf == 0x08b => Ok(None),
-            Err(f) => Err(err(f.message)),
+            Err(f) => Err(err(Cause::Device, f.message)),
         }
     }
 
     /// The whole contents of an NV index, read with owner authorization in
     /// chunks.
     pub fn nv_read(&self, index: u32, max: usize) -> Result<Vec<u8>, AttesterError> {
-        let public = self
-            .nv_public(index)?
-            .ok_or_else(|| err(format!("TPM NV index {index:#010x} is not defined")))?;
+        let public = self.nv_public(index)?.ok_or_else(|| {
+            err(
+                Cause::DeviceMissing,
+                format!("TPM NV index {index:#010x} is not defined"),
+            )
+        })?;
         let size = public.data_size as usize;
         if size > max {
-            return Err(err(format!(
-                "TPM NV index {index:#010x} holds {size} bytes, more than the {max} expected"
-            )));
+            return Err(err(
+                Cause::Malformed,
+                format!(
+                    "TPM NV index {index:#010x} holds {size} bytes, more than the {max} expected"
+                ),
+            ));
         }
         let mut out = Vec::with_capacity(size);
         while out.len() < size {
@@ -172,9 +178,10 @@ impl Tpm {
                 .get(2..)
                 .filter(|d| d.len() == n && u16::from_be_bytes([p[0], p[1]]) as usize == n);
             let Some(chunk) = got else {
-                return Err(err(format!(
-                    "TPM2_NV_Read of {index:#010x} returned a malformed buffer"
-                )));
+                return Err(err(
+                    Cause::Malformed,
+                    format!("TPM2_NV_Read of {index:#010x} returned a malformed buffer"),
+                ));
             };
             out.extend_from_slice(chunk);
         }
@@ -233,7 +240,10 @@ impl Tpm {
     /// TPMS_ATTEST bytes and the RSASSA signature.
     pub fn quote(&self, key: u32, nonce: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AttesterError> {
         if nonce.len() > 64 {
-            return Err(err("the quote nonce is longer than 64 bytes"));
+            return Err(err(
+                Cause::Request,
+                "the quote nonce is longer than 64 bytes",
+            ));
         }
         let mut params = Vec::new();
         tpm2::put_sized(&mut params, nonce);
@@ -246,7 +256,7 @@ impl Tpm {
             password_auth: true,
             params,
         })?;
-        tpm2::parse_quote(&p).map_err(|e| err(e.to_string()))
+        tpm2::parse_quote(&p).map_err(|e| err(Cause::Malformed, e.to_string()))
     }
 
     /// The SHA-256 PCRs 0-23 (a TPM returns at most 8 per TPM2_PCR_Read).
@@ -265,15 +275,18 @@ impl Tpm {
                 password_auth: false,
                 params: tpm2::pcr_selection(tpm2::TPM_ALG_SHA256, &want),
             })?;
-            let (read, digests) = tpm2::parse_pcr_read(&p).map_err(|e| err(e.to_string()))?;
+            let (read, digests) =
+                tpm2::parse_pcr_read(&p).map_err(|e| err(Cause::Malformed, e.to_string()))?;
             if read.is_empty() {
                 break;
             }
             for (i, d) in read.into_iter().zip(digests) {
-                let d: [u8; 32] = d
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| err(format!("PCR {i} has {} bytes, not SHA-256", d.len())))?;
+                let d: [u8; 32] = d.as_slice().try_into().map_err(|_| {
+                    err(
+                        Cause::Malformed,
+                        format!("PCR {i} has {} bytes, not SHA-256", d.len()),
+                    )
+                })?;
                 if let Some(slot) = values.get_mut(i as usize) {
                     *slot = Some(d);
                 }
@@ -282,7 +295,14 @@ impl Tpm {
         values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| v.ok_or_else(|| err(format!("the TPM did not return SHA-256 PCR {i}"))))
+            .map(|(i, v)| {
+                v.ok_or_else(|| {
+                    err(
+                        Cause::Malformed,
+                        format!("the TPM did not return SHA-256 PCR {i}"),
+                    )
+                })
+            })
             .collect()
     }
 }
@@ -311,7 +331,7 @@ impl HttpImds {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(30))
                     .build()
-                    .map_err(|e| err(format!("HTTP client: {e}")))?;
+                    .map_err(|e| err(Cause::Unreachable, format!("HTTP client: {e}")))?;
                 let req = match &body {
                     None => client.get(&url),
                     Some(b) => client.post(&url).json(b),
@@ -319,19 +339,31 @@ impl HttpImds {
                 let r = req
                     .header("Metadata", "true")
                     .send()
-                    .map_err(|e| err(format!("IMDS {url}: {e}")))?;
+                    .map_err(|e| err(Cause::Unreachable, format!("IMDS {url}: {e}")))?;
                 if !r.status().is_success() {
-                    return Err(err(format!("IMDS {url}: HTTP {}", r.status())));
+                    return Err(err(
+                        Cause::Unreachable,
+                        format!("IMDS {url}: HTTP {}", r.status()),
+                    ));
                 }
-                let b = r.bytes().map_err(|e| err(format!("IMDS {url}: {e}")))?;
+                let b = r
+                    .bytes()
+                    .map_err(|e| err(Cause::Unreachable, format!("IMDS {url}: {e}")))?;
                 if b.len() > 1 << 20 {
-                    return Err(err(format!("IMDS {url}: answer larger than 1 MiB")));
+                    return Err(err(
+                        Cause::Malformed,
+                        format!("IMDS {url}: answer larger than 1 MiB"),
+                    ));
                 }
-                serde_json::from_slice(&b)
-                    .map_err(|e| err(format!("IMDS {url}: answer is not JSON: {e}")))
+                serde_json::from_slice(&b).map_err(|e| {
+                    err(
+                        Cause::Malformed,
+                        format!("IMDS {url}: answer is not JSON: {e}"),
+                    )
+                })
             })
             .join()
-            .map_err(|_| err("IMDS request thread failed"))?
+            .map_err(|_| err(Cause::Unreachable, "IMDS request thread failed"))?
         })
     }
 }
@@ -351,12 +383,16 @@ fn pem_cert_der(pem: &str) -> Option<Vec<u8>> {
 impl Imds for HttpImds {
     fn vcek(&self) -> Result<Vec<u8>, AttesterError> {
         let v = self.request("/metadata/THIM/amd/certification", None)?;
-        let pem = v["vcekCert"]
-            .as_str()
-            .ok_or_else(|| err("IMDS certification answer has no vcekCert"))?;
-        let der = pem_cert_der(pem).ok_or_else(|| err("IMDS vcekCert is not a PEM certificate"))?;
+        let pem = v["vcekCert"].as_str().ok_or_else(|| {
+            err(
+                Cause::Malformed,
+                "IMDS certification answer has no vcekCert",
+            )
+        })?;
+        let der = pem_cert_der(pem)
+            .ok_or_else(|| err(Cause::Malformed, "IMDS vcekCert is not a PEM certificate"))?;
         ward_snp::certs::AmdCert::from_der("VCEK", &der)
-            .map_err(|e| err(format!("IMDS vcekCert: {e}")))?;
+            .map_err(|e| err(Cause::Malformed, format!("IMDS vcekCert: {e}")))?;
         Ok(der)
     }
 
@@ -367,10 +403,15 @@ impl Imds for HttpImds {
         )?;
         let q = v["quote"]
             .as_str()
-            .ok_or_else(|| err("IMDS tdquote answer has no quote"))?;
+            .ok_or_else(|| err(Cause::Malformed, "IMDS tdquote answer has no quote"))?;
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(q.trim_end_matches('='))
-            .map_err(|e| err(format!("IMDS quote is not base64url: {e}")))
+            .map_err(|e| {
+                err(
+                    Cause::Malformed,
+                    format!("IMDS quote is not base64url: {e}"),
+                )
+            })
     }
 }
 
@@ -391,7 +432,7 @@ impl AzVtpmAttester {
     /// the VM is SNP or TDX. Fails if the TPM has no HCL report.
     pub fn new(tpm: Tpm, imds: Box<dyn Imds>) -> Result<Self, AttesterError> {
         let report = tpm.nv_read(tpm2::HCL_REPORT_INDEX, MAX_REPORT)?;
-        let hcl = HclReport::parse(&report).map_err(|e| err(e.to_string()))?;
+        let hcl = HclReport::parse(&report).map_err(|e| err(Cause::Malformed, e.to_string()))?;
         Ok(Self {
             tpm,
             imds,
@@ -435,15 +476,23 @@ impl AzVtpmAttester {
         let start = Instant::now();
         loop {
             let bytes = self.tpm.nv_read(tpm2::HCL_REPORT_INDEX, MAX_REPORT)?;
-            let hcl = HclReport::parse(&bytes).map_err(|e| err(e.to_string()))?;
-            if hcl.user_data().map_err(|e| err(e.to_string()))?.as_deref() == Some(&user_data[..]) {
+            let hcl = HclReport::parse(&bytes).map_err(|e| err(Cause::Malformed, e.to_string()))?;
+            if hcl
+                .user_data()
+                .map_err(|e| err(Cause::Malformed, e.to_string()))?
+                .as_deref()
+                == Some(&user_data[..])
+            {
                 return Ok((bytes, hcl));
             }
             if start.elapsed() >= self.refresh_timeout {
-                return Err(err(format!(
-                    "the HCL report did not pick up the new user-data within {:?}",
-                    self.refresh_timeout
-                )));
+                return Err(err(
+                    Cause::GenerationRace,
+                    format!(
+                        "the HCL report did not pick up the new user-data within {:?}",
+                        self.refresh_timeout
+                    ),
+                ));
             }
             std::thread::sleep(self.poll_interval);
         }
@@ -470,7 +519,7 @@ impl Attester for AzVtpmAttester {
 
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError> {
         if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes"));
+            return Err(err(Cause::Request, "report data longer than 64 bytes"));
         }
         let mut ud = [0u8; 64];
         ud[..report_data.len()].copy_from_slice(report_data);

@@ -10,6 +10,7 @@ pub mod attester;
 pub mod az_vtpm;
 pub mod client;
 pub mod sealed;
+pub mod select;
 pub mod sev_guest;
 pub mod tdx_guest;
 pub mod tsm;

@@ -27,7 +27,7 @@ use ward_snp::evidence::{parse_cert_table, to_evidence_json};
 use ward_snp::report::{AttestationReport, REPORT_LEN};
 use ward_snp::Product;
 
-use crate::attester::{Attester, AttesterError};
+use crate::attester::{Attester, AttesterError, Cause};
 
 /// Where the device lives.
 pub const DEFAULT_DEVICE: &str = "/dev/sev-guest";
@@ -127,11 +127,11 @@ pub struct SevGuestAttester {
     vmpl: u32,
 }
 
-fn err(reason: impl Into<String>) -> AttesterError {
-    AttesterError {
-        tee: "sev-guest".into(),
-        reason: reason.into(),
-    }
+/// The attester's name in errors.
+const TEE: &str = "sev-guest";
+
+fn err(cause: Cause, detail: impl Into<String>) -> AttesterError {
+    AttesterError::new(TEE, cause, detail)
 }
 
 impl SevGuestAttester {
@@ -165,35 +165,45 @@ impl SevGuestAttester {
                 Err(e) if r.exitinfo2 == VMM_ERR_INVALID_LEN => {
                     let need = r.certs_len_needed.div_ceil(PAGE) * PAGE;
                     if need <= certs_len || need > MAX_CERTS {
-                        return Err(err(format!(
-                            "the host asks for a {need}-byte certificate buffer ({e})"
-                        )));
+                        return Err(err(
+                            Cause::Device,
+                            format!("the host asks for a {need}-byte certificate buffer ({e})"),
+                        ));
                     }
                     certs_len = need;
                 }
                 Err(e) => {
-                    return Err(err(format!(
-                        "SNP_GET_EXT_REPORT failed: {e} (exitinfo2 {:#x})",
-                        r.exitinfo2
-                    )))
+                    return Err(err(
+                        Cause::Device,
+                        format!(
+                            "SNP_GET_EXT_REPORT failed: {e} (exitinfo2 {:#x})",
+                            r.exitinfo2
+                        ),
+                    ))
                 }
             }
         }
-        Err(err("the certificate buffer size kept changing"))
+        Err(err(
+            Cause::GenerationRace,
+            "the certificate buffer size kept changing",
+        ))
     }
 
     fn split(r: &ExtReportRequest) -> Result<(Vec<u8>, Vec<u8>), AttesterError> {
         let resp = &r.response;
         if resp.len() < 32 + REPORT_LEN {
-            return Err(err("short response from the device"));
+            return Err(err(Cause::Malformed, "short response from the device"));
         }
         let status = u32::from_le_bytes([resp[0], resp[1], resp[2], resp[3]]);
         if status != 0 {
-            return Err(err(format!("firmware status {status:#x}")));
+            return Err(err(Cause::Device, format!("firmware status {status:#x}")));
         }
         let size = u32::from_le_bytes([resp[4], resp[5], resp[6], resp[7]]) as usize;
         if size != REPORT_LEN {
-            return Err(err(format!("report size {size}, expected {REPORT_LEN}")));
+            return Err(err(
+                Cause::Malformed,
+                format!("report size {size}, expected {REPORT_LEN}"),
+            ));
         }
         Ok((resp[32..32 + REPORT_LEN].to_vec(), r.certs.clone()))
     }
@@ -206,18 +216,19 @@ impl Attester for SevGuestAttester {
 
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError> {
         if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes"));
+            return Err(err(Cause::Request, "report data longer than 64 bytes"));
         }
         let mut ud = [0u8; 64];
         ud[..report_data.len()].copy_from_slice(report_data);
         let (report, certs) = self.ext_report(ud)?;
         let report = AttestationReport::from_bytes(&report)
-            .map_err(|e| err(format!("SNP report from the device: {e}")))?;
+            .map_err(|e| err(Cause::Malformed, format!("SNP report from the device: {e}")))?;
         // An all-zero buffer is "no certificates".
         let certs = if certs.iter().all(|b| *b == 0) {
             Vec::new()
         } else {
-            parse_cert_table(&certs).map_err(|e| err(format!("certificate table: {e}")))?
+            parse_cert_table(&certs)
+                .map_err(|e| err(Cause::Malformed, format!("certificate table: {e}")))?
         };
         let product = report.product_from_cpuid().unwrap_or(Product::Milan);
         Ok(to_evidence_json(&report, product, &certs))
@@ -226,7 +237,7 @@ impl Attester for SevGuestAttester {
     fn init_data_field(&self) -> Result<Option<Vec<u8>>, AttesterError> {
         let (report, _) = self.ext_report([0u8; 64])?;
         let r = AttestationReport::from_bytes(&report)
-            .map_err(|e| err(format!("SNP report from the device: {e}")))?;
+            .map_err(|e| err(Cause::Malformed, format!("SNP report from the device: {e}")))?;
         Ok(Some(r.host_data().to_vec()))
     }
 }

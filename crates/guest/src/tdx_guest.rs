@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ward_proto::Tee;
 
-use crate::attester::{Attester, AttesterError};
+use crate::attester::{Attester, AttesterError, Cause};
 
 pub const DEFAULT_DEVICE: &str = "/dev/tdx_guest";
 pub use ward_dcap::tdreport::LEN as TDREPORT_LEN;
@@ -37,11 +37,11 @@ const GET_QUOTE_RESP: u32 = 1;
 /// TD quotes are a few KiB; the QGS answer is bounded well above that.
 const MAX_QGS_MESSAGE: usize = 64 * 1024;
 
-fn err(reason: impl Into<String>) -> AttesterError {
-    AttesterError {
-        tee: "tdx-guest".into(),
-        reason: reason.into(),
-    }
+/// The attester's name in errors.
+const TEE: &str = "tdx-guest";
+
+fn err(cause: Cause, detail: impl Into<String>) -> AttesterError {
+    AttesterError::new(TEE, cause, detail)
 }
 
 /// The `/dev/tdx_guest` interface.
@@ -190,62 +190,81 @@ fn le32(b: &[u8], at: usize) -> u32 {
 /// The quote in a GET_QUOTE_RESP message (without its length prefix).
 pub fn parse_qgs_quote_response(m: &[u8]) -> Result<Vec<u8>, AttesterError> {
     if m.len() < QGS_HEADER_LEN + 8 {
-        return Err(err(format!("QGS answer of {} bytes is too short", m.len())));
+        return Err(err(
+            Cause::Malformed,
+            format!("QGS answer of {} bytes is too short", m.len()),
+        ));
     }
     let major = u16::from_le_bytes([m[0], m[1]]);
     if major != 1 {
-        return Err(err(format!(
-            "QGS message major version {major}, expected 1"
-        )));
+        return Err(err(
+            Cause::Malformed,
+            format!("QGS message major version {major}, expected 1"),
+        ));
     }
     let ty = le32(m, 4);
     if ty != GET_QUOTE_RESP {
-        return Err(err(format!(
-            "QGS answered message type {ty}, not GET_QUOTE_RESP"
-        )));
+        return Err(err(
+            Cause::Malformed,
+            format!("QGS answered message type {ty}, not GET_QUOTE_RESP"),
+        ));
     }
     if le32(m, 8) as usize != m.len() {
-        return Err(err(format!(
-            "QGS message says {} bytes but {} arrived",
-            le32(m, 8),
-            m.len()
-        )));
+        return Err(err(
+            Cause::Malformed,
+            format!(
+                "QGS message says {} bytes but {} arrived",
+                le32(m, 8),
+                m.len()
+            ),
+        ));
     }
     let code = le32(m, 12);
     if code != 0 {
-        return Err(err(format!("QGS error code {code:#x}")));
+        return Err(err(Cause::Device, format!("QGS error code {code:#x}")));
     }
     let id = le32(m, 16) as usize;
     let quote = le32(m, 20) as usize;
     let start = QGS_HEADER_LEN + 8;
     if start.checked_add(id).and_then(|v| v.checked_add(quote)) != Some(m.len()) || quote == 0 {
-        return Err(err(format!(
-            "QGS answer sizes (id {id}, quote {quote}) do not add up to its {} bytes",
-            m.len()
-        )));
+        return Err(err(
+            Cause::Malformed,
+            format!(
+                "QGS answer sizes (id {id}, quote {quote}) do not add up to its {} bytes",
+                m.len()
+            ),
+        ));
     }
     Ok(m[start + id..].to_vec())
 }
 
 /// Ask the QGS at `addr` to quote `td_report`.
 pub fn qgs_quote(addr: &QgsAddress, td_report: &[u8]) -> Result<Vec<u8>, AttesterError> {
-    let mut s = addr
-        .connect()
-        .map_err(|e| err(format!("cannot reach the QGS at {addr:?}: {e}")))?;
+    let mut s = addr.connect().map_err(|e| {
+        err(
+            Cause::Unreachable,
+            format!("cannot reach the QGS at {addr:?}: {e}"),
+        )
+    })?;
     s.write_all(&qgs_quote_request(td_report))
-        .map_err(|e| err(format!("QGS: {e}")))?;
+        .map_err(|e| err(Cause::Unreachable, format!("QGS: {e}")))?;
     let mut len = [0u8; 4];
-    s.read_exact(&mut len)
-        .map_err(|e| err(format!("QGS closed without an answer: {e}")))?;
+    s.read_exact(&mut len).map_err(|e| {
+        err(
+            Cause::Unreachable,
+            format!("QGS closed without an answer: {e}"),
+        )
+    })?;
     let n = u32::from_be_bytes(len) as usize;
     if n > MAX_QGS_MESSAGE {
-        return Err(err(format!(
-            "QGS announces a {n}-byte answer (limit {MAX_QGS_MESSAGE})"
-        )));
+        return Err(err(
+            Cause::Malformed,
+            format!("QGS announces a {n}-byte answer (limit {MAX_QGS_MESSAGE})"),
+        ));
     }
     let mut m = vec![0u8; n];
     s.read_exact(&mut m)
-        .map_err(|e| err(format!("QGS answer truncated: {e}")))?;
+        .map_err(|e| err(Cause::Unreachable, format!("QGS answer truncated: {e}")))?;
     parse_qgs_quote_response(&m)
 }
 
@@ -275,16 +294,19 @@ impl TdxGuestAttester {
 
     fn report(&self, report_data: &[u8]) -> Result<Vec<u8>, AttesterError> {
         if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes"));
+            return Err(err(Cause::Request, "report data longer than 64 bytes"));
         }
         let mut rd = [0u8; 64];
         rd[..report_data.len()].copy_from_slice(report_data);
         let r = self
             .device
             .get_report(&rd)
-            .map_err(|e| err(format!("TDX_CMD_GET_REPORT0 failed: {e}")))?;
+            .map_err(|e| err(Cause::Device, format!("TDX_CMD_GET_REPORT0 failed: {e}")))?;
         if r.len() != TDREPORT_LEN {
-            return Err(err(format!("TDREPORT of {} bytes", r.len())));
+            return Err(err(
+                Cause::Malformed,
+                format!("TDREPORT of {} bytes", r.len()),
+            ));
         }
         Ok(r)
     }

@@ -16,7 +16,7 @@ use ward_snp::evidence::{parse_cert_table, to_evidence_json};
 use ward_snp::report::AttestationReport;
 use ward_snp::Product;
 
-use crate::attester::{Attester, AttesterError};
+use crate::attester::{Attester, AttesterError, Cause};
 
 /// Where the kernel mounts report entries.
 pub const DEFAULT_ROOT: &str = "/sys/kernel/config/tsm/report";
@@ -63,11 +63,11 @@ pub struct TsmAttester {
     settle: Duration,
 }
 
-fn err(reason: impl Into<String>) -> AttesterError {
-    AttesterError {
-        tee: "configfs-tsm".into(),
-        reason: reason.into(),
-    }
+/// The attester's name in errors.
+const TEE: &str = "configfs-tsm";
+
+fn err(cause: Cause, detail: impl Into<String>) -> AttesterError {
+    AttesterError::new(TEE, cause, detail)
 }
 
 /// Removes the report entry when dropped.
@@ -93,7 +93,7 @@ impl TsmAttester {
         };
         let entry = a.mkdir()?;
         let provider = a.read_text(&entry.0.join("provider"))?;
-        a.provider = Provider::parse(&provider).map_err(err)?;
+        a.provider = Provider::parse(&provider).map_err(|e| err(Cause::Unsupported, e))?;
         Ok(Some(a))
     }
 
@@ -108,7 +108,8 @@ impl TsmAttester {
             ENTRY.fetch_add(1, Ordering::Relaxed)
         );
         let p = self.root.join(name);
-        std::fs::create_dir(&p).map_err(|e| err(format!("mkdir {}: {e}", p.display())))?;
+        std::fs::create_dir(&p)
+            .map_err(|e| AttesterError::io(TEE, format!("mkdir {}", p.display()), &e))?;
         Ok(Entry(p))
     }
 
@@ -121,21 +122,24 @@ impl TsmAttester {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2))
                 }
-                Err(e) => return Err(err(format!("read {}: {e}", p.display()))),
+                Err(e) => return Err(AttesterError::io(TEE, format!("read {}", p.display()), &e)),
             }
         }
     }
 
     fn read_text(&self, p: &Path) -> Result<String, AttesterError> {
         String::from_utf8(self.read_bytes(p)?)
-            .map_err(|_| err(format!("{} is not text", p.display())))
+            .map_err(|_| err(Cause::Malformed, format!("{} is not text", p.display())))
     }
 
     fn generation(&self, entry: &Path) -> Result<u64, AttesterError> {
         let g = self.read_text(&entry.join("generation"))?;
-        g.trim()
-            .parse()
-            .map_err(|_| err(format!("generation {g:?} is not a number")))
+        g.trim().parse().map_err(|_| {
+            err(
+                Cause::Malformed,
+                format!("generation {g:?} is not a number"),
+            )
+        })
     }
 
     /// Request a report binding `inblob` (64 bytes).
@@ -143,10 +147,11 @@ impl TsmAttester {
         for _ in 0..ATTEMPTS {
             let entry = self.mkdir()?;
             let dir = &entry.0;
-            let provider = Provider::parse(&self.read_text(&dir.join("provider"))?).map_err(err)?;
+            let provider = Provider::parse(&self.read_text(&dir.join("provider"))?)
+                .map_err(|e| err(Cause::Unsupported, e))?;
             let before = self.generation(dir)?;
             std::fs::write(dir.join("inblob"), inblob)
-                .map_err(|e| err(format!("write inblob: {e}")))?;
+                .map_err(|e| AttesterError::io(TEE, "write inblob", &e))?;
             // Our write is generation before+1; anything else is another writer.
             let deadline = Instant::now() + self.settle;
             let mut expected = self.generation(dir)?;
@@ -162,14 +167,17 @@ impl TsmAttester {
             let auxblob = match std::fs::read(dir.join("auxblob")) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(err(format!("read auxblob: {e}"))),
+                Err(e) => return Err(AttesterError::io(TEE, "read auxblob", &e)),
             };
             if self.generation(dir)? != expected {
                 tracing::warn!("configfs-tsm generation changed while reading; retrying");
                 continue;
             }
             if outblob.is_empty() {
-                return Err(err("the kernel returned an empty outblob"));
+                return Err(err(
+                    Cause::Malformed,
+                    "the kernel returned an empty outblob",
+                ));
             }
             return Ok(TsmReport {
                 provider,
@@ -177,9 +185,10 @@ impl TsmAttester {
                 auxblob,
             });
         }
-        Err(err(format!(
-            "the report entry was modified concurrently in {ATTEMPTS} attempts"
-        )))
+        Err(err(
+            Cause::GenerationRace,
+            format!("the report entry was modified concurrently in {ATTEMPTS} attempts"),
+        ))
     }
 }
 
@@ -188,8 +197,9 @@ pub fn evidence_of(r: &TsmReport) -> Result<Value, AttesterError> {
     match r.provider {
         Provider::SevGuest => {
             let report = AttestationReport::from_bytes(&r.outblob)
-                .map_err(|e| err(format!("SNP report from the kernel: {e}")))?;
-            let certs = parse_cert_table(&r.auxblob).map_err(|e| err(format!("auxblob: {e}")))?;
+                .map_err(|e| err(Cause::Malformed, format!("SNP report from the kernel: {e}")))?;
+            let certs = parse_cert_table(&r.auxblob)
+                .map_err(|e| err(Cause::Malformed, format!("auxblob: {e}")))?;
             // The TCB layout: CPUID (v3+) names the product; older reports
             // predate Turin, whose layout differs.
             let product = report.product_from_cpuid().unwrap_or(Product::Milan);
@@ -211,7 +221,7 @@ impl Attester for TsmAttester {
 
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError> {
         if report_data.len() > 64 {
-            return Err(err("report data longer than 64 bytes"));
+            return Err(err(Cause::Request, "report data longer than 64 bytes"));
         }
         let mut inblob = [0u8; 64];
         inblob[..report_data.len()].copy_from_slice(report_data);
@@ -222,8 +232,9 @@ impl Attester for TsmAttester {
         let r = self.report(&[0u8; 64])?;
         match r.provider {
             Provider::SevGuest => {
-                let report = AttestationReport::from_bytes(&r.outblob)
-                    .map_err(|e| err(format!("SNP report from the kernel: {e}")))?;
+                let report = AttestationReport::from_bytes(&r.outblob).map_err(|e| {
+                    err(Cause::Malformed, format!("SNP report from the kernel: {e}"))
+                })?;
                 Ok(Some(report.host_data().to_vec()))
             }
             // TD quote v4/v5: header (48) + TD report body, where MRCONFIGID
@@ -235,12 +246,12 @@ impl Attester for TsmAttester {
                 let at = match version {
                     Some(4) => 48 + 184,
                     Some(5) => 48 + 6 + 184,
-                    _ => return Err(err("TD quote of an unknown version")),
+                    _ => return Err(err(Cause::Unsupported, "TD quote of an unknown version")),
                 };
                 r.outblob
                     .get(at..at + 48)
                     .map(|f| Some(f.to_vec()))
-                    .ok_or_else(|| err("TD quote too short for MRCONFIGID"))
+                    .ok_or_else(|| err(Cause::Malformed, "TD quote too short for MRCONFIGID"))
             }
         }
     }

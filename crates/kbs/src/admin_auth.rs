@@ -11,6 +11,14 @@ use rustls::pki_types::SubjectPublicKeyInfoDer;
 use serde_json::Value;
 use ward_proto::jwt::{self, VerifyingKey};
 
+/// An `[admin] keys` file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct KeyFileError {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
 /// Why an admin request was not authorised.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminAuthError {
@@ -128,35 +136,34 @@ impl AdminAuth {
     }
 
     /// Load a key file: a PEM public key (or several), or a JWKS JSON file.
-    pub fn load_file(path: &Path) -> Result<Vec<VerifyingKey>, String> {
-        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load_file(path: &Path) -> Result<Vec<VerifyingKey>, KeyFileError> {
+        let bad = |e: &dyn std::fmt::Display| KeyFileError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let text = std::fs::read(path).map_err(|e| bad(&e))?;
         if text.trim_ascii_start().starts_with(b"{") {
-            let jwks: Value =
-                serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let jwks: Value = serde_json::from_slice(&text).map_err(|e| bad(&e))?;
             let keys = jwks
                 .get("keys")
                 .and_then(Value::as_array)
-                .ok_or(format!("{}: no \"keys\" array", path.display()))?;
+                .ok_or_else(|| bad(&"no \"keys\" array"))?;
             return keys
                 .iter()
                 .map(|k| {
                     let jwk: ward_proto::Jwk =
-                        serde_json::from_value(k.clone()).map_err(|e| e.to_string())?;
-                    VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string())
+                        serde_json::from_value(k.clone()).map_err(|e| bad(&e))?;
+                    VerifyingKey::from_jwk(&jwk).map_err(|e| bad(&e))
                 })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", path.display()));
+                .collect();
         }
         let mut out = Vec::new();
         for der in SubjectPublicKeyInfoDer::pem_slice_iter(&text) {
-            let der = der.map_err(|e| format!("{}: {e}", path.display()))?;
-            out.push(
-                VerifyingKey::from_spki_der(der.as_ref())
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
-            );
+            let der = der.map_err(|e| bad(&e))?;
+            out.push(VerifyingKey::from_spki_der(der.as_ref()).map_err(|e| bad(&e))?);
         }
         if out.is_empty() {
-            return Err(format!("{}: no PUBLIC KEY found", path.display()));
+            return Err(bad(&"no PUBLIC KEY found"));
         }
         Ok(out)
     }

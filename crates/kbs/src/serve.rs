@@ -30,9 +30,8 @@ pub enum StartError {
     /// The trust anchors of the configuration are unusable.
     #[error("{0}")]
     Verifiers(String),
-    /// An `[admin] keys` file is unusable.
-    #[error("{0}")]
-    AdminKeys(String),
+    #[error(transparent)]
+    AdminKeys(#[from] crate::admin_auth::KeyFileError),
     #[error("keys: {0}")]
     Keys(#[from] KeyError),
     #[error("{}: {reason}", path.display())]
@@ -63,7 +62,7 @@ pub fn build_state(
     };
     let mut admin_keys = Vec::new();
     for p in &cfg.admin.keys {
-        admin_keys.extend(AdminAuth::load_file(p).map_err(StartError::AdminKeys)?);
+        admin_keys.extend(AdminAuth::load_file(p)?);
     }
     let mut admin = AdminAuth::new(admin_keys).with_max_lifetime(cfg.admin.max_token_lifetime_secs);
     if cfg.admin.bootstrap {
