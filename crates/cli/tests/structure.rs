@@ -105,3 +105,21 @@ fn the_evidence_crates_are_leaves() {
         );
     }
 }
+
+#[test]
+fn test_support_is_enabled_only_by_dev_dependencies() {
+    let m = workspace();
+    let mut seen = 0;
+    for p in m["packages"].as_array().unwrap() {
+        for d in p["dependencies"].as_array().unwrap() {
+            let testing = d["features"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "testing"));
+            if d["name"] == "ward-proto" && testing {
+                seen += 1;
+                assert_eq!(d["kind"], "dev", "{} enables ward-proto/testing", p["name"]);
+            }
+        }
+    }
+    assert!(seen > 0, "no crate's tests use ward_proto::testing");
+}

@@ -11,7 +11,7 @@ use ward_verifier::CollateralError;
 
 use crate::fetch::{fetcher, Started};
 use crate::http::percent_decode;
-use crate::{files, remember, unix_now, FetchError};
+use crate::{files, unix_now, FetchError};
 
 /// Why collateral could not be imported into the store.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub const DCAP_KIND: &str = "dcap.collateral";
 /// responses, one directory each: `tcb_info.json` (the TCB info response
 /// body), `tcb_info_issuer_chain.pem`, `qe_identity.json`,
 /// `qe_identity_issuer_chain.pem`, `pck_crl.der`, `root_ca_crl.der`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DcapCollateralDir {
     dir: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
@@ -44,7 +44,7 @@ pub struct DcapCollateralDir {
     /// The directory's sets, read once and again on a miss.
     scanned: Arc<std::sync::Mutex<Option<Vec<Collateral>>>>,
     /// Sets fetched by this source, by `TEE/FMSPC/pck_ca`.
-    fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Collateral>>>,
+    fetched: Arc<quick_cache::sync::Cache<String, Collateral>>,
 }
 
 impl std::fmt::Debug for DcapCollateralDir {
@@ -92,7 +92,7 @@ impl DcapCollateralDir {
             store,
             pcs: None,
             scanned: Default::default(),
-            fetched: Default::default(),
+            fetched: Arc::new(quick_cache::sync::Cache::new(crate::FETCHED_MAX)),
         }
     }
 
@@ -114,7 +114,7 @@ impl DcapCollateralDir {
         root_crl_url: String,
         (fmspc, tee, pck_ca): (String, String, String),
         store: Option<Arc<dyn Store>>,
-        fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Collateral>>>,
+        fetched: Arc<quick_cache::sync::Cache<String, Collateral>>,
         key: String,
     ) -> Result<(), FetchError> {
         let api = if tee == "TDX" { "tdx" } else { "sgx" };
@@ -167,7 +167,7 @@ impl DcapCollateralDir {
             }
         }
         tracing::info!(%fmspc, %tee, "fetched DCAP collateral from PCS");
-        remember(&fetched, key, c);
+        fetched.insert(key, c);
         Ok(())
     }
 
@@ -253,14 +253,7 @@ impl ward_verifier::dcap::DcapCollateralSource for DcapCollateralDir {
         // `now` is chosen below.
         let mut found = self.lookup_dir(fmspc, tee);
         let fetch_key = format!("{tee}/{fmspc}/{pck_ca}");
-        if let Some(c) = self
-            .fetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fetch_key)
-        {
-            found.push(c.clone());
-        }
+        found.extend(self.fetched.get(&fetch_key));
         if let Some(store) = &self.store {
             if let Ok(Some(c)) = store.get_collateral(DCAP_KIND, &format!("{tee}/{fmspc}")) {
                 if let Ok(c) = std::str::from_utf8(&c.body)

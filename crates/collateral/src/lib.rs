@@ -232,14 +232,6 @@ fn unix_now() -> i64 {
 /// Fetched items kept in memory (for sources without a store), at most.
 const FETCHED_MAX: usize = 1024;
 
-fn remember<V>(map: &std::sync::Mutex<std::collections::HashMap<String, V>>, key: String, v: V) {
-    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    if m.len() >= FETCHED_MAX {
-        m.clear();
-    }
-    m.insert(key, v);
-}
-
 /// Every regular file under `dir` (bounded depth and size), sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -17,7 +17,7 @@ use ward_verifier::snp::{VcekRequest, VcekSource};
 use ward_verifier::CollateralError;
 
 use crate::fetch::{fetcher, Started};
-use crate::{files, remember, unix_now, FetchError};
+use crate::{files, unix_now, FetchError};
 
 /// Store `kind` under which fetched VCEKs are cached (key: the KDS path).
 pub const VCEK_KIND: &str = "snp.vcek";
@@ -25,14 +25,14 @@ pub const VCEK_KIND: &str = "snp.vcek";
 pub const AMD_KDS: &str = "https://kdsintf.amd.com";
 
 /// The collateral sources of the `snp` and `az-snp-vtpm` verifiers.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SnpCollateral {
     dir: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
     /// Base URL of KDS when fetching is enabled.
     kds: Option<String>,
     /// VCEKs fetched by this source, by KDS path.
-    fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    fetched: Arc<quick_cache::sync::Cache<String, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for SnpCollateral {
@@ -73,7 +73,7 @@ impl SnpCollateral {
             dir,
             store,
             kds: kds.map(|u| u.trim_end_matches('/').to_string()),
-            fetched: Default::default(),
+            fetched: Arc::new(quick_cache::sync::Cache::new(crate::FETCHED_MAX)),
         }
     }
 
@@ -108,10 +108,9 @@ impl SnpCollateral {
     }
 
     fn lookup_fetched(&self, req: &VcekRequest) -> Option<Vec<u8>> {
-        let m = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
         req.products
             .iter()
-            .find_map(|p| m.get(&req.kds_path(*p)).cloned())
+            .find_map(|p| self.fetched.get(&req.kds_path(*p)))
     }
 
     fn lookup_store(&self, req: &VcekRequest) -> Option<Vec<u8>> {
@@ -131,7 +130,7 @@ impl SnpCollateral {
         base: String,
         req: VcekRequest,
         store: Option<Arc<dyn Store>>,
-        fetched: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+        fetched: Arc<quick_cache::sync::Cache<String, Vec<u8>>>,
     ) -> Result<(), FetchError> {
         for p in &req.products {
             let path = req.kds_path(*p);
@@ -156,7 +155,7 @@ impl SnpCollateral {
                 }
             }
             tracing::info!(%path, "fetched a VCEK from KDS");
-            remember(&fetched, path, body);
+            fetched.insert(path, body);
             return Ok(());
         }
         Err(FetchError::NotFound { url: base })

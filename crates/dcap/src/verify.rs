@@ -806,17 +806,26 @@ pub fn verify_quote_with(
 /// quote from a known platform costs its two ECDSA verifications. Entries
 /// are keyed by the SHA-256 of what was checked and used only inside the
 /// time window in which their checks hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DcapCache {
     extra_roots: Vec<[u8; 32]>,
-    collateral: std::sync::Mutex<CollateralMap>,
-    pck: std::sync::Mutex<PckMap>,
+    collateral: quick_cache::sync::Cache<[u8; 32], std::sync::Arc<CheckedCollateral>>,
+    pck: quick_cache::sync::Cache<([u8; 32], [u8; 32]), std::sync::Arc<CheckedPck>>,
 }
 
-type CollateralMap = std::collections::HashMap<[u8; 32], std::sync::Arc<CheckedCollateral>>;
-type PckMap = std::collections::HashMap<([u8; 32], [u8; 32]), std::sync::Arc<CheckedPck>>;
-
+/// Entries kept of each kind (one per platform and collateral set in
+/// practice).
 const CACHE_MAX: usize = 4096;
+
+impl Default for DcapCache {
+    fn default() -> Self {
+        Self {
+            extra_roots: Vec::new(),
+            collateral: quick_cache::sync::Cache::new(CACHE_MAX),
+            pck: quick_cache::sync::Cache::new(CACHE_MAX),
+        }
+    }
+}
 
 fn sha256_of(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -855,40 +864,20 @@ impl DcapCache {
             &collateral.pck_crl,
             &collateral.root_ca_crl,
         ]);
-        let cached = self
-            .collateral
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ckey)
-            .cloned();
-        let checked = match cached {
+        let checked = match self.collateral.get(&ckey) {
             Some(c) if c.usable_at(now).is_ok() => c,
             _ => {
                 let c = std::sync::Arc::new(collateral.check_with_roots(now, &self.extra_roots)?);
-                let mut m = self.collateral.lock().unwrap_or_else(|e| e.into_inner());
-                if m.len() >= CACHE_MAX {
-                    m.clear();
-                }
-                m.insert(ckey, c.clone());
+                self.collateral.insert(ckey, c.clone());
                 c
             }
         };
         let pkey = (sha256_of(&[&quote.signature.pck.data]), ckey);
-        let cached = self
-            .pck
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&pkey)
-            .cloned();
-        let pck = match cached {
+        let pck = match self.pck.get(&pkey) {
             Some(p) if now >= p.valid_from && now <= p.valid_until => p,
             _ => {
                 let p = std::sync::Arc::new(check_pck(quote, &checked, now)?);
-                let mut m = self.pck.lock().unwrap_or_else(|e| e.into_inner());
-                if m.len() >= CACHE_MAX {
-                    m.clear();
-                }
-                m.insert(pkey, p.clone());
+                self.pck.insert(pkey, p.clone());
                 p
             }
         };

@@ -41,7 +41,8 @@ fn main() {
     let (mut t_auth, mut t_attest, mut t_get, mut t_cached) = (0u128, 0u128, 0u128, 0u128);
     for key in &keys {
         let t = Instant::now();
-        let (ch, cookie, _) = state.auth(&Request::new(Tee::new("sample"))).unwrap();
+        let started = state.auth(&Request::new(Tee::new("sample"))).unwrap();
+        let (ch, cookie) = (started.challenge, started.cookie);
         t_auth += t.elapsed().as_nanos();
         let runtime = RuntimeData {
             nonce: ch.nonce,
@@ -50,7 +51,7 @@ fn main() {
         let rd = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap();
         let body = serde_json::to_vec(&json!({"runtime-data": runtime, "tee-evidence": {"primary_evidence": {"svn": "1", "report_data": b64::std_encode(rd)}, "additional_evidence": ""}})).unwrap();
         let t = Instant::now();
-        let (_, cookie, _) = state.attest(Some(&cookie), &body).unwrap();
+        let cookie = state.attest(Some(&cookie), &body).unwrap().cookie;
         t_attest += t.elapsed().as_nanos();
         let t = Instant::now();
         state

@@ -380,8 +380,8 @@ impl AppState {
     pub fn list_collateral(&self) -> Result<Value, ApiError> {
         let mut out = Vec::new();
         for kind in [ward_collateral::DCAP_KIND, ward_collateral::VCEK_KIND] {
-            for (key, at) in self.store().list_collateral(kind)? {
-                out.push(json!({"kind": kind, "key": key, "fetched_at": at}));
+            for c in self.store().list_collateral(kind)? {
+                out.push(json!({"kind": kind, "key": c.key, "fetched_at": c.fetched_at}));
             }
         }
         Ok(Value::Array(out))

@@ -67,7 +67,7 @@ struct ResourcePolicies {
     loaded: Option<Arc<LoadedResourcePolicies>>,
     /// The policy deciding each path, with its request data loaded and
     /// prepared.
-    per_path: HashMap<String, Arc<Policy>>,
+    per_path: quick_cache::unsync::Cache<String, Arc<Policy>>,
 }
 
 /// Compiled attestation policies by TEE, with the (policies,
@@ -97,7 +97,7 @@ impl PolicyCache {
             resource: Mutex::new(ResourcePolicies {
                 generation: -1,
                 loaded: None,
-                per_path: HashMap::new(),
+                per_path: quick_cache::unsync::Cache::new(PER_PATH_MAX),
             }),
             attestation: Mutex::new(HashMap::new()),
         }
@@ -204,7 +204,7 @@ impl PolicyCache {
                     *cache = ResourcePolicies {
                         generation: gen.policies,
                         loaded: Some(l.clone()),
-                        per_path: HashMap::new(),
+                        per_path: quick_cache::unsync::Cache::new(PER_PATH_MAX),
                     };
                 }
                 l
@@ -227,9 +227,6 @@ impl PolicyCache {
         // above); another generation installed since is left alone.
         let mut cache = self.resource.lock().unwrap_or_else(|e| e.into_inner());
         if cache.generation == gen.policies {
-            if cache.per_path.len() >= PER_PATH_MAX {
-                cache.per_path.clear();
-            }
             cache.per_path.insert(key, p.clone());
         }
         Ok(p)

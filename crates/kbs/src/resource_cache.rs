@@ -1,8 +1,7 @@
 //! Decrypted resources, cached by path while the store's resource
 //! generation is unchanged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ward_proto::ResourcePath;
 use ward_store::{Generations, Store};
@@ -16,9 +15,16 @@ use crate::state::ResourceError;
 /// another replica, changes it). Spares the store read and the envelope
 /// decryption on every first fetch of a token. The key-encryption key is in
 /// this process's memory anyway; cached plaintext is zeroed when dropped.
-#[derive(Default)]
 pub(crate) struct ResourceCache {
-    map: Mutex<HashMap<String, (i64, Plaintext)>>,
+    map: quick_cache::sync::Cache<String, (i64, Plaintext)>,
+}
+
+impl Default for ResourceCache {
+    fn default() -> Self {
+        Self {
+            map: quick_cache::sync::Cache::new(RESOURCE_CACHE_MAX),
+        }
+    }
 }
 
 /// A decrypted resource, zeroed when the last reference goes.
@@ -37,26 +43,20 @@ impl ResourceCache {
     ) -> Result<Plaintext, ApiError> {
         let path = path.to_string();
         let path = path.as_str();
-        if let Some((g, data)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
-            if *g == gen.resources {
-                return Ok(data.clone());
+        if let Some((g, data)) = self.map.get(path) {
+            if g == gen.resources {
+                return Ok(data);
             }
         }
         let Some(resource) = store.get_resource(path)? else {
             // Deleted: do not keep its old plaintext around.
-            self.map
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(path);
+            self.map.remove(path);
             return Err(ResourceError::NotFound(path.to_string()).into());
         };
         let data = Arc::new(Zeroizing::new(resource.data));
         if data.len() <= RESOURCE_CACHE_MAX_BYTES {
-            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            if m.len() >= RESOURCE_CACHE_MAX && !m.contains_key(path) {
-                m.clear();
-            }
-            m.insert(path.to_string(), (gen.resources, data.clone()));
+            self.map
+                .insert(path.to_string(), (gen.resources, data.clone()));
         }
         Ok(data)
     }

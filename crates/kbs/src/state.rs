@@ -24,6 +24,24 @@ use crate::resource_cache::ResourceCache;
 use crate::session::{self, CookieError, Session, SessionError};
 use crate::tokens::{cache_key, Credential, TokenCache, TokenEntry, TokenError, SESSION_KEY};
 
+/// A new session: its challenge and the pending-session cookie value,
+/// valid until `exp`.
+#[derive(Debug)]
+pub struct Started {
+    pub challenge: Challenge,
+    pub cookie: String,
+    pub exp: i64,
+}
+
+/// A completed attestation: the token and the attested-session cookie
+/// value, valid until `exp`.
+#[derive(Debug)]
+pub struct Attested {
+    pub token: String,
+    pub cookie: String,
+    pub exp: i64,
+}
+
 /// Why `/auth` or `/attest` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
@@ -188,7 +206,7 @@ impl AppState {
     }
 
     /// `POST /auth`: a fresh challenge and the pending-session cookie value.
-    pub fn auth(&self, req: &Request) -> Result<(Challenge, String, i64), ApiError> {
+    pub fn auth(&self, req: &Request) -> Result<Started, ApiError> {
         if req.version != PROTOCOL_VERSION {
             return Err(AttestError::ProtocolVersion {
                 version: req.version.chars().take(32).collect(),
@@ -215,14 +233,14 @@ impl AppState {
         };
         let cookie = session::seal(&self.0.keys.current(), &session)?;
         self.0.metrics.auth(req.tee.as_str());
-        Ok((
-            Challenge {
+        Ok(Started {
+            challenge: Challenge {
                 nonce,
                 extra_params: Value::String(String::new()),
             },
             cookie,
             exp,
-        ))
+        })
     }
 
     pub(crate) fn open_cookie(&self, value: &str) -> Result<Session, ApiError> {
@@ -238,11 +256,7 @@ impl AppState {
 
     /// `POST /attest`: verify, appraise, issue a token; returns the token and
     /// the attested-session cookie value with its expiry.
-    pub fn attest(
-        &self,
-        cookie: Option<&str>,
-        body: &[u8],
-    ) -> Result<(String, String, i64), ApiError> {
+    pub fn attest(&self, cookie: Option<&str>, body: &[u8]) -> Result<Attested, ApiError> {
         let cookie = cookie.ok_or(SessionError::Missing)?;
         // Read before any key is used: see `TokenEntry::ring`.
         let ring = self.0.keys.retirements();
@@ -277,7 +291,7 @@ impl AppState {
             },
         )?;
         self.0.tokens.insert(cache_key(SESSION_KEY, &cookie), entry);
-        Ok((token, cookie, exp))
+        Ok(Attested { token, cookie, exp })
     }
 
     fn attest_verified(
@@ -338,7 +352,7 @@ impl AppState {
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             ring,
-            responses: Default::default(),
+            responses: crate::tokens::responses(),
         });
         Ok((status, token, entry))
     }

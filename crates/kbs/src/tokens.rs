@@ -111,7 +111,7 @@ impl AppState {
             exp,
             recipient,
             ring,
-            responses: Mutex::new(HashMap::new()),
+            responses: responses(),
         });
         // Cached under the credential presented: the cookie value, or the
         // token text (see `TokenCache`).
@@ -162,11 +162,20 @@ pub(crate) struct TokenEntry {
     /// before the credential was verified: if a key has left a ring since,
     /// the entry is not trusted until verified again.
     pub ring: u64,
-    pub(crate) responses: Mutex<HashMap<String, (Generations, Bytes)>>,
+    pub(crate) responses: Mutex<Responses>,
 }
 
 /// Resources remembered per token at most.
 const RESPONSES_PER_TOKEN: usize = 32;
+
+/// Released resources of one token by path, with the generations they
+/// were computed at.
+pub(crate) type Responses = quick_cache::unsync::Cache<String, (Generations, Bytes)>;
+
+/// An empty [`Responses`].
+pub(crate) fn responses() -> Mutex<Responses> {
+    Mutex::new(Responses::new(RESPONSES_PER_TOKEN))
+}
 
 impl TokenEntry {
     pub(crate) fn cached(&self, path: &str, gen: &Generations) -> Option<Bytes> {
@@ -181,9 +190,6 @@ impl TokenEntry {
 
     pub(crate) fn remember(&self, path: &str, gen: Generations, body: Bytes) {
         let mut r = self.responses.lock().unwrap_or_else(|e| e.into_inner());
-        if r.len() >= RESPONSES_PER_TOKEN && !r.contains_key(path) {
-            r.clear();
-        }
         r.insert(path.to_string(), (gen, body));
     }
 }
@@ -312,7 +318,7 @@ mod tests {
             exp,
             recipient: Recipient::from_jwk(&key.public_jwk()).unwrap(),
             ring: 0,
-            responses: Default::default(),
+            responses: responses(),
         })
     }
 

@@ -13,7 +13,7 @@
 //! This crate knows nothing about HTTP, storage or evidence formats.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use regorus::Engine;
 use serde_json::Value;
@@ -163,7 +163,7 @@ struct Memo {
     paths: Option<Vec<Vec<String>>>,
     /// The same paths as engine values, for walking an [`Input`].
     engine_paths: Option<Vec<Vec<regorus::Value>>>,
-    results: Mutex<HashMap<Vec<u8>, Memoized>>,
+    results: quick_cache::sync::Cache<Vec<u8>, Memoized>,
 }
 
 /// A policy input that can be read at a path without being converted whole:
@@ -228,7 +228,7 @@ impl Memo {
                     .collect()
             }),
             paths,
-            results: Mutex::new(HashMap::new()),
+            results: quick_cache::sync::Cache::new(MEMO_MAX),
         }
     }
 
@@ -236,7 +236,7 @@ impl Memo {
         Self {
             paths: self.paths.clone(),
             engine_paths: self.engine_paths.clone(),
-            results: Mutex::new(HashMap::new()),
+            results: quick_cache::sync::Cache::new(MEMO_MAX),
         }
     }
 
@@ -284,26 +284,17 @@ impl Memo {
     }
 
     fn get(&self, key: &Option<Vec<u8>>) -> Option<Memoized> {
-        let key = key.as_ref()?;
-        self.results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.results.get(key.as_ref()?)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.results.lock().unwrap().len()
+        self.results.len()
     }
 
     fn put(&self, key: Option<Vec<u8>>, value: Memoized) {
         let Some(key) = key else { return };
-        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
-        if results.len() >= MEMO_MAX {
-            results.clear();
-        }
-        results.insert(key, value);
+        self.results.insert(key, value);
     }
 }
 
@@ -850,17 +841,23 @@ mod tests {
     }
 
     #[test]
-    fn a_full_memo_starts_over() {
+    fn a_full_memo_stays_bounded_and_keeps_recent_verdicts() {
         let p = Policy::compile(
             "f",
             "package policy\nimport rego.v1\nallow if input.n > 0\n",
             "policy",
         )
         .unwrap();
-        for n in 0..MEMO_MAX as i64 + 5 {
+        let total = 2 * MEMO_MAX as i64;
+        for n in 0..total {
             assert_eq!(p.eval_bool(&json!({"n": n}), "allow").unwrap(), n > 0);
         }
-        assert_eq!(p.memo.len(), 5);
+        let kept = p.memo.len();
+        assert!((MEMO_MAX / 2..=MEMO_MAX).contains(&kept), "{kept}");
+        // Answers stay right whether remembered or evaluated again.
+        for n in [0, 1, total - 1] {
+            assert_eq!(p.eval_bool(&json!({"n": n}), "allow").unwrap(), n > 0);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod jwk;
 pub mod jwt;
 pub mod kbs;
 pub mod resource;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod times;
 

@@ -188,7 +188,7 @@ pub trait Store: Send + Sync {
     fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()>;
     fn get_collateral(&self, kind: &str, key: &str) -> Result<Option<Collateral>>;
     /// Keys and fetch times of one kind.
-    fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>>;
+    fn list_collateral(&self, kind: &str) -> Result<Vec<CollateralEntry>>;
 
     /// Record that the single-use value `nonce` (an attestation challenge)
     /// has been answered, until `expires_at` (Unix seconds, fixed for the
@@ -206,6 +206,13 @@ pub trait Store: Send + Sync {
     /// room left on the disk (an error naming the path when it is full).
     /// Cheap enough for a readiness probe.
     fn check_writable(&self, now: i64) -> Result<()>;
+}
+
+/// One collateral document in a listing: its key and when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollateralEntry {
+    pub key: String,
+    pub fetched_at: i64,
 }
 
 /// A cached collateral document.

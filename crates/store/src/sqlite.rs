@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    Collateral, Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource, ResourceMeta,
-    Result, Store, StoreError, StoredPolicy,
+    Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource,
+    ResourceMeta, Result, Store, StoreError, StoredPolicy,
 };
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
@@ -591,13 +591,18 @@ impl Store for SqliteStore {
         .map_err(db)
     }
 
-    fn list_collateral(&self, kind: &str) -> Result<Vec<(String, i64)>> {
+    fn list_collateral(&self, kind: &str) -> Result<Vec<CollateralEntry>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached("SELECT key, fetched_at FROM collateral WHERE kind = ?1 ORDER BY key")
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![kind], |r| {
+                Ok(CollateralEntry {
+                    key: r.get(0)?,
+                    fetched_at: r.get(1)?,
+                })
+            })
             .map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }

@@ -207,7 +207,11 @@ fn collateral_cache_overwrites_and_persists() {
     let c = s.get_collateral("snp.vcek", "a").unwrap().unwrap();
     assert_eq!((c.body.as_slice(), c.fetched_at), (&b"two"[..], 20));
     assert_eq!(
-        s.list_collateral("snp.vcek").unwrap(),
+        s.list_collateral("snp.vcek")
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.key, c.fetched_at))
+            .collect::<Vec<_>>(),
         vec![("a".to_string(), 20), ("b".to_string(), 30)]
     );
 }

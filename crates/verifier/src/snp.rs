@@ -5,8 +5,7 @@
 //! The VCEK/VLEK comes from the evidence's certificate table.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use ward_proto::kbs::TeeEvidence;
 use ward_snp::certs::AmdCert;
 use ward_snp::evidence::parse_evidence;
@@ -116,11 +115,15 @@ pub struct SnpVerifier {
     /// Simulator roots the configuration explicitly trusts.
     simulated: Vec<ExtraRoot>,
     /// Verified chains by SHA-256 of the VCEK/VLEK DER.
-    cache: Arc<Mutex<HashMap<[u8; 32], Arc<VerifiedChain>>>>,
+    cache: Arc<quick_cache::sync::Cache<[u8; 32], Arc<VerifiedChain>>>,
 }
 
 /// Verified chains kept at most (one per chip and TCB in practice).
 const CHAIN_CACHE_MAX: usize = 4096;
+
+fn chain_cache() -> Arc<quick_cache::sync::Cache<[u8; 32], Arc<VerifiedChain>>> {
+    Arc::new(quick_cache::sync::Cache::new(CHAIN_CACHE_MAX))
+}
 
 /// AMD's published VCEK chains (ASK, then ARK) for Milan, Genoa and Turin,
 /// as AMD KDS serves them at `/vcek/v1/{product}/cert_chain` and as the
@@ -194,7 +197,7 @@ impl Default for SnpVerifier {
             chains: Vec::new(),
             bundled_veks: Vec::new(),
             simulated: Vec::new(),
-            cache: Default::default(),
+            cache: chain_cache(),
         })
     }
 }
@@ -260,7 +263,7 @@ impl SnpVerifier {
             chains,
             bundled_veks,
             simulated,
-            cache: Default::default(),
+            cache: chain_cache(),
             vcek_source: None,
         })
     }
@@ -326,21 +329,11 @@ impl SnpVerifier {
             .as_ref()
             .try_into()
             .unwrap_or([0; 32]);
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
-            .cloned();
-        let chain = match cached {
+        let chain = match self.cache.get(&digest) {
             Some(c) if c.valid_at(now) => c,
             _ => {
                 let c = Arc::new(self.verify_chain_of(vek, now)?);
-                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= CHAIN_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(digest, c.clone());
+                self.cache.insert(digest, c.clone());
                 c
             }
         };

@@ -102,8 +102,8 @@ async fn auth(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<Request>,
 ) -> Result<Response, ApiError> {
-    let (challenge, cookie, exp) = state.auth(&req)?;
-    with_cookie(Json(challenge).into_response(), &state, &cookie, exp)
+    let s = state.auth(&req)?;
+    with_cookie(Json(s.challenge).into_response(), &state, &s.cookie, s.exp)
 }
 
 async fn attest(
@@ -116,7 +116,7 @@ async fn attest(
     // without blocking the worker, up to the attestation's own deadline.
     let deadline = tokio::time::Instant::now() + state.settings().collateral_wait;
     let mut rounds = 0;
-    let (token, cookie, exp) = loop {
+    let done = loop {
         let pending = match state.attest(cookie, &b) {
             Err(e) if rounds < 4 => match e.collateral_pending() {
                 Some((key, what)) => (key.to_string(), what.to_string()),
@@ -134,12 +134,8 @@ async fn attest(
             .into());
         }
     };
-    with_cookie(
-        Json(AttestationToken { token }).into_response(),
-        &state,
-        &cookie,
-        exp,
-    )
+    let body = Json(AttestationToken { token: done.token }).into_response();
+    with_cookie(body, &state, &done.cookie, done.exp)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
