@@ -16,12 +16,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc: the service allocates many short-lived buffers across threads.
-/// Measured with `ward bench --mode flow` (alternated runs, same machine):
-/// glibc malloc cost ~12% of a flow's CPU; against mimalloc, jemalloc takes
-/// 5–10% less CPU per flow, and after a burst it gives memory back (see
-/// `return_free_memory`) down to 18.6 MiB resident where mimalloc kept
-/// 27.6 MiB.
+/// jemalloc: the service allocates many short-lived buffers across
+/// threads, and jemalloc gives memory back after a burst (see
+/// `return_free_memory`). Measurements: README, "Measuring".
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -612,8 +612,8 @@ impl Store for SqliteStore {
         // record is visible to every connection and process at once and
         // survives a crash of this process, but is flushed to disk only with
         // the next flushed commit or checkpoint, so a power loss may forget
-        // the last ones (whose sessions expire within minutes anyway). An
-        // fsync per attestation cost more than half again the flow's CPU.
+        // the last ones (whose sessions expire within minutes anyway), and
+        // an attestation does not wait for an fsync.
         let conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn
             .prepare_cached(
