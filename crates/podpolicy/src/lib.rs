@@ -5,6 +5,7 @@
 //!
 //! This crate does no network IO; image metadata is given to it.
 
+pub mod container;
 pub mod env;
 pub mod settings;
 pub mod workload;
