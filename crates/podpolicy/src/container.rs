@@ -241,7 +241,7 @@ pub fn user(
             image
                 .group
                 .iter()
-                .filter(|g| g.members.iter().any(|m| *m == n))
+                .filter(|g| g.members.contains(&n))
                 .map(|g| g.gid),
         );
     }
