@@ -1,0 +1,484 @@
+//! An OCI image layout directory (OCI image spec, "Image Layout"):
+//! `oci-layout`, `index.json` and `blobs/<algorithm>/<encoded>`. A
+//! reference names a manifest by its `org.opencontainers.image.ref.name`
+//! annotation; an index (or a Docker manifest list) is resolved for one
+//! platform. Every blob is read against its descriptor's digest and size.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::blob::{BlobError, Digest};
+use crate::layers::{LayerError, UserDatabases};
+
+/// Manifests, indexes and configs larger than this are refused.
+const MAX_JSON: u64 = 4 * 1024 * 1024;
+/// How deep indexes may nest.
+const MAX_DEPTH: usize = 4;
+
+/// The platform an index is resolved for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    /// linux/amd64.
+    fn default() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl Platform {
+    /// `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split('/');
+        let os = it.next().filter(|s| !s.is_empty())?.to_string();
+        let architecture = it.next().filter(|s| !s.is_empty())?.to_string();
+        let variant = it.next().map(str::to_string);
+        it.next().is_none().then_some(Self {
+            os,
+            architecture,
+            variant,
+        })
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the policy needs of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    /// The digest of the (platform) manifest: what the policy pins.
+    pub manifest_digest: Digest,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    /// Layer digests (compressed, as in the manifest), lowest first.
+    pub layers: Vec<Digest>,
+    pub user_databases: UserDatabases,
+}
+
+/// Why an image could not be read from a layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    #[error("{}: not an OCI image layout: {reason}", path.display())]
+    NotLayout { path: PathBuf, reason: String },
+    #[error("{what} {digest}: {reason}")]
+    Json {
+        what: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("media type {media_type:?} of {digest} is neither a manifest nor an index")]
+    MediaType { media_type: String, digest: String },
+}
+
+/// An image layout on disk.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    dir: PathBuf,
+    index: ImageIndex,
+}
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+impl Layout {
+    pub fn open(dir: &Path) -> Result<Self, LayoutError> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| LayoutError::NotLayout {
+                path: dir.to_path_buf(),
+                reason: format!("{name}: {e}"),
+            })
+        };
+        let marker: serde_json::Value =
+            serde_json::from_slice(&read("oci-layout")?).map_err(|e| LayoutError::NotLayout {
+                path: dir.to_path_buf(),
+                reason: format!("oci-layout: {e}"),
+            })?;
+        if marker["imageLayoutVersion"] != "1.0.0" {
+            return Err(LayoutError::NotLayout {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "imageLayoutVersion {} (1.0.0 expected)",
+                    marker["imageLayoutVersion"]
+                ),
+            });
+        }
+        let index = ImageIndex::from_reader(&read("index.json")?[..]).map_err(|e| {
+            LayoutError::NotLayout {
+                path: dir.to_path_buf(),
+                reason: format!("index.json: {e}"),
+            }
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            index,
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs").join(d.algorithm()).join(d.hex())
+    }
+
+    fn open_blob(&self, d: &Digest) -> Result<std::fs::File, LayoutError> {
+        let p = self.blob_path(d);
+        std::fs::File::open(&p).map_err(|e| LayoutError::Io {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+
+    fn json_blob(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), LayoutError> {
+        let d = Digest::parse(desc.digest().as_ref())?;
+        let data = d.read_verified(self.open_blob(&d)?, Some(desc.size()), MAX_JSON)?;
+        Ok((d, data))
+    }
+
+    /// The image `reference` names (its `ref.name` annotation, or the tag
+    /// of `name:tag`), or the layout's only image when `None`, resolved for
+    /// `platform`.
+    pub fn image(
+        &self,
+        reference: Option<&str>,
+        platform: &Platform,
+    ) -> Result<ImageMeta, LayoutError> {
+        const REF: &str = "org.opencontainers.image.ref.name";
+        let named = |d: &&Descriptor| {
+            let Some(r) = reference else { return true };
+            let name = d.annotations().as_ref().and_then(|a| a.get(REF));
+            let tag = r
+                .rsplit_once(':')
+                .map(|(_, t)| t)
+                .filter(|t| !t.contains('/'));
+            name.is_some_and(|n| n == r || Some(n.as_str()) == tag)
+        };
+        let found: Vec<&Descriptor> = self.index.manifests().iter().filter(named).collect();
+        let desc = match (found.as_slice(), reference) {
+            ([one], _) => *one,
+            ([], Some(r)) => {
+                return Err(LayoutError::NotFound(format!(
+                    "{}: no image named {r:?}",
+                    self.dir.display()
+                )))
+            }
+            ([], None) => {
+                return Err(LayoutError::NotFound(format!(
+                    "{}: no image",
+                    self.dir.display()
+                )))
+            }
+            (_, _) => {
+                return Err(LayoutError::NotFound(format!(
+                    "{}: {} images; name one (ref.name annotation)",
+                    self.dir.display(),
+                    found.len()
+                )))
+            }
+        };
+        self.resolve(desc, platform, 0)
+    }
+
+    fn resolve(
+        &self,
+        desc: &Descriptor,
+        platform: &Platform,
+        depth: usize,
+    ) -> Result<ImageMeta, LayoutError> {
+        let media_type = desc.media_type().to_string();
+        let (digest, data) = self.json_blob(desc)?;
+        let json_err = |what, e: &dyn std::fmt::Display| LayoutError::Json {
+            what,
+            digest: digest.to_string(),
+            reason: e.to_string(),
+        };
+        if INDEX_TYPES.contains(&media_type.as_str()) {
+            if depth >= MAX_DEPTH {
+                return Err(json_err("index", &"indexes nest too deep"));
+            }
+            let index = ImageIndex::from_reader(&data[..]).map_err(|e| json_err("index", &e))?;
+            let chosen = index
+                .manifests()
+                .iter()
+                .find(|m| {
+                    m.platform().as_ref().is_some_and(|p| {
+                        p.os().to_string() == platform.os
+                            && p.architecture().to_string() == platform.architecture
+                            && (platform.variant.is_none()
+                                || p.variant().as_deref() == platform.variant.as_deref())
+                    })
+                })
+                .ok_or_else(|| {
+                    let offered: Vec<String> = index
+                        .manifests()
+                        .iter()
+                        .filter_map(|m| m.platform().as_ref())
+                        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+                        .collect();
+                    LayoutError::NotFound(format!(
+                        "index {digest} has no manifest for {platform} (it has {})",
+                        offered.join(", ")
+                    ))
+                })?;
+            return self.resolve(chosen, platform, depth + 1);
+        }
+        if !MANIFEST_TYPES.contains(&media_type.as_str()) {
+            return Err(LayoutError::MediaType {
+                media_type,
+                digest: digest.to_string(),
+            });
+        }
+        let manifest =
+            ImageManifest::from_reader(&data[..]).map_err(|e| json_err("manifest", &e))?;
+        let (config_digest, config) = self.json_blob(manifest.config())?;
+        let config =
+            ImageConfiguration::from_reader(&config[..]).map_err(|e| LayoutError::Json {
+                what: "config",
+                digest: config_digest.to_string(),
+                reason: e.to_string(),
+            })?;
+        let c = config.config().clone().unwrap_or_default();
+        let mut dbs = UserDatabases::default();
+        let mut layers = Vec::new();
+        for l in manifest.layers() {
+            let d = Digest::parse(l.digest().as_ref())?;
+            let mut r = VerifyingReader::new(self.open_blob(&d)?, &d);
+            dbs.apply(&d.to_string(), l.media_type().as_ref(), &mut r)?;
+            r.finish(l.size())?;
+            layers.push(d);
+        }
+        Ok(ImageMeta {
+            manifest_digest: digest,
+            env: c.env().clone().unwrap_or_default(),
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().unwrap_or_default(),
+            user: c.user().clone().unwrap_or_default(),
+            layers,
+            user_databases: dbs,
+        })
+    }
+}
+
+/// Hashes what is read through it; [`VerifyingReader::finish`] reads the
+/// rest and checks digest and size, so a layer is trusted only whole.
+pub(crate) struct VerifyingReader<R> {
+    inner: R,
+    ctx: aws_lc_rs::digest::Context,
+    digest: Digest,
+    read: u64,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    pub(crate) fn new(inner: R, digest: &Digest) -> Self {
+        let alg = if digest.algorithm() == "sha512" {
+            &aws_lc_rs::digest::SHA512
+        } else {
+            &aws_lc_rs::digest::SHA256
+        };
+        Self {
+            inner,
+            ctx: aws_lc_rs::digest::Context::new(alg),
+            digest: digest.clone(),
+            read: 0,
+        }
+    }
+
+    pub(crate) fn finish(mut self, size: u64) -> Result<(), BlobError> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| BlobError::Io {
+            digest: self.digest.to_string(),
+            reason: e.to_string(),
+        })?;
+        if self.read != size {
+            return Err(BlobError::Size {
+                digest: self.digest.to_string(),
+                expected: size,
+                actual: self.read,
+            });
+        }
+        let actual = hex::encode(self.ctx.finish().as_ref());
+        if actual != self.digest.hex() {
+            return Err(BlobError::Mismatch {
+                digest: self.digest.to_string(),
+                actual: format!("{}:{actual}", self.digest.algorithm()),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.ctx.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::layers::tests::{gzip, tar, GZIP};
+
+    /// Write `data` as a blob; its descriptor JSON.
+    fn blob(dir: &Path, media_type: &str, data: &[u8]) -> serde_json::Value {
+        let d = Digest::sha256_of(data);
+        let p = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join(d.hex()), data).unwrap();
+        json!({"mediaType": media_type, "digest": d.to_string(), "size": data.len()})
+    }
+
+    fn image(dir: &Path, user: &str, passwd: &[u8]) -> serde_json::Value {
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Entrypoint": ["/e"], "Cmd": ["c"], "WorkingDir": "/w", "User": user},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        });
+        let c = blob(
+            dir,
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().as_bytes(),
+        );
+        let l = blob(dir, GZIP, &gzip(&tar(&[("etc/passwd", Some(passwd))])));
+        let m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": c, "layers": [l]});
+        blob(
+            dir,
+            "application/vnd.oci.image.manifest.v1+json",
+            m.to_string().as_bytes(),
+        )
+    }
+
+    fn layout(dir: &Path, manifests: Vec<serde_json::Value>) {
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    #[test]
+    fn resolves_an_index_for_the_platform_and_reads_config_and_users() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let mut amd = image(d, "app", b"app:x:7:7::/:/bin/sh\n");
+        amd["platform"] = json!({"os": "linux", "architecture": "amd64"});
+        let mut arm = image(d, "root", b"root:x:0:0::/:/bin/sh\n");
+        arm["platform"] = json!({"os": "linux", "architecture": "arm64"});
+        let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [arm, amd.clone()]});
+        let mut top = blob(
+            d,
+            "application/vnd.oci.image.index.v1+json",
+            idx.to_string().as_bytes(),
+        );
+        top["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
+        layout(d, vec![top]);
+
+        let l = Layout::open(d).unwrap();
+        let m = l
+            .image(Some("example.com/app:v1"), &Platform::default())
+            .unwrap();
+        assert_eq!(m.manifest_digest.to_string(), amd["digest"]);
+        assert_eq!((m.user.as_str(), m.working_dir.as_str()), ("app", "/w"));
+        assert_eq!(
+            (m.entrypoint.clone(), m.cmd.clone(), m.env.clone()),
+            (
+                vec!["/e".to_string()],
+                vec!["c".to_string()],
+                vec!["PATH=/bin".to_string()]
+            )
+        );
+        assert_eq!(
+            m.user_databases.passwd.as_deref(),
+            Some(&b"app:x:7:7::/:/bin/sh\n"[..])
+        );
+        let arm = l
+            .image(None, &Platform::parse("linux/arm64").unwrap())
+            .unwrap();
+        assert_eq!(arm.user, "root");
+
+        let e = l
+            .image(None, &Platform::parse("linux/s390x").unwrap())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no manifest for linux/s390x (it has linux/arm64, linux/amd64)"),
+            "{e}"
+        );
+        let e = l.image(Some("v2"), &Platform::default()).unwrap_err();
+        assert!(e.to_string().contains("no image named \"v2\""), "{e}");
+    }
+
+    #[test]
+    fn a_blob_that_does_not_match_its_digest_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let m = image(d, "app", b"app:x:7:7::/:/bin/sh\n");
+        layout(d, vec![m]);
+        // Corrupt the layer (the gzip blob): its digest no longer matches.
+        let blobs = d.join("blobs/sha256");
+        for e in std::fs::read_dir(&blobs).unwrap() {
+            let p = e.unwrap().path();
+            let data = std::fs::read(&p).unwrap();
+            if data.starts_with(&[0x1f, 0x8b]) {
+                let mut bad = gzip(&tar(&[("etc/passwd", Some(b"evil:x:0:0::/:/bin/sh\n"))]));
+                bad.truncate(bad.len());
+                std::fs::write(&p, bad).unwrap();
+            }
+        }
+        let e = Layout::open(d)
+            .unwrap()
+            .image(None, &Platform::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LayoutError::Blob(BlobError::Mismatch { .. } | BlobError::Size { .. })
+            ),
+            "{e}"
+        );
+
+        assert!(matches!(
+            Layout::open(&d.join("nope")),
+            Err(LayoutError::NotLayout { .. })
+        ));
+        assert_eq!(Platform::parse("linux"), None);
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+    }
+}

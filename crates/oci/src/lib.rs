@@ -1,0 +1,17 @@
+//! OCI images as the policy generator needs them: which manifest a
+//! reference names (an index or Docker manifest list resolved for one
+//! platform), the image's configuration (Env, Entrypoint, Cmd, WorkingDir,
+//! User), and its `/etc/passwd` and `/etc/group` read through the layers
+//! with whiteouts honoured. Every blob is checked against its digest and
+//! size before it is used.
+//!
+//! Sources: an OCI image layout directory ([`layout`]); registries come
+//! next.
+
+pub mod blob;
+pub mod layers;
+pub mod layout;
+
+pub use blob::{BlobError, Digest};
+pub use layers::UserDatabases;
+pub use layout::{ImageMeta, Layout, Platform};
