@@ -76,9 +76,9 @@ pub struct ImageMeta {
     pub user_databases: UserDatabases,
 }
 
-/// Why an image could not be read from a layout.
+/// Why an image could not be read (from a layout or a registry).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LayoutError {
+pub enum ImageError {
     #[error("{}: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
     #[error("{}: not an OCI image layout: {reason}", path.display())]
@@ -97,6 +97,16 @@ pub enum LayoutError {
     NotFound(String),
     #[error("media type {media_type:?} of {digest} is neither a manifest nor an index")]
     MediaType { media_type: String, digest: String },
+    /// The registry could not be reached, or did not answer in time.
+    #[error("{url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The registry refused the credentials (or has none for us).
+    #[error("{url}: {reason}")]
+    Unauthorized { url: String, reason: String },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// An image layout on disk.
@@ -106,30 +116,30 @@ pub struct Layout {
     index: ImageIndex,
 }
 
-const INDEX_TYPES: [&str; 2] = [
+pub(crate) const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
-const MANIFEST_TYPES: [&str; 2] = [
+pub(crate) const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
 impl Layout {
-    pub fn open(dir: &Path) -> Result<Self, LayoutError> {
+    pub fn open(dir: &Path) -> Result<Self, ImageError> {
         let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| LayoutError::NotLayout {
+            std::fs::read(dir.join(name)).map_err(|e| ImageError::NotLayout {
                 path: dir.to_path_buf(),
                 reason: format!("{name}: {e}"),
             })
         };
         let marker: serde_json::Value =
-            serde_json::from_slice(&read("oci-layout")?).map_err(|e| LayoutError::NotLayout {
+            serde_json::from_slice(&read("oci-layout")?).map_err(|e| ImageError::NotLayout {
                 path: dir.to_path_buf(),
                 reason: format!("oci-layout: {e}"),
             })?;
         if marker["imageLayoutVersion"] != "1.0.0" {
-            return Err(LayoutError::NotLayout {
+            return Err(ImageError::NotLayout {
                 path: dir.to_path_buf(),
                 reason: format!(
                     "imageLayoutVersion {} (1.0.0 expected)",
@@ -138,7 +148,7 @@ impl Layout {
             });
         }
         let index = ImageIndex::from_reader(&read("index.json")?[..]).map_err(|e| {
-            LayoutError::NotLayout {
+            ImageError::NotLayout {
                 path: dir.to_path_buf(),
                 reason: format!("index.json: {e}"),
             }
@@ -153,15 +163,15 @@ impl Layout {
         self.dir.join("blobs").join(d.algorithm()).join(d.hex())
     }
 
-    fn open_blob(&self, d: &Digest) -> Result<std::fs::File, LayoutError> {
+    fn open_blob(&self, d: &Digest) -> Result<std::fs::File, ImageError> {
         let p = self.blob_path(d);
-        std::fs::File::open(&p).map_err(|e| LayoutError::Io {
+        std::fs::File::open(&p).map_err(|e| ImageError::Io {
             path: p,
             reason: e.to_string(),
         })
     }
 
-    fn json_blob(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), LayoutError> {
+    fn json_blob(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), ImageError> {
         let d = Digest::parse(desc.digest().as_ref())?;
         let data = d.read_verified(self.open_blob(&d)?, Some(desc.size()), MAX_JSON)?;
         Ok((d, data))
@@ -174,7 +184,7 @@ impl Layout {
         &self,
         reference: Option<&str>,
         platform: &Platform,
-    ) -> Result<ImageMeta, LayoutError> {
+    ) -> Result<ImageMeta, ImageError> {
         const REF: &str = "org.opencontainers.image.ref.name";
         let named = |d: &&Descriptor| {
             let Some(r) = reference else { return true };
@@ -189,19 +199,19 @@ impl Layout {
         let desc = match (found.as_slice(), reference) {
             ([one], _) => *one,
             ([], Some(r)) => {
-                return Err(LayoutError::NotFound(format!(
+                return Err(ImageError::NotFound(format!(
                     "{}: no image named {r:?}",
                     self.dir.display()
                 )))
             }
             ([], None) => {
-                return Err(LayoutError::NotFound(format!(
+                return Err(ImageError::NotFound(format!(
                     "{}: no image",
                     self.dir.display()
                 )))
             }
             (_, _) => {
-                return Err(LayoutError::NotFound(format!(
+                return Err(ImageError::NotFound(format!(
                     "{}: {} images; name one (ref.name annotation)",
                     self.dir.display(),
                     found.len()
@@ -216,80 +226,124 @@ impl Layout {
         desc: &Descriptor,
         platform: &Platform,
         depth: usize,
-    ) -> Result<ImageMeta, LayoutError> {
-        let media_type = desc.media_type().to_string();
+    ) -> Result<ImageMeta, ImageError> {
         let (digest, data) = self.json_blob(desc)?;
-        let json_err = |what, e: &dyn std::fmt::Display| LayoutError::Json {
-            what,
-            digest: digest.to_string(),
-            reason: e.to_string(),
-        };
-        if INDEX_TYPES.contains(&media_type.as_str()) {
-            if depth >= MAX_DEPTH {
-                return Err(json_err("index", &"indexes nest too deep"));
-            }
-            let index = ImageIndex::from_reader(&data[..]).map_err(|e| json_err("index", &e))?;
-            let chosen = index
-                .manifests()
-                .iter()
-                .find(|m| {
-                    m.platform().as_ref().is_some_and(|p| {
-                        p.os().to_string() == platform.os
-                            && p.architecture().to_string() == platform.architecture
-                            && (platform.variant.is_none()
-                                || p.variant().as_deref() == platform.variant.as_deref())
-                    })
-                })
-                .ok_or_else(|| {
-                    let offered: Vec<String> = index
-                        .manifests()
-                        .iter()
-                        .filter_map(|m| m.platform().as_ref())
-                        .map(|p| format!("{}/{}", p.os(), p.architecture()))
-                        .collect();
-                    LayoutError::NotFound(format!(
-                        "index {digest} has no manifest for {platform} (it has {})",
-                        offered.join(", ")
-                    ))
-                })?;
-            return self.resolve(chosen, platform, depth + 1);
-        }
-        if !MANIFEST_TYPES.contains(&media_type.as_str()) {
-            return Err(LayoutError::MediaType {
-                media_type,
-                digest: digest.to_string(),
-            });
-        }
-        let manifest =
-            ImageManifest::from_reader(&data[..]).map_err(|e| json_err("manifest", &e))?;
-        let (config_digest, config) = self.json_blob(manifest.config())?;
-        let config =
-            ImageConfiguration::from_reader(&config[..]).map_err(|e| LayoutError::Json {
-                what: "config",
-                digest: config_digest.to_string(),
-                reason: e.to_string(),
-            })?;
-        let c = config.config().clone().unwrap_or_default();
-        let mut dbs = UserDatabases::default();
-        let mut layers = Vec::new();
-        for l in manifest.layers() {
-            let d = Digest::parse(l.digest().as_ref())?;
-            let mut r = VerifyingReader::new(self.open_blob(&d)?, &d);
-            dbs.apply(&d.to_string(), l.media_type().as_ref(), &mut r)?;
-            r.finish(l.size())?;
-            layers.push(d);
-        }
-        Ok(ImageMeta {
-            manifest_digest: digest,
-            env: c.env().clone().unwrap_or_default(),
-            entrypoint: c.entrypoint().clone().unwrap_or_default(),
-            cmd: c.cmd().clone().unwrap_or_default(),
-            working_dir: c.working_dir().clone().unwrap_or_default(),
-            user: c.user().clone().unwrap_or_default(),
-            layers,
-            user_databases: dbs,
-        })
+        resolve(
+            self,
+            desc.media_type().as_ref(),
+            digest,
+            &data,
+            platform,
+            depth,
+        )
     }
+}
+
+/// Where an image's blobs come from (a layout, a registry).
+pub(crate) trait Source {
+    /// A manifest, index or config blob of `desc`, checked against it.
+    fn json(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), ImageError>;
+    /// The bytes of layer `digest` as stored (compressed), unchecked: the
+    /// caller checks them as it reads.
+    fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError>;
+}
+
+impl Source for Layout {
+    fn json(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), ImageError> {
+        self.json_blob(desc)
+    }
+
+    fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError> {
+        Ok(Box::new(self.open_blob(digest)?))
+    }
+}
+
+/// The image of manifest or index `data` (of `media_type`, with `digest`)
+/// for `platform`, its blobs from `source`.
+pub(crate) fn resolve(
+    source: &dyn Source,
+    media_type: &str,
+    digest: Digest,
+    data: &[u8],
+    platform: &Platform,
+    depth: usize,
+) -> Result<ImageMeta, ImageError> {
+    let json_err = |what, e: &dyn std::fmt::Display| ImageError::Json {
+        what,
+        digest: digest.to_string(),
+        reason: e.to_string(),
+    };
+    if INDEX_TYPES.contains(&media_type) {
+        if depth >= MAX_DEPTH {
+            return Err(json_err("index", &"indexes nest too deep"));
+        }
+        let index = ImageIndex::from_reader(data).map_err(|e| json_err("index", &e))?;
+        let chosen = index
+            .manifests()
+            .iter()
+            .find(|m| {
+                m.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == platform.os
+                        && p.architecture().to_string() == platform.architecture
+                        && (platform.variant.is_none()
+                            || p.variant().as_deref() == platform.variant.as_deref())
+                })
+            })
+            .ok_or_else(|| {
+                let offered: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .filter_map(|m| m.platform().as_ref())
+                    .map(|p| format!("{}/{}", p.os(), p.architecture()))
+                    .collect();
+                ImageError::NotFound(format!(
+                    "index {digest} has no manifest for {platform} (it has {})",
+                    offered.join(", ")
+                ))
+            })?;
+        let (d, data) = source.json(chosen)?;
+        return resolve(
+            source,
+            chosen.media_type().as_ref(),
+            d,
+            &data,
+            platform,
+            depth + 1,
+        );
+    }
+    if !MANIFEST_TYPES.contains(&media_type) {
+        return Err(ImageError::MediaType {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+        });
+    }
+    let manifest = ImageManifest::from_reader(data).map_err(|e| json_err("manifest", &e))?;
+    let (config_digest, config) = source.json(manifest.config())?;
+    let config = ImageConfiguration::from_reader(&config[..]).map_err(|e| ImageError::Json {
+        what: "config",
+        digest: config_digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    let c = config.config().clone().unwrap_or_default();
+    let mut dbs = UserDatabases::default();
+    let mut layers = Vec::new();
+    for l in manifest.layers() {
+        let d = Digest::parse(l.digest().as_ref())?;
+        let mut r = VerifyingReader::new(source.layer(&d)?, &d);
+        dbs.apply(&d.to_string(), l.media_type().as_ref(), &mut r)?;
+        r.finish(l.size())?;
+        layers.push(d);
+    }
+    Ok(ImageMeta {
+        manifest_digest: digest,
+        env: c.env().clone().unwrap_or_default(),
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        user: c.user().clone().unwrap_or_default(),
+        layers,
+        user_databases: dbs,
+    })
 }
 
 /// Hashes what is read through it; [`VerifyingReader::finish`] reads the
@@ -466,14 +520,14 @@ mod tests {
         assert!(
             matches!(
                 e,
-                LayoutError::Blob(BlobError::Mismatch { .. } | BlobError::Size { .. })
+                ImageError::Blob(BlobError::Mismatch { .. } | BlobError::Size { .. })
             ),
             "{e}"
         );
 
         assert!(matches!(
             Layout::open(&d.join("nope")),
-            Err(LayoutError::NotLayout { .. })
+            Err(ImageError::NotLayout { .. })
         ));
         assert_eq!(Platform::parse("linux"), None);
         assert_eq!(

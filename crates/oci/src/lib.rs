@@ -5,13 +5,16 @@
 //! with whiteouts honoured. Every blob is checked against its digest and
 //! size before it is used.
 //!
-//! Sources: an OCI image layout directory ([`layout`]); registries come
-//! next.
+//! Sources: an OCI image layout directory ([`layout`]) and registries
+//! speaking the OCI distribution API ([`registry`]).
 
 pub mod blob;
 pub mod layers;
 pub mod layout;
+pub mod reference;
+pub mod registry;
 
 pub use blob::{BlobError, Digest};
 pub use layers::UserDatabases;
-pub use layout::{ImageMeta, Layout, Platform};
+pub use layout::{ImageError, ImageMeta, Layout, Platform};
+pub use reference::Reference;

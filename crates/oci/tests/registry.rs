@@ -1,0 +1,402 @@
+//! The registry client against a real distribution registry (Debian's
+//! `docker-registry`, started here on 127.0.0.1; `.ci/run` installs it),
+//! filled with images this test builds: layers, config, manifests and an
+//! index with two platforms, and a private repository behind basic auth.
+//! Skips with a notice when the registry binary is absent.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use ward_oci::registry::{Credentials, Options, Registry};
+use ward_oci::{Digest, ImageError, Platform, Reference};
+
+const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn registry_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("WARD_REGISTRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/docker-registry".into());
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: no distribution registry at {} (apt-get install docker-registry, or set WARD_REGISTRY_BIN)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A registry process on 127.0.0.1, killed when dropped.
+struct Running {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(bin: &Path, htpasswd: Option<&str>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let auth = match htpasswd {
+        Some(line) => {
+            let p = dir.path().join("htpasswd");
+            std::fs::write(&p, format!("{line}\n")).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: ward-test\n    path: {}\n",
+                p.display()
+            )
+        }
+        None => String::new(),
+    };
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+        dir.path().join("data").display()
+    );
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Running {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let t = b.into_inner().unwrap();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&t).unwrap();
+    e.finish().unwrap()
+}
+
+struct Pusher {
+    http: reqwest::blocking::Client,
+    base: String,
+    auth: Option<(String, String)>,
+}
+
+impl Pusher {
+    fn req(&self, m: reqwest::Method, url: &str) -> reqwest::blocking::RequestBuilder {
+        let r = self.http.request(m, url);
+        match &self.auth {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
+    }
+
+    fn blob(&self, repo: &str, media_type: &str, data: &[u8]) -> Value {
+        let d = Digest::sha256_of(data);
+        let r = self
+            .req(
+                reqwest::Method::POST,
+                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{:?}", r.text());
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("{}{loc}", self.base)
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .req(reqwest::Method::PUT, &format!("{loc}{sep}digest={d}"))
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+        json!({"mediaType": media_type, "digest": d.to_string(), "size": data.len()})
+    }
+
+    fn manifest(&self, repo: &str, reference: &str, media_type: &str, body: &Value) -> Value {
+        let data = body.to_string().into_bytes();
+        let r = self
+            .req(
+                reqwest::Method::PUT,
+                &format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            )
+            .header("content-type", media_type)
+            .body(data.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+        json!({"mediaType": media_type, "digest": Digest::sha256_of(&data).to_string(), "size": data.len()})
+    }
+
+    /// An image whose config says `user` and whose layer holds `passwd`.
+    fn image(&self, repo: &str, user: &str, passwd: &[u8], arch: &str) -> Value {
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin", format!("ARCH={arch}")], "Entrypoint": ["/run.sh"], "Cmd": ["serve"], "WorkingDir": "/srv", "User": user},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        });
+        let c = self.blob(
+            repo,
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().as_bytes(),
+        );
+        let base = self.blob(
+            repo,
+            GZIP,
+            &tar_gz(&[
+                ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"),
+                ("etc/group", b"root:x:0:\n"),
+            ]),
+        );
+        let top = self.blob(
+            repo,
+            GZIP,
+            &tar_gz(&[("etc/passwd", passwd), ("etc/.wh.group", b"")]),
+        );
+        let m =
+            json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": c, "layers": [base, top]});
+        let mut d = self.manifest(
+            repo,
+            &Digest::sha256_of(m.to_string().as_bytes()).to_string(),
+            MANIFEST,
+            &m,
+        );
+        d["platform"] = json!({"os": "linux", "architecture": arch});
+        d
+    }
+}
+
+fn client(opts: Options) -> Registry {
+    Registry::new(opts).unwrap()
+}
+
+fn insecure(addr: &str) -> Options {
+    Options {
+        insecure: vec![addr.to_string()],
+        timeout: Duration::from_secs(10),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn reads_a_multi_platform_image_from_a_real_registry() {
+    let Some(bin) = registry_bin() else { return };
+    let reg = start(&bin, None);
+    let p = Pusher {
+        http: reqwest::blocking::Client::new(),
+        base: format!("http://{}", reg.addr),
+        auth: None,
+    };
+    let amd = p.image(
+        "team/app",
+        "app",
+        b"app:x:1000:1000::/srv:/bin/sh\n",
+        "amd64",
+    );
+    let arm = p.image("team/app", "root", b"root:x:0:0::/:/bin/sh\n", "arm64");
+    let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [arm, amd]});
+    let top = p.manifest("team/app", "v1", INDEX, &index);
+
+    let r = client(insecure(&reg.addr));
+    let m = r
+        .image(&Reference::parse(&format!("{}/team/app:v1", reg.addr)).unwrap())
+        .unwrap();
+    assert_eq!(m.manifest_digest.to_string(), amd["digest"]);
+    assert_eq!((m.user.as_str(), m.working_dir.as_str()), ("app", "/srv"));
+    assert_eq!(m.env, ["PATH=/bin", "ARCH=amd64"]);
+    assert_eq!(
+        (m.entrypoint.clone(), m.cmd.clone()),
+        (vec!["/run.sh".to_string()], vec!["serve".to_string()])
+    );
+    assert_eq!(
+        m.user_databases.passwd.as_deref(),
+        Some(&b"app:x:1000:1000::/srv:/bin/sh\n"[..])
+    );
+    assert_eq!(
+        m.user_databases.group, None,
+        "the whiteout removed /etc/group"
+    );
+    assert_eq!(m.layers.len(), 2);
+
+    // Pinned by the index's digest, for another platform.
+    let arm_client = client(Options {
+        platform: Platform::parse("linux/arm64").unwrap(),
+        ..insecure(&reg.addr)
+    });
+    let pinned = format!("{}/team/app@{}", reg.addr, top["digest"].as_str().unwrap());
+    let m = arm_client
+        .image(&Reference::parse(&pinned).unwrap())
+        .unwrap();
+    assert_eq!(m.user, "root");
+
+    // A mirror: the reference names another registry, the mirror serves it.
+    let mut mirrored = insecure(&reg.addr);
+    mirrored.mirrors.insert("ghcr.io".into(), reg.addr.clone());
+    let m = client(mirrored)
+        .image(&Reference::parse("ghcr.io/team/app:v1").unwrap())
+        .unwrap();
+    assert_eq!(m.manifest_digest.to_string(), amd["digest"]);
+
+    // A missing tag, a digest that is not there, and a platform it lacks.
+    let e = r
+        .image(&Reference::parse(&format!("{}/team/app:v2", reg.addr)).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, ImageError::NotFound(m) if m.contains("manifest v2 not found in")),
+        "{e}"
+    );
+    let absent = format!("{}/team/app@{}", reg.addr, Digest::sha256_of(b"nothing"));
+    assert!(matches!(
+        r.image(&Reference::parse(&absent).unwrap()),
+        Err(ImageError::NotFound(_))
+    ));
+    let s390 = client(Options {
+        platform: Platform::parse("linux/s390x").unwrap(),
+        ..insecure(&reg.addr)
+    });
+    let e = s390
+        .image(&Reference::parse(&format!("{}/team/app:v1", reg.addr)).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("no manifest for linux/s390x"), "{e}");
+}
+
+#[test]
+fn a_private_repository_needs_the_right_password() {
+    let Some(bin) = registry_bin() else { return };
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let reg = start(&bin, Some(&format!("ward:{hash}")));
+    let p = Pusher {
+        http: reqwest::blocking::Client::new(),
+        base: format!("http://{}", reg.addr),
+        auth: Some(("ward".into(), "s3cret".into())),
+    };
+    let m = p.image("private/app", "app", b"app:x:5:5::/:/bin/sh\n", "amd64");
+    let mut plain = m.clone();
+    plain.as_object_mut().unwrap().remove("platform");
+    let reference = Reference::parse(&format!(
+        "{}/private/app@{}",
+        reg.addr,
+        m["digest"].as_str().unwrap()
+    ))
+    .unwrap();
+
+    // From a Docker config.json, as `docker login` writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    let write = |pw: &str| {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("ward:{pw}"));
+        std::fs::write(
+            &cfg,
+            json!({"auths": {reg.addr.clone(): {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+    };
+    write("s3cret");
+    let ok = client(Options {
+        credentials: Credentials::from_docker_config(&cfg).unwrap(),
+        ..insecure(&reg.addr)
+    });
+    assert_eq!(ok.image(&reference).unwrap().user, "app");
+
+    write("wrong");
+    let bad = client(Options {
+        credentials: Credentials::from_docker_config(&cfg).unwrap(),
+        ..insecure(&reg.addr)
+    });
+    let e = bad.image(&reference).unwrap_err();
+    assert!(matches!(e, ImageError::Unauthorized { .. }), "{e}");
+    assert!(e.to_string().contains("refused the credentials"), "{e}");
+    assert!(
+        !e.to_string().contains("wrong"),
+        "the password never appears: {e}"
+    );
+
+    let none = client(insecure(&reg.addr));
+    let e = none.image(&reference).unwrap_err();
+    assert!(e.to_string().contains("none are configured"), "{e}");
+}
+
+/// A registry that answers every manifest request with `body` and a
+/// `Docker-Content-Digest` of another content.
+fn lying_registry(body: &'static str) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let other = Digest::sha256_of(b"other");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {MANIFEST}\r\nDocker-Content-Digest: {other}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn lying_and_unreachable_registries_fail_clearly() {
+    let addr = lying_registry(r#"{"schemaVersion":2}"#);
+    let r = client(insecure(&addr));
+    let e = r
+        .image(&Reference::parse(&format!("{addr}/a:v1")).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("content has digest"), "{e}");
+    // Pinned to a digest the bytes do not have.
+    let pinned = format!("{addr}/a@{}", Digest::sha256_of(b"pinned"));
+    let e = r.image(&Reference::parse(&pinned).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("content has digest"), "{e}");
+
+    let closed = format!("127.0.0.1:{}", free_port());
+    let e = client(insecure(&closed))
+        .image(&Reference::parse(&format!("{closed}/a:v1")).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, ImageError::Unreachable { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("http://{closed}/v2/a/manifests/v1: ")),
+        "{e}"
+    );
+}
