@@ -81,6 +81,38 @@ impl UserDatabases {
     /// Apply one layer (its compressed bytes as read from `r`, named
     /// `layer` in messages) over what the layers below gave.
     pub fn apply(&mut self, layer: &str, media_type: &str, r: impl Read) -> Result<(), LayerError> {
+        let effect = LayerEffect::read(layer, media_type, r)?;
+        self.apply_effect(&effect);
+        Ok(())
+    }
+
+    /// Apply what a layer does to the user databases.
+    pub fn apply_effect(&mut self, effect: &LayerEffect) {
+        for (i, target) in TARGETS.iter().enumerate() {
+            let slot = self.slot(target);
+            if effect.deleted[i] {
+                *slot = None;
+            }
+            if let Some(d) = &effect.added[i] {
+                *slot = Some(d.clone());
+            }
+        }
+    }
+}
+
+/// What one layer does to `/etc/passwd` and `/etc/group`: whether it
+/// deletes what lies below, and what it puts there. Kept per layer digest
+/// by the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerEffect {
+    /// passwd, group.
+    pub deleted: [bool; 2],
+    pub added: [Option<Vec<u8>>; 2],
+}
+
+impl LayerEffect {
+    /// Read a layer (compressed as `media_type` says) to the end.
+    pub fn read(layer: &str, media_type: &str, r: impl Read) -> Result<Self, LayerError> {
         let compression =
             Compression::of_media_type(media_type).ok_or_else(|| LayerError::MediaType {
                 layer: layer.to_string(),
@@ -154,16 +186,7 @@ impl UserDatabases {
                 }
             }
         }
-        for (i, target) in TARGETS.iter().enumerate() {
-            let slot = self.slot(target);
-            if deleted[i] {
-                *slot = None;
-            }
-            if let Some(d) = added[i].take() {
-                *slot = Some(d);
-            }
-        }
-        Ok(())
+        Ok(Self { deleted, added })
     }
 }
 

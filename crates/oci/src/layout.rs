@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 use crate::blob::{BlobError, Digest};
-use crate::layers::{LayerError, UserDatabases};
+use crate::cache::LayerCache;
+use crate::layers::{LayerEffect, LayerError, UserDatabases};
 
 /// Manifests, indexes and configs larger than this are refused.
 const MAX_JSON: u64 = 4 * 1024 * 1024;
@@ -114,6 +115,7 @@ pub enum ImageError {
 pub struct Layout {
     dir: PathBuf,
     index: ImageIndex,
+    cache: Option<LayerCache>,
 }
 
 pub(crate) const INDEX_TYPES: [&str; 2] = [
@@ -156,7 +158,14 @@ impl Layout {
         Ok(Self {
             dir: dir.to_path_buf(),
             index,
+            cache: None,
         })
+    }
+
+    /// Keep layer results in `cache`.
+    pub fn with_cache(mut self, cache: LayerCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -246,6 +255,8 @@ pub(crate) trait Source {
     /// The bytes of layer `digest` as stored (compressed), unchecked: the
     /// caller checks them as it reads.
     fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError>;
+    /// Where layer results are kept between runs, if anywhere.
+    fn cache(&self) -> Option<&LayerCache>;
 }
 
 impl Source for Layout {
@@ -255,6 +266,10 @@ impl Source for Layout {
 
     fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError> {
         Ok(Box::new(self.open_blob(digest)?))
+    }
+
+    fn cache(&self) -> Option<&LayerCache> {
+        self.cache.as_ref()
     }
 }
 
@@ -329,9 +344,19 @@ pub(crate) fn resolve(
     let mut layers = Vec::new();
     for l in manifest.layers() {
         let d = Digest::parse(l.digest().as_ref())?;
-        let mut r = VerifyingReader::new(source.layer(&d)?, &d);
-        dbs.apply(&d.to_string(), l.media_type().as_ref(), &mut r)?;
-        r.finish(l.size())?;
+        let effect = match source.cache().and_then(|c| c.get(&d)) {
+            Some(e) => e,
+            None => {
+                let mut r = VerifyingReader::new(source.layer(&d)?, &d);
+                let e = LayerEffect::read(&d.to_string(), l.media_type().as_ref(), &mut r)?;
+                r.finish(l.size())?;
+                if let Some(c) = source.cache() {
+                    c.put(&d, &e);
+                }
+                e
+            }
+        };
+        dbs.apply_effect(&effect);
         layers.push(d);
     }
     Ok(ImageMeta {

@@ -9,12 +9,14 @@
 //! speaking the OCI distribution API ([`registry`]).
 
 pub mod blob;
+pub mod cache;
 pub mod layers;
 pub mod layout;
 pub mod reference;
 pub mod registry;
 
 pub use blob::{BlobError, Digest};
+pub use cache::LayerCache;
 pub use layers::UserDatabases;
 pub use layout::{ImageError, ImageMeta, Layout, Platform};
 pub use reference::Reference;

@@ -21,6 +21,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
 use crate::blob::Digest;
+use crate::cache::LayerCache;
 use crate::layout::{
     resolve, ImageError, ImageMeta, Platform, Source, INDEX_TYPES, MANIFEST_TYPES,
 };
@@ -105,6 +106,8 @@ pub struct Options {
     /// Deadline of each HTTP request (connect and whole answer).
     pub timeout: Duration,
     pub platform: Platform,
+    /// Where layer results are kept between runs.
+    pub cache: Option<LayerCache>,
 }
 
 impl Default for Options {
@@ -115,6 +118,7 @@ impl Default for Options {
             credentials: Credentials::default(),
             timeout: Duration::from_secs(30),
             platform: Platform::default(),
+            cache: None,
         }
     }
 }
@@ -482,6 +486,10 @@ impl Source for Repo<'_> {
 
     fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError> {
         Ok(Box::new(self.blob(digest)?))
+    }
+
+    fn cache(&self) -> Option<&LayerCache> {
+        self.registry.opts.cache.as_ref()
     }
 }
 

@@ -275,6 +275,32 @@ fn reads_a_multi_platform_image_from_a_real_registry() {
         .unwrap();
     assert_eq!(m.manifest_digest.to_string(), amd["digest"]);
 
+    // With a layer cache, a second generation does not fetch the layers:
+    // it works even once the registry has lost them.
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cached = client(Options {
+        cache: Some(ward_oci::LayerCache::new(cache_dir.path())),
+        ..insecure(&reg.addr)
+    });
+    let reference = Reference::parse(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let first = cached.image(&reference).unwrap();
+    for l in &first.layers {
+        let r = p
+            .req(
+                reqwest::Method::DELETE,
+                &format!("{}/v2/team/app/blobs/{l}", p.base),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{:?}", r.text());
+    }
+    assert_eq!(cached.image(&reference).unwrap(), first);
+    let e = r.image(&reference).unwrap_err();
+    assert!(
+        matches!(e, ImageError::NotFound(_)),
+        "without the cache the layers are gone: {e}"
+    );
+
     // A missing tag, a digest that is not there, and a platform it lacks.
     let e = r
         .image(&Reference::parse(&format!("{}/team/app:v2", reg.addr)).unwrap())
