@@ -142,7 +142,7 @@ mod tests {
 
     fn effect(n: u8) -> LayerEffect {
         LayerEffect {
-            deleted: [n % 2 == 0, false],
+            deleted: [n.is_multiple_of(2), false],
             added: [Some(vec![n; 3]), None],
         }
     }
