@@ -47,6 +47,9 @@ pub struct ImageConfig {
     pub user: String,
     pub passwd: Vec<PasswdEntry>,
     pub group: Vec<GroupEntry>,
+    /// The config's `Volumes`: directories the runtime mounts a fresh
+    /// volume on.
+    pub volumes: Vec<String>,
 }
 
 /// Parse `/etc/passwd` text (`name:x:uid:gid:gecos:home:shell`), skipping

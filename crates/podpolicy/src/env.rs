@@ -103,7 +103,8 @@ impl Expected {
     }
 }
 
-fn regex_escape(s: &str) -> String {
+/// Escape `s` for a regular expression (RE2).
+pub fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if "\\.+*?()|[]{}^$#&-~".contains(c) {

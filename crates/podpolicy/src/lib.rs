@@ -6,7 +6,9 @@
 //! This crate does no network IO; image metadata is given to it.
 
 pub mod container;
+pub mod engine;
 pub mod env;
+pub mod generate;
 pub mod settings;
 pub mod workload;
 

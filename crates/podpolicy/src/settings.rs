@@ -44,6 +44,29 @@ pub struct Settings {
     /// Commands (argument vectors) exec may run in any container, beside
     /// the pod's probes.
     pub allowed_exec: Vec<Vec<String>>,
+    /// Every capability the kernel knows, for `add: [ALL]`.
+    pub all_capabilities: Vec<String>,
+    /// The user and group of the pause image.
+    pub pause_user: u32,
+    /// The storage source of the sandbox's pause image (the guest's own).
+    pub sandbox_pull_source: String,
+    /// Where the runtime keeps container bundles on the host; the bundle
+    /// ID is the rest of `io.katacontainers.pkg.oci.bundle_path`.
+    pub bundle_prefix: String,
+    /// AppArmor profiles the CRI names (the guest enforces none).
+    pub apparmor_profiles: Vec<String>,
+    /// Variables Kubernetes injects (service links), as anchored regular
+    /// expressions over `NAME=value`.
+    pub env_patterns: Vec<String>,
+    /// Interfaces the host may configure, route through and add
+    /// neighbours on.
+    pub interfaces: Vec<String>,
+    /// Sysctls containerd sets on every sandbox.
+    pub sandbox_sysctls: std::collections::BTreeMap<String, String>,
+    /// Allow the guest to pull an image by the tag the YAML names, beside
+    /// the digest it was resolved to. Off by default: a tag can be moved
+    /// after the policy was made. Kata's genpolicy allows it.
+    pub allow_pull_by_tag: bool,
 }
 
 /// One mount of the OCI spec.
@@ -55,6 +78,9 @@ pub struct Mount {
     pub kind: String,
     pub source: String,
     pub options: Vec<String>,
+    /// Options the runtime may add (e.g. `nsdelegate` on cgroup2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_options: Vec<String>,
 }
 
 /// CRI annotation names of sandboxes and of containers.

@@ -1,0 +1,858 @@
+# ward's Kata agent policy rules.
+#
+# The Kata agent asks `data.agent_policy.<Request>` for every request the
+# host sends (agent.proto), with `input` the serde JSON form of that
+# request. The answer is a boolean, or {"allowed": bool, "ops": [...]}
+# where `ops` is a JSON patch (RFC 6902) the agent applies to its data
+# when the request is allowed: that is how state (which container ID is
+# which container of the pod, the pod's network namespace) is carried
+# from one request to the next, under `data.pstate`.
+#
+# Everything is denied unless a rule below allows it. The generator
+# appends `policy_data`: the pod's containers as the workload owner's YAML
+# and the images' metadata define them, and the settings of the runtime.
+#
+# For each refusal, `violations` names the rule, the field of the request,
+# what the policy expected and what the request held; `ward policy check`
+# prints them. The agent itself only reads the decision.
+
+package agent_policy
+
+import rego.v1
+
+# --- Requests that change nothing a workload relies on --------------------
+
+default StartContainerRequest := true
+
+default WaitProcessRequest := true
+
+default SignalProcessRequest := true
+
+default StatsContainerRequest := true
+
+default PauseContainerRequest := true
+
+default ResumeContainerRequest := true
+
+default UpdateContainerRequest := true
+
+default RemoveStaleVirtiofsShareMountsRequest := true
+
+default WriteStreamRequest := true
+
+default CloseStdinRequest := true
+
+default TtyWinResizeRequest := true
+
+default ListInterfacesRequest := true
+
+default ListRoutesRequest := true
+
+default GetIPTablesRequest := true
+
+default GetMetricsRequest := true
+
+default DestroySandboxRequest := true
+
+default OnlineCPUMemRequest := true
+
+default GuestDetailsRequest := true
+
+default MemHotplugByProbeRequest := true
+
+default SetGuestDateTimeRequest := true
+
+default GetOOMEventRequest := true
+
+default AddSwapRequest := true
+
+default VolumeStatsRequest := true
+
+default ResizeVolumeRequest := true
+
+default ReseedRandomDevRequest := true
+
+# --- Denied unless a rule below allows it ----------------------------------
+
+default CreateContainerRequest := {"allowed": false}
+
+default RemoveContainerRequest := {"allowed": false}
+
+default ExecProcessRequest := false
+
+default CopyFileRequest := false
+
+default CreateSandboxRequest := false
+
+default UpdateInterfaceRequest := false
+
+default UpdateRoutesRequest := false
+
+default AddARPNeighborsRequest := false
+
+default ReadStreamRequest := false
+
+# Never allowed: rules the host could use to rewrite what the guest
+# enforces, or to run what the pod did not ask for.
+default SetPolicyRequest := false
+
+default SetIPTablesRequest := false
+
+default UpdateEphemeralMountsRequest := false
+
+default PullImageRequest := false
+
+default StartTracingRequest := false
+
+default StopTracingRequest := false
+
+# --- Helpers --------------------------------------------------------------
+
+violation(rule, field, expected, actual) := {
+	"rule": rule,
+	"field": field,
+	"expected": expected,
+	"actual": actual,
+}
+
+pstate := object.get(data, "pstate", {})
+
+known_containers := object.get(pstate, "containers", {})
+
+# --- CreateContainer --------------------------------------------------------
+
+oci := object.get(input, "OCI", {})
+
+annotations := object.get(oci, "Annotations", {})
+
+process := object.get(oci, "Process", {})
+
+linux := object.get(oci, "Linux", {})
+
+input_kind := object.get(annotations, "io.kubernetes.cri.container-type", "")
+
+input_name := object.get(annotations, "io.kubernetes.cri.container-name", "")
+
+candidate_index := i if {
+	some i, c in policy_data.containers
+	c.kind == input_kind
+	c.name == input_name
+}
+
+candidate := policy_data.containers[candidate_index]
+
+bundle_id := regex.replace(object.get(annotations, "io.katacontainers.pkg.oci.bundle_path", ""), "^.*/", "")
+
+CreateContainerRequest := {"allowed": true, "ops": create_ops} if {
+	candidate
+	count(create_violations) == 0
+}
+
+create_ops := [
+	{"op": "add", "path": "/pstate/containers", "value": object.union(known_containers, {object.get(input, "container_id", ""): candidate_index})},
+	{"op": "add", "path": "/pstate/netns", "value": input_netns},
+]
+
+create_violations contains violation("container", "OCI.Annotations[io.kubernetes.cri.container-name]", [c.name | some c in policy_data.containers; c.kind == input_kind], input_name) if {
+	not candidate
+}
+
+# Annotations: each one the request carries is known to the policy.
+
+create_violations contains violation("annotations", sprintf("OCI.Annotations[%s]", [k]), "an annotation this pod's policy allows, with its value", v) if {
+	candidate
+	some k, v in annotations
+	not annotation_allowed(k, v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.container-type"
+	v == candidate.kind
+}
+
+annotation_allowed(k, v) if {
+	k == "io.katacontainers.pkg.oci.container_type"
+	v == {"sandbox": "pod_sandbox", "container": "pod_container"}[candidate.kind]
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.container-name"
+	candidate.kind == "container"
+	v == candidate.name
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.image-name"
+	candidate.kind == "container"
+	v in candidate.image_names
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.podsandbox.image-name"
+	candidate.kind == "sandbox"
+	is_string(v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.sandbox-name"
+	regex.match(sprintf("^%s$", [policy_data.pod.name]), v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.sandbox-namespace"
+	regex.match(sprintf("^%s$", [policy_data.pod.namespace]), v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.sandbox-id"
+	regex.match("^[0-9a-z]{64}$", v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.sandbox-uid"
+	regex.match(sprintf("^%s$", [policy_data.patterns.uid]), v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.kubernetes.cri.sandbox-log-directory"
+	regex.match(sprintf("^/var/log/pods/%s_%s_%s$", [policy_data.pod.namespace, policy_data.pod.name, policy_data.patterns.uid]), v)
+}
+
+annotation_allowed(k, v) if {
+	k == "io.katacontainers.pkg.oci.bundle_path"
+	regex.match(sprintf("^%s[A-Za-z0-9_.-]+$", [policy_data.settings.bundle_prefix]), v)
+}
+
+annotation_allowed(k, v) if {
+	k in {
+		"io.kubernetes.cri.sandbox-cpu-period", "io.kubernetes.cri.sandbox-cpu-quota",
+		"io.kubernetes.cri.sandbox-cpu-shares", "io.kubernetes.cri.sandbox-memory",
+	}
+	regex.match("^[0-9]+$", v)
+}
+
+annotation_allowed(k, v) if {
+	k == "nerdctl/network-namespace"
+	regex.match("^/var/run/netns/[A-Za-z0-9_-]+$", v)
+}
+
+annotation_allowed(k, v) if {
+	regex.match("^cdi\\.k8s\\.io/vfio[0-9]+$", k)
+	regex.match("^nvidia\\.com/gpu=[0-9]+$", v)
+}
+
+annotation_allowed(k, v) if {
+	candidate.annotations[k] == v
+}
+
+# GPUs: as many CDI annotations as the container asks for, each naming a
+# hot-plugged VFIO device of the request when devices are hot-plugged.
+
+cdi_numbers := [n |
+	some k, _ in annotations
+	startswith(k, "cdi.k8s.io/")
+	n := trim_prefix(k, "cdi.k8s.io/vfio")
+]
+
+input_devices := object.get(input, "devices", [])
+
+create_violations contains violation("devices", "OCI.Annotations[cdi.k8s.io/*]", candidate.gpus, count(cdi_numbers)) if {
+	candidate
+	count(cdi_numbers) != candidate.gpus
+}
+
+create_violations contains violation("devices", "devices", candidate.gpus, count(input_devices)) if {
+	candidate
+	count(input_devices) > 0
+	count(input_devices) != candidate.gpus
+}
+
+create_violations contains violation("devices", sprintf("devices[%d]", [i]), "a VFIO device at /dev/vfio/devices/vfioN named by a cdi.k8s.io/vfioN annotation", d) if {
+	candidate
+	some i, d in input_devices
+	not vfio_device_ok(d)
+}
+
+create_violations contains violation("devices", "devices[*].container_path", "distinct devices", [d.container_path | some d in input_devices]) if {
+	candidate
+	count({d.container_path | some d in input_devices}) != count(input_devices)
+}
+
+vfio_device_ok(d) if {
+	startswith(object.get(d, "type_", ""), "vfio")
+	n := trim_prefix(d.container_path, "/dev/vfio/devices/vfio")
+	regex.match("^[0-9]+$", n)
+	d.id == sprintf("vfio%s", [n])
+	n in cdi_numbers
+}
+
+# The process.
+
+create_violations contains violation("args", "OCI.Process.Args", candidate.args, input_args) if {
+	candidate
+	not args_match(candidate.args, input_args)
+}
+
+input_args := object.get(process, "Args", [])
+
+args_match(expected, actual) if {
+	count(expected) == count(actual)
+	every i, e in expected {
+		string_matches(e, actual[i])
+	}
+}
+
+# An expected string is {"exact": s} or {"regex": r} (a value that is only
+# known at run time, such as the pod's IP address).
+string_matches(e, s) if e.exact == s
+
+string_matches(e, s) if regex.match(e.regex, s)
+
+create_violations contains violation("env", "OCI.Process.Env", "a variable the pod or its image defines, or one Kubernetes injects", e) if {
+	candidate
+	some e in object.get(process, "Env", [])
+	not env_allowed(candidate, e)
+}
+
+env_allowed(c, e) if c.env[e]
+
+env_allowed(c, e) if {
+	some r in c.env_patterns
+	regex.match(r, e)
+}
+
+env_allowed(_, e) if {
+	some r in policy_data.settings.env_patterns
+	regex.match(r, e)
+}
+
+create_violations contains violation("cwd", "OCI.Process.Cwd", candidate.cwd, object.get(process, "Cwd", "")) if {
+	candidate
+	object.get(process, "Cwd", "") != candidate.cwd
+}
+
+input_user := object.get(process, "User", {})
+
+create_violations contains violation("user", "OCI.Process.User.UID", candidate.user.uid, object.get(input_user, "UID", 0)) if {
+	candidate
+	object.get(input_user, "UID", 0) != candidate.user.uid
+}
+
+create_violations contains violation("user", "OCI.Process.User.GID", candidate.user.gid, object.get(input_user, "GID", 0)) if {
+	candidate
+	object.get(input_user, "GID", 0) != candidate.user.gid
+}
+
+create_violations contains violation("user", "OCI.Process.User.AdditionalGids", candidate.user.additional_gids, gids) if {
+	candidate
+	gids := object.get(input_user, "AdditionalGids", [])
+	not same_set(gids, candidate.user.additional_gids)
+}
+
+create_violations contains violation("user", "OCI.Process.User.Username", "", object.get(input_user, "Username", "")) if {
+	candidate
+	object.get(input_user, "Username", "") != ""
+}
+
+create_violations contains violation("user", "string_user", null, input.string_user) if {
+	candidate
+	object.get(input, "string_user", null) != null
+}
+
+same_set(a, b) if {
+	count(a) == count(b)
+	{x | some x in a} == {x | some x in b}
+}
+
+create_violations contains violation("privileges", "OCI.Process.NoNewPrivileges", candidate.no_new_privileges, object.get(process, "NoNewPrivileges", false)) if {
+	candidate
+	object.get(process, "NoNewPrivileges", false) != candidate.no_new_privileges
+}
+
+create_violations contains violation("terminal", "OCI.Process.Terminal", candidate.terminal, object.get(process, "Terminal", false)) if {
+	candidate
+	object.get(process, "Terminal", false) != candidate.terminal
+}
+
+create_violations contains violation("security", "OCI.Process.ApparmorProfile", policy_data.settings.apparmor_profiles, p) if {
+	candidate
+	p := object.get(process, "ApparmorProfile", "")
+	not p in policy_data.settings.apparmor_profiles
+}
+
+create_violations contains violation("security", "OCI.Process.SelinuxLabel", "", object.get(process, "SelinuxLabel", "")) if {
+	candidate
+	object.get(process, "SelinuxLabel", "") != ""
+}
+
+input_caps := object.get(process, "Capabilities", {})
+
+create_violations contains violation("capabilities", sprintf("OCI.Process.Capabilities.%s", [set_name]), expected, actual) if {
+	candidate
+	some set_name, expected in candidate.capabilities
+	caps := object.get(input_caps, set_name, [])
+	actual := caps_expanded(caps)
+	not same_set(actual, expected)
+}
+
+# `$(default_caps)` is the placeholder genpolicy-era requests carry for the
+# runtime's default set; the agent refuses it as a capability name, so
+# reading it as that set grants nothing.
+caps_expanded(caps) := policy_data.settings.default_capabilities if {
+	caps == ["$(default_caps)"]
+} else := caps
+
+# The root file system: the guest's own path for this bundle, never a
+# directory shared from the host.
+
+root := object.get(oci, "Root", {})
+
+create_violations contains violation("root", "OCI.Root.Path", expected, object.get(root, "Path", "")) if {
+	candidate
+	expected := sprintf("/run/kata-containers/%s/rootfs", [bundle_id])
+	object.get(root, "Path", "") != expected
+}
+
+create_violations contains violation("root", "OCI.Root.Readonly", candidate.readonly_root, object.get(root, "Readonly", false)) if {
+	candidate
+	object.get(root, "Readonly", false) != candidate.readonly_root
+}
+
+create_violations contains violation("hooks", "OCI.Hooks", null, oci.Hooks) if {
+	candidate
+	object.get(oci, "Hooks", null) != null
+}
+
+# Linux: namespaces, masked and read-only paths, sysctls, devices.
+
+input_namespaces := object.get(linux, "Namespaces", [])
+
+input_netns := p if {
+	some ns in input_namespaces
+	ns.Type == "network"
+	p := object.get(ns, "Path", "")
+} else := ""
+
+create_violations contains violation("namespaces", "OCI.Linux.Namespaces", "ipc, uts, mount and network namespaces of the pod's own, pid only when the pod shares it", ns) if {
+	candidate
+	some ns in input_namespaces
+	not namespace_allowed(ns)
+}
+
+namespace_allowed(ns) if {
+	ns.Type in {"ipc", "uts", "mount", "cgroup"}
+	object.get(ns, "Path", "") == ""
+}
+
+namespace_allowed(ns) if ns.Type == "network"
+
+namespace_allowed(ns) if {
+	ns.Type == "pid"
+	candidate.share_pid
+}
+
+# Every container of the sandbox joins the network namespace the first one
+# was given.
+create_violations contains violation("namespaces", "OCI.Linux.Namespaces[network].Path", pstate.netns, input_netns) if {
+	candidate
+	pstate.netns != input_netns
+}
+
+create_violations contains violation("paths", "OCI.Linux.MaskedPaths", p, "missing") if {
+	candidate
+	not candidate.privileged
+	some p in policy_data.settings.masked_paths
+	not p in object.get(linux, "MaskedPaths", [])
+}
+
+create_violations contains violation("paths", "OCI.Linux.ReadonlyPaths", p, "missing") if {
+	candidate
+	not candidate.privileged
+	some p in policy_data.settings.readonly_paths
+	not p in object.get(linux, "ReadonlyPaths", [])
+}
+
+create_violations contains violation("sysctls", sprintf("OCI.Linux.Sysctl[%s]", [k]), object.get(allowed_sysctls, k, "not set"), v) if {
+	candidate
+	some k, v in object.get(linux, "Sysctl", {})
+	object.get(allowed_sysctls, k, null) != v
+}
+
+allowed_sysctls := object.union(policy_data.settings.sandbox_sysctls, policy_data.pod.sysctls)
+
+create_violations contains violation("devices", "OCI.Linux.Devices", [], object.get(linux, "Devices", [])) if {
+	candidate
+	count(object.get(linux, "Devices", [])) > 0
+}
+
+create_violations contains violation("namespaces", "OCI.Linux.UIDMappings", [], object.get(linux, "UIDMappings", [])) if {
+	candidate
+	count(object.get(linux, "UIDMappings", [])) > 0
+}
+
+create_violations contains violation("namespaces", "OCI.Linux.GIDMappings", [], object.get(linux, "GIDMappings", [])) if {
+	candidate
+	count(object.get(linux, "GIDMappings", [])) > 0
+}
+
+create_violations contains violation("namespaces", "sandbox_pidns", candidate.share_pid, input.sandbox_pidns) if {
+	candidate
+	object.get(input, "sandbox_pidns", false) != candidate.share_pid
+}
+
+create_violations contains violation("mounts", "shared_mounts", [], input.shared_mounts) if {
+	candidate
+	count(object.get(input, "shared_mounts", [])) > 0
+}
+
+# Mounts: each is one the pod's volumes, its image or the runtime define,
+# at most once per destination.
+
+input_mounts := object.get(oci, "Mounts", [])
+
+create_violations contains violation("mounts", sprintf("OCI.Mounts[%d]", [i]), [m.destination | some m in candidate.mounts], mount) if {
+	candidate
+	some i, mount in input_mounts
+	not mount_allowed(mount)
+}
+
+create_violations contains violation("mounts", "OCI.Mounts[*].destination", "each destination once", dests) if {
+	candidate
+	dests := [m.destination | some m in input_mounts]
+	count({d | some d in dests}) != count(dests)
+}
+
+mount_allowed(mount) if {
+	some m in candidate.mounts
+	m.destination == mount.destination
+	m.type == object.get(mount, "type_", "")
+	regex.match(m.source, object.get(mount, "source", ""))
+	options_allowed(m, object.get(mount, "options", []))
+}
+
+options_allowed(m, options) if {
+	count(options) >= count(m.options)
+	every o in options {
+		option_allowed(m, o)
+	}
+	every o in m.options {
+		option_present(o, options)
+	}
+}
+
+option_allowed(m, o) if o in m.options
+
+option_allowed(m, o) if o in object.get(m, "extra_options", [])
+
+option_allowed(m, o) if {
+	some alternatives in object.get(m, "one_of", [])
+	o in alternatives
+}
+
+option_present(o, options) if o in options
+
+# Storages: the image pulled in the guest, pinned by digest, and the
+# pod's emptyDir volumes on encrypted block devices.
+
+input_storages := object.get(input, "storages", [])
+
+create_violations contains violation("storages", sprintf("storages[%d]", [i]), "the image pulled by digest, or an ephemeral encrypted emptyDir volume", s) if {
+	candidate
+	some i, s in input_storages
+	not storage_allowed(s)
+}
+
+create_violations contains violation("storages", "storages[*]", "at most one image pull", count(pulls)) if {
+	candidate
+	pulls := [s | some s in input_storages; s.driver == policy_data.settings.image_storage_driver]
+	count(pulls) > 1
+}
+
+storage_allowed(s) if {
+	s.driver == policy_data.settings.image_storage_driver
+	s.source in candidate.pull_sources
+	s.fstype == "overlay"
+	s.mount_point == sprintf("/run/kata-containers/%s/rootfs", [bundle_id])
+	count(object.get(s, "options", [])) == 0
+	count(s.driver_options) == 1
+	pull_metadata_matches(s.driver_options[0])
+}
+
+# The pull's metadata is the request's own annotations: the host cannot
+# describe one image to the policy and another to the puller.
+pull_metadata_matches(option) if {
+	prefix := sprintf("%s=", [policy_data.settings.image_storage_driver])
+	startswith(option, prefix)
+	meta := json.unmarshal(trim_prefix(option, prefix))
+	meta.metadata == annotations
+}
+
+storage_allowed(s) if {
+	candidate.emptydirs > 0
+	s.driver == "blk"
+	s.driver_options == ["encryption_key=ephemeral", "create_filesystem"]
+	s.fstype == "ext4"
+	count(object.get(s, "options", [])) == 0
+	regex.match("^[0-9a-f]{2}(/[0-9a-f]{2})*$", s.source)
+	s.mount_point == sprintf("/run/kata-containers/sandbox/storage/%s", [base64.encode(s.source)])
+	fs_group_allowed(object.get(s, "fs_group", null))
+}
+
+fs_group_allowed(g) if g == null
+
+fs_group_allowed(g) if g.group_id == policy_data.pod.fs_group
+
+# --- RemoveContainer ----------------------------------------------------------
+
+RemoveContainerRequest := {"allowed": true, "ops": [{"op": "add", "path": "/pstate/containers", "value": object.remove(known_containers, [input.container_id])}]}
+
+# --- ExecProcess --------------------------------------------------------------
+
+exec_container := policy_data.containers[known_containers[input.container_id]]
+
+exec_process := object.get(input, "process", {})
+
+ExecProcessRequest if {
+	exec_container
+	count(exec_violations) == 0
+}
+
+exec_violations contains violation("container", "container_id", "a container this policy created", input.container_id) if {
+	not exec_container
+}
+
+exec_violations contains violation("exec", "process.Args", exec_container.execs, object.get(exec_process, "Args", [])) if {
+	exec_container
+	not exec_args_allowed(object.get(exec_process, "Args", []))
+}
+
+exec_args_allowed(a) if a in exec_container.execs
+
+exec_args_allowed(a) if a in policy_data.settings.allowed_exec
+
+exec_violations contains violation("env", "process.Env", "a variable of the container", e) if {
+	exec_container
+	some e in object.get(exec_process, "Env", [])
+	not env_allowed(exec_container, e)
+}
+
+exec_violations contains violation("cwd", "process.Cwd", exec_container.cwd, object.get(exec_process, "Cwd", "")) if {
+	exec_container
+	object.get(exec_process, "Cwd", "") != exec_container.cwd
+}
+
+exec_violations contains violation("terminal", "process.Terminal", false, exec_process.Terminal) if {
+	exec_container
+	object.get(exec_process, "Terminal", false) != false
+}
+
+exec_violations contains violation("capabilities", "process.Capabilities", null, exec_process.Capabilities) if {
+	exec_container
+	object.get(exec_process, "Capabilities", null) != null
+}
+
+exec_violations contains violation("privileges", "process.NoNewPrivileges", exec_container.no_new_privileges, object.get(exec_process, "NoNewPrivileges", false)) if {
+	exec_container
+	object.get(exec_process, "NoNewPrivileges", false) != exec_container.no_new_privileges
+}
+
+exec_violations contains violation("user", "process.User", exec_container.user, u) if {
+	exec_container
+	u := object.get(exec_process, "User", {})
+	not exec_user_matches(u)
+}
+
+exec_user_matches(u) if {
+	object.get(u, "UID", 0) == exec_container.user.uid
+	object.get(u, "GID", 0) == exec_container.user.gid
+	same_set(object.get(u, "AdditionalGids", []), exec_container.user.additional_gids)
+	object.get(u, "Username", "") == ""
+}
+
+exec_violations contains violation("user", "string_user", null, input.string_user) if {
+	exec_container
+	object.get(input, "string_user", null) != null
+}
+
+exec_violations contains violation("security", "process.SelinuxLabel", "", exec_process.SelinuxLabel) if {
+	exec_container
+	object.get(exec_process, "SelinuxLabel", "") != ""
+}
+
+exec_violations contains violation("security", "process.ApparmorProfile", "", exec_process.ApparmorProfile) if {
+	exec_container
+	object.get(exec_process, "ApparmorProfile", "") != ""
+}
+
+# --- ReadStream (container logs) ---------------------------------------------
+
+ReadStreamRequest if policy_data.allow_logs
+
+# --- CopyFile -------------------------------------------------------------------
+
+# The host copies the files of a pod's ConfigMap, Secret, service-account
+# and /etc/hosts-like volumes into the shared directory, one directory
+# entry per volume file named <container>-<random>-<name>; nothing outside
+# it, no traversal, no symlink leaving it.
+
+copy_path := object.get(input, "path", "")
+
+copy_rest := trim_prefix(copy_path, policy_data.settings.shared_files_prefix)
+
+copy_parts := split(copy_rest, "/")
+
+CopyFileRequest if {
+	count(copy_violations) == 0
+}
+
+copy_violations contains violation("copyfile", "path", sprintf("under %s", [policy_data.settings.shared_files_prefix]), copy_path) if {
+	not startswith(copy_path, policy_data.settings.shared_files_prefix)
+}
+
+copy_violations contains violation("copyfile", "path", "<container id>-<16 characters>-<name> as the first component", copy_path) if {
+	not regex.match("^[0-9a-z]{64}-[0-9a-z]{16}-.+$", copy_parts[0])
+}
+
+copy_violations contains violation("copyfile", "path", "no . or .. component", copy_path) if {
+	some p in copy_parts
+	p in {".", ".."}
+}
+
+copy_violations contains violation("copyfile", "file_type", ["Regular", "Directory", "Symlink"], object.get(input, "file_type", "")) if {
+	not object.get(input, "file_type", "") in {"Regular", "Directory", "Symlink"}
+}
+
+copy_violations contains violation("copyfile", "path", "a symlink below a volume's top-level entry", copy_path) if {
+	object.get(input, "file_type", "") == "Symlink"
+	count(copy_parts) < 2
+}
+
+copy_violations contains violation("copyfile", "symlink_target", "a relative target that stays inside its volume", target) if {
+	object.get(input, "file_type", "") == "Symlink"
+	target := object.get(input, "symlink_target", "")
+	not symlink_target_ok(target)
+}
+
+symlink_target_ok(t) if {
+	t != ""
+	not startswith(t, "/")
+	every p in split(t, "/") {
+		p != ".."
+	}
+}
+
+# --- CreateSandbox ------------------------------------------------------------------
+
+CreateSandboxRequest if count(sandbox_violations) == 0
+
+sandbox_violations contains violation("sandbox", "sandbox_pidns", policy_data.pod.share_pid, input.sandbox_pidns) if {
+	object.get(input, "sandbox_pidns", false) != policy_data.pod.share_pid
+}
+
+sandbox_violations contains violation("sandbox", "kernel_modules", [], input.kernel_modules) if {
+	count(object.get(input, "kernel_modules", [])) > 0
+}
+
+sandbox_violations contains violation("sandbox", "guest_hook_path", "", input.guest_hook_path) if {
+	object.get(input, "guest_hook_path", "") != ""
+}
+
+# --- Network --------------------------------------------------------------------------
+
+# Addresses the host must not route the pod's traffic to or from: loopback
+# and unspecified, for IPv4 and IPv6.
+forbidden_address(a) if {
+	a != ""
+	some cidr in ["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"]
+	net.cidr_contains(cidr, a)
+}
+
+device_allowed(d) if d in policy_data.settings.interfaces
+
+interface := object.get(input, "interface", {})
+
+UpdateInterfaceRequest if count(interface_violations) == 0
+
+interface_violations contains violation("network", "interface.name", policy_data.settings.interfaces, object.get(interface, "name", "")) if {
+	not device_allowed(object.get(interface, "name", ""))
+}
+
+interface_violations contains violation("network", "interface.device", policy_data.settings.interfaces, interface.device) if {
+	object.get(interface, "device", "") != ""
+	not device_allowed(interface.device)
+}
+
+interface_violations contains violation("network", "interface.hwAddr", "a unicast MAC address", object.get(interface, "hwAddr", "")) if {
+	not regex.match("^[0-9a-f]([02468ace])(:[0-9a-f]{2}){5}$", lower(object.get(interface, "hwAddr", "")))
+}
+
+interface_violations contains violation("network", "interface.hwAddr", "a unicast MAC address", interface.hwAddr) if {
+	object.get(interface, "hwAddr", "") == "00:00:00:00:00:00"
+}
+
+# IFF_NOARP (0x80) is the only flag the host may set.
+interface_violations contains violation("network", "interface.raw_flags", [0, 128], flags) if {
+	flags := object.get(interface, "raw_flags", 0)
+	not flags in {0, 128}
+}
+
+interface_violations contains violation("network", "interface.IPAddresses", "no loopback or unspecified address", a.address) if {
+	some a in object.get(interface, "IPAddresses", [])
+	forbidden_address(a.address)
+}
+
+routes := object.get(object.get(input, "routes", {}), "Routes", [])
+
+UpdateRoutesRequest if count(route_violations) == 0
+
+route_violations contains violation("network", sprintf("routes.Routes[%d].device", [i]), policy_data.settings.interfaces, r.device) if {
+	some i, r in routes
+	not device_allowed(object.get(r, "device", ""))
+}
+
+route_violations contains violation("network", sprintf("routes.Routes[%d].%s", [i, field]), "no loopback or unspecified address", r[field]) if {
+	some i, r in routes
+	some field in ["dest", "gateway", "source"]
+	forbidden_address(regex.replace(object.get(r, field, ""), "/[0-9]+$", ""))
+}
+
+neighbors := object.get(object.get(input, "neighbors", {}), "ARPNeighbors", [])
+
+AddARPNeighborsRequest if count(neighbor_violations) == 0
+
+neighbor_violations contains violation("network", sprintf("neighbors.ARPNeighbors[%d].device", [i]), policy_data.settings.interfaces, object.get(n, "device", "")) if {
+	some i, n in neighbors
+	not device_allowed(object.get(n, "device", ""))
+}
+
+neighbor_violations contains violation("network", sprintf("neighbors.ARPNeighbors[%d].toIPAddress", [i]), "no loopback or unspecified address", n.toIPAddress.address) if {
+	some i, n in neighbors
+	forbidden_address(object.get(object.get(n, "toIPAddress", {}), "address", ""))
+}
+
+# NUD_REACHABLE (0x02) or NUD_PERMANENT (0x80).
+neighbor_violations contains violation("network", sprintf("neighbors.ARPNeighbors[%d].state", [i]), [2, 128], object.get(n, "state", 0)) if {
+	some i, n in neighbors
+	not object.get(n, "state", 0) in {2, 128}
+}
+
+# NTF_PROXY (0x08) and NTF_ROUTER (0x80) only.
+neighbor_violations contains violation("network", sprintf("neighbors.ARPNeighbors[%d].flags", [i]), "0, NTF_PROXY (8) or NTF_ROUTER (128)", f) if {
+	some i, n in neighbors
+	f := object.get(n, "flags", 0)
+	not f in {0, 8, 128, 136}
+}
+
+# --- Explanations -------------------------------------------------------------------------
+
+# What `ward policy check` prints for a refusal: the violations of the rule
+# of that request.
+violations := {
+	"CreateContainerRequest": create_violations,
+	"ExecProcessRequest": exec_violations,
+	"CopyFileRequest": copy_violations,
+	"CreateSandboxRequest": sandbox_violations,
+	"UpdateInterfaceRequest": interface_violations,
+	"UpdateRoutesRequest": route_violations,
+	"AddARPNeighborsRequest": neighbor_violations,
+}

@@ -1,0 +1,693 @@
+//! The policy of one pod template: ward's rules (`rules/agent_policy.rego`)
+//! followed by `policy_data`, the pod's sandbox and containers as its YAML,
+//! its images and the settings define them.
+//!
+//! `policy_data` is built here and only here; the rules read it. Its JSON
+//! is written with sorted keys and no insignificant whitespace, so the same
+//! input gives byte-identical policy text on every machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::container::{self, ContainerError, ImageConfig};
+use crate::env::{self, regex_escape, EnvError, Expected, PodFields, RunTime};
+use crate::settings::Settings;
+use crate::workload::{Objects, PodTemplate, DEFAULT_NAMESPACE};
+
+/// ward's rules, the first part of every policy.
+pub const RULES: &str = include_str!("../rules/agent_policy.rego");
+
+/// What the generator knows of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The reference the guest pulls: `repository@sha256:…`.
+    pub pinned: String,
+    /// Names the CRI may report in `io.kubernetes.cri.image-name` for it
+    /// (as written in the YAML, normalised, by digest).
+    pub names: Vec<String>,
+    /// The reference as written when it names a tag and no digest: a pull
+    /// by that name is allowed only with `allow_pull_by_tag`.
+    pub floating: Option<String>,
+    pub config: ImageConfig,
+}
+
+impl ImageInfo {
+    /// The names of an image written `written` in the YAML, which is
+    /// `name` (registry and repository, normalised: `docker.io/library/…`
+    /// for Docker Hub) with an optional `tag`, resolved to `digest`.
+    pub fn new(
+        written: &str,
+        name: &str,
+        tag: Option<&str>,
+        digest: &str,
+        config: ImageConfig,
+    ) -> Self {
+        let pinned = format!("{name}@{digest}");
+        let mut names = BTreeSet::from([written.to_string(), pinned.clone()]);
+        let written_digest = written.contains('@');
+        if let Some(t) = tag {
+            names.insert(format!("{name}:{t}"));
+            names.insert(format!("{name}:{t}@{digest}"));
+        }
+        Self {
+            pinned,
+            names: names.into_iter().collect(),
+            floating: (!written_digest).then(|| written.to_string()),
+            config,
+        }
+    }
+}
+
+/// Choices of the workload owner beyond the YAML.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Argument vectors `kubectl exec` may run in every container.
+    pub allow_exec: Vec<Vec<String>>,
+    /// Container logs (ReadStream) may be read by the host.
+    pub allow_logs: bool,
+}
+
+/// Why a policy could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{at}: {reason}")]
+    Invalid { at: String, reason: String },
+    #[error("{at}: image {image:?} was not resolved")]
+    MissingImage { at: String, image: String },
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("{at}: {source}")]
+    Container {
+        at: String,
+        #[source]
+        source: ContainerError,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Mount {
+    destination: String,
+    #[serde(rename = "type")]
+    kind: String,
+    /// An anchored regular expression.
+    source: String,
+    options: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_options: Vec<String>,
+}
+
+fn invalid(at: &str, reason: impl Into<String>) -> GenerateError {
+    GenerateError::Invalid {
+        at: at.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A name the host may give a file it shares for a container's volume:
+/// `<shared prefix><bundle id>-<16 random characters>-<name>`.
+fn shared_source(settings: &Settings, name: &str) -> String {
+    format!(
+        "^{}[A-Za-z0-9_.-]+-[0-9a-z]{{16}}-{}$",
+        regex_escape(&settings.shared_files_prefix),
+        regex_escape(name)
+    )
+}
+
+fn bind(destination: &str, source: String, options: &[&str]) -> Mount {
+    Mount {
+        destination: destination.to_string(),
+        kind: "bind".into(),
+        source,
+        options: options.iter().map(|s| s.to_string()).collect(),
+        extra_options: vec![],
+    }
+}
+
+fn expected_json(e: &Expected) -> Value {
+    match (e.exact(), e.regex()) {
+        (Some(s), _) => json!({ "exact": s }),
+        (None, Some(r)) => json!({ "regex": r }),
+        // A value from a Secret: any value (the policy is readable by
+        // the host, so it never holds the secret).
+        (None, None) => json!({ "regex": ".*" }),
+    }
+}
+
+fn u32_of(v: Option<&Value>, at: &str) -> Result<Option<u32>, GenerateError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| invalid(at, format!("{v} is not a 32-bit id"))),
+    }
+}
+
+/// The pod name as the policy matches it: the name itself; a name from
+/// `generateName`; or, for a template of a controller, the names its pods
+/// get (`<name>-<hash>-<suffix>`, `<name>-<ordinal>`, …).
+fn name_pattern(t: &PodTemplate, metadata: &Value) -> String {
+    let label = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+    if t.kind == "Pod" {
+        if let Some(n) = metadata.get("name").and_then(Value::as_str) {
+            return regex_escape(n);
+        }
+        if let Some(g) = metadata.get("generateName").and_then(Value::as_str) {
+            return format!("{}[a-z0-9]+", regex_escape(g));
+        }
+        return label.into();
+    }
+    let base = regex_escape(&t.name);
+    match t.kind.as_str() {
+        "Deployment" => format!("{base}-[a-z0-9]+-[a-z0-9]+"),
+        "StatefulSet" => format!("{base}-[0-9]+"),
+        "CronJob" => format!("{base}-[0-9]+-[a-z0-9]+"),
+        _ => format!("{base}-[a-z0-9]+"),
+    }
+}
+
+/// Generate `policy_data` for the pod template `t` of `objects`.
+pub fn policy_data(
+    objects: &Objects,
+    t: &PodTemplate,
+    settings: &Settings,
+    images: &BTreeMap<String, ImageInfo>,
+    options: &Options,
+) -> Result<Value, GenerateError> {
+    let doc = &objects.documents[t.document].object;
+    let template = t
+        .in_document(doc)
+        .ok_or_else(|| invalid(&t.pointer, "no pod template here"))?;
+    let empty = json!({});
+    let metadata = template.get("metadata").unwrap_or(&empty);
+    let spec = template
+        .get("spec")
+        .ok_or_else(|| invalid(&format!("{}/spec", t.pointer), "missing"))?;
+    let at = |p: &str| format!("{}/spec/{p}", t.pointer);
+
+    let psc = spec.get("securityContext");
+    let share_pid = spec
+        .get("shareProcessNamespace")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if spec.get(host).and_then(Value::as_bool) == Some(true) {
+            return Err(invalid(
+                &at(host),
+                "a confidential pod cannot share the host's namespaces",
+            ));
+        }
+    }
+    let mut sysctls = BTreeMap::new();
+    if let Some(list) = psc.and_then(|s| s.get("sysctls")).and_then(Value::as_array) {
+        for (i, s) in list.iter().enumerate() {
+            let name = s.get("name").and_then(Value::as_str);
+            let value = match s.get("value") {
+                Some(Value::String(v)) => Some(v.clone()),
+                Some(v @ Value::Number(_)) => Some(v.to_string()),
+                _ => None,
+            };
+            match (name, value) {
+                (Some(n), Some(v)) => {
+                    sysctls.insert(n.to_string(), v);
+                }
+                _ => {
+                    return Err(invalid(
+                        &at(&format!("securityContext/sysctls/{i}")),
+                        "needs a name and a value",
+                    ))
+                }
+            }
+        }
+    }
+    let fs_group = u32_of(
+        psc.and_then(|s| s.get("fsGroup")),
+        &at("securityContext/fsGroup"),
+    )?;
+    // A pod whose YAML names no namespace may run in any: the policy
+    // cannot know where `kubectl apply -n` puts it.
+    let namespace = if doc.pointer("/metadata/namespace").is_some() {
+        regex_escape(&t.namespace)
+    } else {
+        "[a-z0-9]([-a-z0-9]*[a-z0-9])?".into()
+    };
+    let volumes: BTreeMap<&str, &Value> = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v.get("name")?.as_str()?, v)))
+        .collect();
+    let mount_sa = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+
+    let mut containers = vec![sandbox(settings, spec, share_pid)?];
+    let pod_fields = PodFields {
+        metadata,
+        spec,
+        namespace: if t.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &t.namespace
+        },
+    };
+    for list in ["initContainers", "containers"] {
+        let Some(items) = spec.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, c) in items.iter().enumerate() {
+            let cat = at(&format!("{list}/{i}"));
+            containers.push(container(
+                c,
+                &cat,
+                spec,
+                &pod_fields,
+                objects,
+                settings,
+                images,
+                options,
+                &volumes,
+                mount_sa,
+                share_pid,
+            )?);
+        }
+    }
+    if containers.len() == 1 {
+        return Err(invalid(&at("containers"), "the pod has no containers"));
+    }
+
+    let s = settings;
+    Ok(json!({
+        "version": 1,
+        "allow_logs": options.allow_logs,
+        "pod": {
+            "name": name_pattern(t, metadata),
+            "namespace": namespace,
+            "sysctls": sysctls,
+            "fs_group": fs_group,
+            "share_pid": share_pid,
+        },
+        "patterns": { "uid": RunTime::Uid.pattern() },
+        "settings": {
+            "allowed_exec": s.allowed_exec,
+            "apparmor_profiles": s.apparmor_profiles,
+            "bundle_prefix": regex_escape(&s.bundle_prefix),
+            "default_capabilities": s.default_capabilities,
+            "env_patterns": s.env_patterns,
+            "image_storage_driver": s.image_storage_driver,
+            "interfaces": s.interfaces,
+            "masked_paths": s.masked_paths,
+            "readonly_paths": s.readonly_paths,
+            "sandbox_sysctls": s.sandbox_sysctls,
+            "shared_files_prefix": s.shared_files_prefix,
+        },
+        "containers": containers,
+    }))
+}
+
+fn capabilities(settings: &Settings, add: &[String], drop: &[String], privileged: bool) -> Value {
+    let mut set: BTreeSet<String> = settings.default_capabilities.iter().cloned().collect();
+    if privileged {
+        set.extend(settings.all_capabilities.iter().cloned());
+    }
+    let all = drop.iter().any(|d| d == "ALL");
+    if all {
+        set.clear();
+    }
+    for d in drop {
+        set.remove(&cap_name(d));
+    }
+    for a in add {
+        if a == "ALL" {
+            set.extend(settings.all_capabilities.iter().cloned());
+        } else {
+            set.insert(cap_name(a));
+        }
+    }
+    let list: Vec<String> = set.into_iter().collect();
+    json!({
+        "Ambient": [],
+        "Bounding": list,
+        "Effective": list,
+        "Inheritable": [],
+        "Permitted": list,
+    })
+}
+
+fn cap_name(c: &str) -> String {
+    if c.starts_with("CAP_") {
+        c.to_string()
+    } else {
+        format!("CAP_{}", c.to_ascii_uppercase())
+    }
+}
+
+fn default_mounts(settings: &Settings, with_cgroup: bool) -> Vec<Mount> {
+    settings
+        .default_mounts
+        .iter()
+        .filter(|m| with_cgroup || m.kind != "cgroup")
+        .map(|m| Mount {
+            destination: m.destination.clone(),
+            kind: m.kind.clone(),
+            source: format!("^{}$", regex_escape(&m.source)),
+            options: m.options.clone(),
+            extra_options: m.extra_options.clone(),
+        })
+        .collect()
+}
+
+fn sandbox(settings: &Settings, spec: &Value, share_pid: bool) -> Result<Value, GenerateError> {
+    let psc = spec.get("securityContext");
+    let uid = u32_of(
+        psc.and_then(|s| s.get("runAsUser")),
+        "spec/securityContext/runAsUser",
+    )?
+    .unwrap_or(settings.pause_user);
+    let gid = u32_of(
+        psc.and_then(|s| s.get("runAsGroup")),
+        "spec/securityContext/runAsGroup",
+    )?
+    .unwrap_or(settings.pause_user);
+    let mut gids = BTreeSet::from([gid]);
+    for g in psc
+        .and_then(|s| s.get("supplementalGroups"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        gids.extend(u32_of(Some(g), "spec/securityContext/supplementalGroups")?);
+    }
+    let mut mounts = default_mounts(settings, false);
+    mounts.push(bind(
+        "/dev/shm",
+        format!("^{}$", regex_escape(&settings.sandbox_shm)),
+        &["rbind"],
+    ));
+    mounts.push(bind(
+        "/etc/resolv.conf",
+        shared_source(settings, "resolv.conf"),
+        &["rbind", "ro", "nosuid", "nodev", "noexec"],
+    ));
+    Ok(json!({
+        "kind": "sandbox",
+        "name": "",
+        "image_names": [],
+        "pull_sources": [settings.sandbox_pull_source],
+        "args": [{ "exact": "/pause" }],
+        "env": { settings.default_path.clone(): true },
+        "env_patterns": [],
+        "cwd": "/",
+        "user": { "uid": uid, "gid": gid, "additional_gids": gids },
+        "no_new_privileges": true,
+        "terminal": false,
+        "readonly_root": true,
+        "privileged": false,
+        "share_pid": share_pid,
+        "capabilities": capabilities(settings, &[], &[], false),
+        "mounts": mounts,
+        "emptydirs": 0,
+        "gpus": 0,
+        "annotations": {},
+        "execs": [],
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn container(
+    c: &Value,
+    at: &str,
+    spec: &Value,
+    pod: &PodFields<'_>,
+    objects: &Objects,
+    settings: &Settings,
+    images: &BTreeMap<String, ImageInfo>,
+    options: &Options,
+    volumes: &BTreeMap<&str, &Value>,
+    mount_sa: bool,
+    share_pid: bool,
+) -> Result<Value, GenerateError> {
+    let name = c
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{at}/name"), "missing"))?;
+    let image_ref = c
+        .get("image")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{at}/image"), "missing"))?;
+    let image = images
+        .get(image_ref)
+        .ok_or_else(|| GenerateError::MissingImage {
+            at: format!("{at}/image"),
+            image: image_ref.to_string(),
+        })?;
+    let cfg = &image.config;
+    let csc = c.get("securityContext");
+    let flag = |k: &str| csc.and_then(|s| s.get(k)).and_then(Value::as_bool);
+    let privileged = flag("privileged").unwrap_or(false);
+    if privileged {
+        return Err(invalid(
+            &format!("{at}/securityContext/privileged"),
+            "a privileged container can reach every device of the guest; ward does not generate a policy for it",
+        ));
+    }
+
+    // Environment: the image's, then the pod's, then what the runtime adds.
+    let defined = env::resolve(c, at, pod, objects)?;
+    let mut env_exact: BTreeMap<String, bool> = BTreeMap::new();
+    let mut env_patterns: Vec<String> = vec![];
+    let mut has_path = false;
+    for e in &cfg.env {
+        has_path |= e.starts_with("PATH=");
+        env_exact.insert(e.clone(), true);
+    }
+    if !has_path {
+        env_exact.insert(settings.default_path.clone(), true);
+    }
+    for (n, v) in &defined {
+        let prefix = format!("{n}=");
+        match (v.exact(), v.regex()) {
+            (Some(s), _) => {
+                env_exact.insert(format!("{prefix}{s}"), true);
+            }
+            (None, Some(r)) => env_patterns.push(format!(
+                "^{}{}",
+                regex_escape(&prefix),
+                r.trim_start_matches('^')
+            )),
+            (None, None) => env_patterns.push(format!("^{}.*$", regex_escape(&prefix))),
+        }
+    }
+
+    let args =
+        container::args(c, at, cfg, &defined).map_err(|source| GenerateError::Container {
+            at: at.to_string(),
+            source,
+        })?;
+    if args.is_empty() {
+        return Err(invalid(at, "neither the pod nor the image gives a command"));
+    }
+    let user = container::user(c, spec, cfg).map_err(|source| GenerateError::Container {
+        at: at.to_string(),
+        source,
+    })?;
+    let working_dir = c
+        .get("workingDir")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            if cfg.working_dir.is_empty() {
+                "/".into()
+            } else {
+                cfg.working_dir.clone()
+            }
+        });
+
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let caps = csc.and_then(|s| s.get("capabilities"));
+    let capabilities = capabilities(
+        settings,
+        &strings(caps.and_then(|c| c.get("add"))),
+        &strings(caps.and_then(|c| c.get("drop"))),
+        privileged,
+    );
+
+    // Mounts: the runtime's, the image's volumes, the pod's volumes.
+    let mut mounts = default_mounts(settings, true);
+    for (dest, file) in [
+        ("/etc/hosts", "hosts"),
+        ("/dev/termination-log", "termination-log"),
+        ("/etc/hostname", "hostname"),
+        ("/etc/resolv.conf", "resolv.conf"),
+    ] {
+        mounts.push(bind(
+            dest,
+            shared_source(settings, file),
+            &["rbind", "rprivate", "rw"],
+        ));
+    }
+    mounts.push(bind(
+        "/dev/shm",
+        format!("^{}$", regex_escape(&settings.sandbox_shm)),
+        &["rbind"],
+    ));
+    if mount_sa {
+        mounts.push(bind(
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+            shared_source(settings, "serviceaccount"),
+            &["rbind", "rprivate", "ro"],
+        ));
+    }
+    for v in &cfg.volumes {
+        let base = v.trim_end_matches('/').rsplit('/').next().unwrap_or(v);
+        mounts.push(bind(
+            v,
+            shared_source(settings, base),
+            &["rbind", "rprivate", "rw"],
+        ));
+    }
+    let mut emptydirs = 0;
+    for (i, vm) in c
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let vat = format!("{at}/volumeMounts/{i}");
+        let vname = vm
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&format!("{vat}/name"), "missing"))?;
+        let dest = vm
+            .get("mountPath")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&format!("{vat}/mountPath"), "missing"))?;
+        let ro = vm.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
+        let vol = volumes.get(vname).ok_or_else(|| {
+            invalid(
+                &format!("{vat}/name"),
+                format!("no volume {vname:?} in the pod"),
+            )
+        })?;
+        let rw = if ro { "ro" } else { "rw" };
+        let m = if vol.get("emptyDir").is_some() {
+            emptydirs += 1;
+            bind(
+                dest,
+                "^/run/kata-containers/sandbox/storage/[A-Za-z0-9+/]+=*$".into(),
+                &["rbind", "rprivate", rw],
+            )
+        } else if ["configMap", "secret", "projected", "downwardAPI"]
+            .iter()
+            .any(|k| vol.get(k).is_some())
+        {
+            bind(
+                dest,
+                shared_source(settings, vname),
+                &["rbind", "rprivate", "ro"],
+            )
+        } else if vol.get("hostPath").is_some() || vol.get("persistentVolumeClaim").is_some() {
+            bind(
+                dest,
+                shared_source(settings, vname),
+                &["rbind", "rprivate", rw],
+            )
+        } else {
+            return Err(invalid(
+                &format!("{vat}/name"),
+                format!("volume {vname:?} is of a kind the policy generator does not support"),
+            ));
+        };
+        mounts.push(m);
+    }
+
+    let gpus = c
+        .get("resources")
+        .and_then(|r| r.get("limits"))
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter(|(k, _)| k.starts_with("nvidia.com/"))
+                .filter_map(|(_, v)| match v {
+                    Value::String(s) => s.parse::<u64>().ok(),
+                    v => v.as_u64(),
+                })
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+
+    // Execs: the container's exec probes, and what the owner allowed.
+    let mut execs: Vec<Vec<String>> = vec![];
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(cmd) = c
+            .get(probe)
+            .and_then(|p| p.get("exec"))
+            .and_then(|e| e.get("command"))
+        {
+            execs.push(strings(Some(cmd)));
+        }
+    }
+    if let Some(h) = c.get("lifecycle") {
+        for hook in ["postStart", "preStop"] {
+            if let Some(cmd) = h
+                .get(hook)
+                .and_then(|p| p.get("exec"))
+                .and_then(|e| e.get("command"))
+            {
+                execs.push(strings(Some(cmd)));
+            }
+        }
+    }
+    execs.extend(options.allow_exec.iter().cloned());
+
+    let mut pull_sources = vec![image.pinned.clone()];
+    if settings.allow_pull_by_tag {
+        pull_sources.extend(image.floating.clone());
+    }
+    Ok(json!({
+        "kind": "container",
+        "name": name,
+        "image_names": image.names,
+        "pull_sources": pull_sources,
+        "args": args.iter().map(expected_json).collect::<Vec<_>>(),
+        "env": env_exact,
+        "env_patterns": env_patterns,
+        "cwd": working_dir,
+        "user": {
+            "uid": user.uid,
+            "gid": user.gid,
+            "additional_gids": user.additional_gids,
+        },
+        "no_new_privileges": flag("allowPrivilegeEscalation").map(|a| !a).unwrap_or(false),
+        "terminal": c.get("tty").and_then(Value::as_bool).unwrap_or(false),
+        "readonly_root": flag("readOnlyRootFilesystem").unwrap_or(false),
+        "privileged": privileged,
+        "share_pid": share_pid,
+        "capabilities": capabilities,
+        "mounts": mounts,
+        "emptydirs": emptydirs,
+        "gpus": gpus,
+        "annotations": {},
+        "execs": execs,
+    }))
+}
+
+/// The policy text: the rules, then `policy_data`.
+pub fn policy_text(data: &Value) -> String {
+    // serde_json's map is ordered (BTreeMap): keys come out sorted; one
+    // member per line keeps every line short for the agent's limits.
+    let body = serde_json::to_string_pretty(data).unwrap_or_default();
+    format!("{RULES}\npolicy_data := {body}\n")
+}
