@@ -292,19 +292,9 @@ pub fn initdata(cmd: InitDataCmd) -> Result<()> {
     match cmd {
         InitDataCmd::Digest { file } => {
             let text = read_toml_or_annotation(&String::from_utf8(crate::read_input(&file)?)?)?;
-            let d = InitData::parse("toml", &text)?;
-            let mut pcr = vec![0u8; 32];
-            pcr.extend_from_slice(&d.digest);
-            let pcr8 = ward_proto::hash::sha256(&pcr);
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "algorithm": d.algorithm.name(),
-                    "digest": hex::encode(&d.digest),
-                    "snp_host_data": hex::encode(d.digest_for_field(32)),
-                    "tdx_mrconfigid": hex::encode(d.digest_for_field(48)),
-                    "vtpm_pcr8": hex::encode(pcr8),
-                }))?
+                serde_json::to_string_pretty(&crate::policy_cmd::digests(&text)?)?
             );
         }
         InitDataCmd::Encode { file } => {

@@ -5,6 +5,7 @@
 mod admin_cmd;
 mod bench;
 mod guest_cmd;
+mod policy_cmd;
 mod seal_cmd;
 mod sim_attesters;
 mod sim_cmd;
@@ -57,6 +58,10 @@ enum Cmd {
     /// Sealed secrets for Kubernetes manifests (the owner's side).
     #[command(subcommand)]
     Seal(seal_cmd::SealCmd),
+    /// Agent policy for confidential pods: generate from pod YAML, check
+    /// requests, explain.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
     /// Load generator for any KBS-protocol server.
     Bench(bench::BenchArgs),
     /// Simulated TEE hardware for tests and demos (never trusted by default).
@@ -179,7 +184,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     quiet_on_closed_pipe(!matches!(
         cli.cmd,
-        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_)
+        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_) | Cmd::Policy(_)
     ));
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {
@@ -212,6 +217,7 @@ fn run() -> Result<()> {
         Cmd::Guest(c) => rt.block_on(guest_cmd::run(c)),
         Cmd::Seal(c) => seal_cmd::run(c),
         Cmd::Initdata(c) => guest_cmd::initdata(c),
+        Cmd::Policy(c) => policy_cmd::run(c),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct ImageMeta {
     pub cmd: Vec<String>,
     pub working_dir: String,
     pub user: String,
+    /// The config's `Volumes`, sorted.
+    pub volumes: Vec<String>,
     /// Layer digests (compressed, as in the manifest), lowest first.
     pub layers: Vec<Digest>,
     pub user_databases: UserDatabases,
@@ -366,6 +368,14 @@ pub(crate) fn resolve(
         cmd: c.cmd().clone().unwrap_or_default(),
         working_dir: c.working_dir().clone().unwrap_or_default(),
         user: c.user().clone().unwrap_or_default(),
+        volumes: c
+            .volumes()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         layers,
         user_databases: dbs,
     })

@@ -1,0 +1,260 @@
+//! `ward policy generate / check / explain` through the binary, with an
+//! image from an OCI image layout the test writes (the registry client is
+//! tested against a real registry in crates/oci/tests/registry.rs).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+fn ward() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    hex::encode(ward_proto::hash::sha256(b))
+}
+
+/// An OCI image layout holding one image tagged `tag`: an empty layer and
+/// a config with `env`, `cmd` and `workdir`. Returns the manifest digest.
+fn write_layout(dir: &Path, tag: &str, config: Value) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let h = hex_sha256(b);
+        std::fs::write(blobs.join(&h), b).unwrap();
+        (format!("sha256:{h}"), b.len())
+    };
+    let layer = vec![0u8; 1024];
+    let (ld, ls) = put(&layer);
+    let cfg = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex_sha256(&layer))]}
+    }))
+    .unwrap();
+    let (cd, cs) = put(&cfg);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}]
+    }))
+    .unwrap();
+    let (md, ms) = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": tag}}]
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    md
+}
+
+const DEPLOYMENT: &str = "\
+# the app
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      runtimeClassName: kata-cc
+      containers:
+      - name: app
+        image: example.test/app:1.0
+        args: [serve, --port, \"8080\"]
+        env:
+        - {name: MODE, value: prod}
+        readinessProbe:
+          exec: {command: [/bin/true]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app}
+spec: {ports: [{port: 80}]}
+";
+
+/// A CreateContainer request for container `app` of the generated pod.
+fn create_request(digest: &str) -> Value {
+    let bundle = "a".repeat(64);
+    let annotations = json!({
+        "io.katacontainers.pkg.oci.bundle_path": format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{bundle}"),
+        "io.katacontainers.pkg.oci.container_type": "pod_container",
+        "io.kubernetes.cri.container-name": "app",
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.image-name": "example.test/app:1.0",
+        "io.kubernetes.cri.sandbox-id": "b".repeat(64),
+        "io.kubernetes.cri.sandbox-name": "app-6674f9448-xjrzf",
+        "io.kubernetes.cri.sandbox-namespace": "default",
+        "io.kubernetes.cri.sandbox-uid": "31df313a-931f-4979-a405-cc3f3ccb6a56",
+    });
+    let pull = json!({"metadata": annotations});
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
+    ]);
+    json!({
+        "container_id": bundle,
+        "OCI": {
+            "Annotations": annotations,
+            "Linux": {"Namespaces": [{"Type": "ipc", "Path": ""}, {"Type": "uts", "Path": ""}, {"Type": "mount", "Path": ""}],
+                "MaskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]},
+            "Process": {"Args": ["/app", "serve", "--port", "8080"], "Cwd": "/srv",
+                "Env": ["PATH=/usr/bin:/bin", "MODE=prod", "HOSTNAME=app-6674f9448-xjrzf"],
+                "User": {"UID": 0, "GID": 0, "AdditionalGids": [0]},
+                "Capabilities": {"Bounding": caps, "Effective": caps, "Permitted": caps}},
+            "Root": {"Path": format!("/run/kata-containers/{bundle}/rootfs"), "Readonly": false}
+        },
+        "storages": [{"driver": "image_guest_pull", "source": format!("example.test/app@{digest}"), "fstype": "overlay",
+            "mount_point": format!("/run/kata-containers/{bundle}/rootfs"), "options": [],
+            "driver_options": [format!("image_guest_pull={pull}")]}]
+    })
+}
+
+#[test]
+fn generate_annotates_the_deployment_and_check_decides_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = write_layout(
+        &layout,
+        "1.0",
+        json!({"Env": ["PATH=/usr/bin:/bin"], "Entrypoint": ["/app"], "WorkingDir": "/srv"}),
+    );
+    let yaml = dir.path().join("app.yaml");
+    std::fs::write(&yaml, DEPLOYMENT).unwrap();
+    let generate = || {
+        ward()
+            .args(["policy", "generate", "-f"])
+            .arg(&yaml)
+            .arg("--image-layout")
+            .arg(format!("example.test/app:1.0={}", layout.display()))
+            .args(["--kbs-url", "https://kbs.example:8080", "--cache-dir"])
+            .arg(dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let out = generate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host_data = report[0]["snp_host_data"].as_str().unwrap().to_string();
+    assert_eq!(host_data.len(), 64);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+
+    // In place: both documents, the template annotated.
+    let annotated = std::fs::read_to_string(&yaml).unwrap();
+    assert!(annotated.contains("kind: Service"));
+    assert!(annotated.contains("io.katacontainers.config.hypervisor.cc_init_data"));
+
+    // The same input gives the same bytes.
+    std::fs::write(&yaml, DEPLOYMENT).unwrap();
+    let again = generate();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&yaml).unwrap(), annotated);
+
+    // check: the request the pod's container makes is allowed ...
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, create_request(&digest).to_string()).unwrap();
+    let check = |req: &Path| {
+        ward()
+            .args(["policy", "check", "--policy"])
+            .arg(&yaml)
+            .args(["--kind", "CreateContainerRequest", "--request"])
+            .arg(req)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&req);
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // ... and with another image digest it is refused, naming the field.
+    let mut bad = create_request(&digest);
+    bad["storages"][0]["source"] = json!(format!("example.test/app@sha256:{}", "e".repeat(64)));
+    std::fs::write(&req, bad.to_string()).unwrap();
+    let no = check(&req);
+    assert_eq!(no.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&no.stdout).unwrap();
+    assert_eq!(verdict["decision"], "deny");
+    assert_eq!(verdict["violations"][0]["field"], "storages[0]");
+
+    // SetPolicy is always refused.
+    let lines = dir.path().join("reqs.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"kind\":\"SetPolicyRequest\",\"request\":{\"policy\":\"package agent_policy\"}}\n",
+    )
+    .unwrap();
+    let sp = ward()
+        .args(["policy", "check", "--policy"])
+        .arg(&yaml)
+        .arg("--requests")
+        .arg(&lines)
+        .output()
+        .unwrap();
+    assert_eq!(sp.status.code(), Some(1));
+
+    // explain lists the container with its pinned image and exec.
+    let ex = ward()
+        .args(["policy", "explain", "--policy"])
+        .arg(&yaml)
+        .output()
+        .unwrap();
+    assert!(ex.status.success());
+    let e: Value = serde_json::from_slice(&ex.stdout).unwrap();
+    assert_eq!(
+        e["containers"][1]["image"][0],
+        format!("example.test/app@{digest}")
+    );
+    assert_eq!(e["containers"][1]["execs"], json!([["/bin/true"]]));
+}
+
+#[test]
+fn a_pinned_digest_the_source_does_not_have_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    write_layout(&layout, "1.0", json!({"Cmd": ["/app"]}));
+    let pinned = format!("example.test/app:1.0@sha256:{}", "0".repeat(64));
+    let yaml = dir.path().join("pod.yaml");
+    let text = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: c, image: \"{pinned}\"}}\n");
+    std::fs::write(&yaml, &text).unwrap();
+    let out = ward()
+        .args(["policy", "generate", "-f"])
+        .arg(&yaml)
+        .arg("--image-layout")
+        .arg(format!("{pinned}={}", layout.display()))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the pinned digest"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&yaml).unwrap(), text);
+}
