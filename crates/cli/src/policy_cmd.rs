@@ -511,7 +511,7 @@ fn check_cmd(a: CheckArgs) -> Result<()> {
 
 fn explain_cmd(p: &Path) -> Result<()> {
     let text = load_policy(p)?;
-    let data = generate::data_of_policy(&text).ok_or_else(|| {
+    let data = ward_proto::initdata::agent_policy_data(&text).ok_or_else(|| {
         anyhow!(
             "{}: not a policy ward generated (no policy_data)",
             p.display()

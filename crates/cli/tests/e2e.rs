@@ -3,13 +3,16 @@
 //! between `/auth` and `/attest`; two processes on one data directory.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{json, Value};
 use ward_proto::jwk::{Curve, TeeKeyPair};
 use ward_proto::kbs::{runtime_data_hash, RuntimeData};
 use ward_proto::{b64, HashAlgorithm};
+
+mod common;
+use common::write_layout;
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
@@ -915,21 +918,52 @@ fn sim_snp_reports_verify_with_the_printed_configuration_only() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a pinned AMD root"));
 }
 
-#[test]
-fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim_dir = dir.path().join("sim");
+/// `ward <cmd…>` as a simulated SNP guest of `sim_dir` with launch
+/// `measurement`, against `url`.
+fn sim_snp_guest(
+    cmd: &[&str],
+    url: &str,
+    sim_dir: &Path,
+    measurement: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![cmd[0]];
+    args.extend_from_slice(&[
+        "--url",
+        url,
+        "--tee",
+        "sim-snp",
+        "--sim-dir",
+        sim_dir.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(&["--sim-measurement", measurement]);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&cmd[1..]);
+    ward(&args)
+}
+
+/// A simulated SNP platform in `dir/sim` and `ward serve` trusting it,
+/// with its data in `dir/data`.
+fn snp_service(dir: &Path) -> (Server, PathBuf, PathBuf) {
+    let sim_dir = dir.join("sim");
     let out = ward(&["sim", "snp", "init", "--dir", sim_dir.to_str().unwrap()]);
     assert!(out.status.success());
     let snp_cfg = String::from_utf8(out.stdout).unwrap();
-    let data = dir.path().join("data");
-    let cfg_path = dir.path().join("ward.toml");
+    let data = dir.join("data");
+    let cfg_path = dir.join("ward.toml");
     std::fs::write(
         &cfg_path,
         format!("data_dir = {:?}\n{snp_cfg}", data.display().to_string()),
     )
     .unwrap();
     let s = serve(&data, &["--config", cfg_path.to_str().unwrap()]);
+    (s, sim_dir, data)
+}
+
+#[test]
+fn ward_serve_releases_to_a_simulated_snp_guest_with_the_reference_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, sim_dir, data) = snp_service(dir.path());
     let d = data.to_str().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, b"snp-secret").unwrap();
@@ -2477,4 +2511,132 @@ fn snp_evidence_verifies_without_configured_chains() {
         (Some(0), Some("valid")),
         "{v}"
     );
+}
+
+#[test]
+fn a_pod_policy_bound_in_init_data_decides_which_pod_gets_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, sim_dir, data) = snp_service(dir.path());
+    let d = data.to_str().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"model-key").unwrap();
+    admin_put(&s.url, &data, "kbs:///default/model/key", &secret);
+    let good = "11".repeat(48);
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--url", &s.url, "--data-dir", d];
+        all.extend_from_slice(args);
+        let out = ward(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    admin(&["reference-value", "set", "snp_launch_measurement", &good]);
+
+    // Two builds of the app: the owner's, and another with the same name.
+    let ours = write_layout(
+        &dir.path().join("ours"),
+        "1.0",
+        json!({"Entrypoint": ["/app"]}),
+    );
+    let theirs = write_layout(
+        &dir.path().join("theirs"),
+        "1.0",
+        json!({"Entrypoint": ["/app", "--evil"]}),
+    );
+    assert_ne!(ours, theirs);
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: app, image: \"example.test/app:1.0\"}\n";
+    // `ward policy generate` → the init-data annotation of the template.
+    let init_data_of = |layout: &str| -> PathBuf {
+        let yaml = dir.path().join(format!("{layout}.yaml"));
+        std::fs::write(&yaml, deployment).unwrap();
+        let out = ward(&[
+            "policy",
+            "generate",
+            "-f",
+            yaml.to_str().unwrap(),
+            "--kbs-url",
+            &s.url,
+            "--image-layout",
+            &format!("example.test/app:1.0={}", dir.path().join(layout).display()),
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+        let ann = doc["spec"]["template"]["metadata"]["annotations"]
+            ["io.katacontainers.config.hypervisor.cc_init_data"]
+            .as_str()
+            .unwrap();
+        let p = dir.path().join(format!("{layout}.init"));
+        std::fs::write(&p, ann).unwrap();
+        p
+    };
+    let ours_init = init_data_of("ours");
+    let theirs_init = init_data_of("theirs");
+
+    // The secret is released only to a pod whose policy pins our digest.
+    let policy = dir.path().join("model.rego");
+    std::fs::write(
+        &policy,
+        format!(
+            "package policy\nimport rego.v1\ndefault allow := false\nallow if {{\n  ae := input.submods.cpu0[\"ear.veraison.annotated-evidence\"]\n  input.submods.cpu0[\"ear.status\"] == \"affirming\"\n  some c in ae.init_data_claims.agent_policy.containers\n  \"example.test/app@{ours}\" in c.pull_sources\n}}\n"
+        ),
+    )
+    .unwrap();
+    admin(&[
+        "resource-policy",
+        "set",
+        "--prefix",
+        "default/model",
+        policy.to_str().unwrap(),
+    ]);
+    let get = |init: &Path| {
+        sim_snp_guest(
+            &["get-resource", "kbs:///default/model/key"],
+            &s.url,
+            &sim_dir,
+            &good,
+            &["--init-data", init.to_str().unwrap()],
+        )
+    };
+    let out = get(&ours_init);
+    assert_eq!(
+        out.stdout,
+        b"model-key",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = get(&theirs_init);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied by the KBS resource policy"));
+
+    // The token carries the policy's data among the init-data claims.
+    let out = sim_snp_guest(
+        &["attest", "--claims"],
+        &s.url,
+        &sim_dir,
+        &good,
+        &["--init-data", ours_init.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ae = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
+    assert_eq!(
+        ae["init_data_claims"]["agent_policy"]["containers"][1]["pull_sources"][0],
+        format!("example.test/app@{ours}")
+    );
+    assert!(ae["init_data_claims"]["policy.rego"]
+        .as_str()
+        .unwrap()
+        .starts_with("# ward's Kata agent policy"));
 }

@@ -7,48 +7,11 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+mod common;
+use common::write_layout;
+
 fn ward() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ward"))
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    hex::encode(ward_proto::hash::sha256(b))
-}
-
-/// An OCI image layout holding one image tagged `tag`: an empty layer and
-/// a config with `env`, `cmd` and `workdir`. Returns the manifest digest.
-fn write_layout(dir: &Path, tag: &str, config: Value) -> String {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |b: &[u8]| {
-        let h = hex_sha256(b);
-        std::fs::write(blobs.join(&h), b).unwrap();
-        (format!("sha256:{h}"), b.len())
-    };
-    let layer = vec![0u8; 1024];
-    let (ld, ls) = put(&layer);
-    let cfg = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux", "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex_sha256(&layer))]}
-    }))
-    .unwrap();
-    let (cd, cs) = put(&cfg);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}]
-    }))
-    .unwrap();
-    let (md, ms) = put(&manifest);
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": tag}}]
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    md
 }
 
 const DEPLOYMENT: &str = "\

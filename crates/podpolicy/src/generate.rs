@@ -684,17 +684,11 @@ fn container(
     }))
 }
 
-/// The policy text: the rules, then `policy_data`.
+/// The policy text: the rules, then `policy_data`
+/// ([`ward_proto::initdata::agent_policy_data`] reads it back).
 pub fn policy_text(data: &Value) -> String {
     // serde_json's map is ordered (BTreeMap): keys come out sorted; one
     // member per line keeps every line short for the agent's limits.
     let body = serde_json::to_string_pretty(data).unwrap_or_default();
     format!("{RULES}\npolicy_data := {body}\n")
-}
-
-/// The `policy_data` of a policy this generator wrote (the JSON after the
-/// last `policy_data := `), or `None` for another policy.
-pub fn data_of_policy(text: &str) -> Option<Value> {
-    let at = text.rfind("\npolicy_data := ")?;
-    serde_json::from_str(text[at..].trim_start().strip_prefix("policy_data := ")?).ok()
 }

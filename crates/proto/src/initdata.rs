@@ -56,6 +56,14 @@ pub fn decode_annotation(text: &str) -> Result<String, InitDataError> {
 }
 
 /// Init-data given either as TOML text or in the annotation form.
+/// The `policy_data` of an agent policy written by `ward policy generate`
+/// (the JSON after its last `policy_data := `), or `None` for a policy
+/// of another shape.
+pub fn agent_policy_data(policy: &str) -> Option<serde_json::Value> {
+    let at = policy.rfind("\npolicy_data := ")?;
+    serde_json::from_str(policy[at..].trim_start().strip_prefix("policy_data := ")?).ok()
+}
+
 pub fn read_toml_or_annotation(text: &str) -> Result<String, InitDataError> {
     if toml::from_str::<toml::Table>(text).is_ok() {
         Ok(text.to_string())

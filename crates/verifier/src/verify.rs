@@ -283,7 +283,18 @@ impl VerifierRegistry {
                 ));
             }
             annotated.insert("init_data".into(), Value::String(hex::encode(&init.digest)));
-            annotated.insert("init_data_claims".into(), json!(init.data));
+            // The documents as they are, and the agent policy's data as
+            // JSON (when ward generated it), so a resource policy can
+            // release only to pods whose policy pins a given image.
+            let mut claims = json!(init.data);
+            if let Some(data) = init
+                .data
+                .get("policy.rego")
+                .and_then(|p| ward_proto::initdata::agent_policy_data(p))
+            {
+                claims["agent_policy"] = data;
+            }
+            annotated.insert("init_data_claims".into(), claims);
         }
         let annotated = Value::Object(annotated);
         Ok(VerifiedEvidence {
