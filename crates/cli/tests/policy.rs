@@ -221,3 +221,148 @@ fn a_pinned_digest_the_source_does_not_have_fails_and_writes_nothing() {
     );
     assert_eq!(std::fs::read_to_string(&yaml).unwrap(), text);
 }
+
+/// Three images tagged v1 in `reg`, each in an index with an amd64 and an
+/// arm64 manifest; returns the amd64 manifest digests.
+fn push_three(p: &ward_oci::testing::Pusher) -> Vec<String> {
+    use ward_oci::testing::INDEX;
+    ["team/a", "team/b", "team/c"]
+        .iter()
+        .map(|repo| {
+            let amd = p.image(repo, "app", b"app:x:1000:1000::/srv:/bin/sh\n", "amd64");
+            let arm = p.image(repo, "root", b"root:x:0:0::/:/bin/sh\n", "arm64");
+            let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [arm, amd]});
+            p.manifest(repo, "v1", INDEX, &index);
+            amd["digest"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn pod_of(images: &[String]) -> String {
+    let mut y =
+        String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: three}\nspec:\n  containers:\n");
+    for (i, img) in images.iter().enumerate() {
+        y.push_str(&format!("  - {{name: c{i}, image: \"{img}\"}}\n"));
+    }
+    y
+}
+
+#[test]
+fn generation_against_a_real_registry_and_its_failures() {
+    let Some(bin) = ward_oci::testing::registry_bin() else {
+        return;
+    };
+    let reg = ward_oci::testing::start(&bin, None);
+    let p = ward_oci::testing::Pusher {
+        http: reqwest::blocking::Client::new(),
+        base: format!("http://{}", reg.addr),
+        auth: None,
+    };
+    let digests = push_three(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let gen = |images: &[String], out: &Path, extra: &[&str]| {
+        let yaml = dir.path().join("pod.yaml");
+        std::fs::write(&yaml, pod_of(images)).unwrap();
+        let o = ward()
+            .args(["policy", "generate", "-f"])
+            .arg(&yaml)
+            .arg("-o")
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--timeout-secs", "5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&yaml).unwrap(),
+            pod_of(images),
+            "the input is never touched with -o"
+        );
+        o
+    };
+    let insecure = ["--insecure-registry", reg.addr.as_str()];
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|r| format!("{}/team/{r}:v1", reg.addr))
+        .collect();
+    let out = dir.path().join("out.yaml");
+    let o = gen(&names, &out, &insecure);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ex = ward()
+        .args(["policy", "explain", "--policy"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e: Value = serde_json::from_slice(&ex.stdout).unwrap();
+    for (i, d) in digests.iter().enumerate() {
+        let repo = ["a", "b", "c"][i];
+        assert_eq!(
+            e["containers"][i + 1]["image"][0],
+            format!("{}/team/{repo}@{d}", reg.addr)
+        );
+        assert_eq!(
+            e["containers"][i + 1]["user"]["uid"],
+            1000,
+            "the image's user, from its passwd"
+        );
+    }
+
+    // Each failure is named, and nothing is written.
+    let fails = |images: Vec<String>, extra: &[&str], message: &str| {
+        let none = dir.path().join("none.yaml");
+        let o = gen(&images, &none, extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains(message), "{message:?} not in {err}");
+        assert!(!none.exists());
+    };
+    let mut missing = names.clone();
+    missing[1] = format!("{}/team/b:v9", reg.addr);
+    fails(missing, &insecure, "manifest v9 not found");
+    let mut mismatch = names.clone();
+    mismatch[2] = format!("{}/team/c:v1@sha256:{}", reg.addr, "0".repeat(64));
+    fails(mismatch, &insecure, &format!("sha256:{}", "0".repeat(64)));
+    let closed = format!("127.0.0.1:{}", ward_oci::testing::free_port());
+    let mut unreachable = names.clone();
+    unreachable[0] = format!("{closed}/team/a:v1");
+    fails(unreachable, &["--insecure-registry", &closed], &closed);
+
+    // A private registry: the wrong password is refused as such.
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let private = ward_oci::testing::start(&bin, Some(&format!("ward:{hash}")));
+    let pp = ward_oci::testing::Pusher {
+        http: reqwest::blocking::Client::new(),
+        base: format!("http://{}", private.addr),
+        auth: Some(("ward".into(), "s3cret".into())),
+    };
+    push_three(&pp);
+    let config = dir.path().join("config.json");
+    let write_config = |pw: &str| {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("ward:{pw}"));
+        std::fs::write(
+            &config,
+            json!({"auths": {private.addr.clone(): {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+    };
+    let private_names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|r| format!("{}/team/{r}:v1", private.addr))
+        .collect();
+    let flags = [
+        "--insecure-registry",
+        private.addr.as_str(),
+        "--docker-config",
+        config.to_str().unwrap(),
+    ];
+    write_config("wrong");
+    fails(private_names.clone(), &flags, "refused the credentials");
+    write_config("s3cret");
+    let ok = dir.path().join("private.yaml");
+    let o = gen(&private_names, &ok, &flags);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("s3cret"));
+}

@@ -14,6 +14,8 @@ pub mod layers;
 pub mod layout;
 pub mod reference;
 pub mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use blob::{BlobError, Digest};
 pub use cache::LayerCache;
