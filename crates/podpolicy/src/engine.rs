@@ -160,20 +160,44 @@ impl AgentPolicy {
         let input =
             regorus::Value::from_json_str(&input.to_string()).map_err(|e| eval(e.to_string()))?;
         self.engine.set_input(input);
-        let results = self
-            .engine
-            .eval_query(format!("data.agent_policy.{rule}"), false)
-            .map_err(|e| eval(e.to_string()))?;
-        let Some(v) = results
-            .result
-            .first()
-            .and_then(|r| r.expressions.first())
-            .map(|e| &e.value)
-        else {
-            return Ok(Value::Null);
+        let path = format!("data.agent_policy.{rule}");
+        let v = if rule.contains('[') {
+            let results = self
+                .engine
+                .eval_query(path, false)
+                .map_err(|e| eval(e.to_string()))?;
+            match results
+                .result
+                .first()
+                .and_then(|r| r.expressions.first())
+            {
+                Some(e) => e.value.clone(),
+                None => return Ok(Value::Null),
+            }
+        } else {
+            // A rule by its path: no query to parse.
+            self.engine
+                .eval_rule(path)
+                .map_err(|e| eval(e.to_string()))?
         };
+        if v == regorus::Value::Undefined {
+            return Ok(Value::Null);
+        }
         let text = v.to_json_str().map_err(|e| eval(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| eval(e.to_string()))
+    }
+
+    /// The policy's answer to `input` as a `kind` request, without applying
+    /// the state changes an allowed answer carries.
+    pub fn answer(&mut self, kind: &str, input: &Value) -> Result<bool, EngineError> {
+        if !REQUESTS.contains(&kind) {
+            return Err(EngineError::UnknownRequest { kind: kind.into() });
+        }
+        Ok(match self.eval(kind, input)? {
+            Value::Bool(b) => b,
+            Value::Object(o) => o.get("allowed").and_then(Value::as_bool).unwrap_or(false),
+            _ => false,
+        })
     }
 
     /// Decide `input` as a request of `kind` (e.g.
