@@ -120,6 +120,10 @@ pstate := object.get(data, "pstate", {})
 known_containers := object.get(pstate, "containers", {})
 
 # --- CreateContainer --------------------------------------------------------
+#
+# The request is matched against the one container of the policy with its
+# kind (sandbox or container) and name. Checks are grouped so that each is
+# one lookup or one comparison: regorus evaluates every rule of a query.
 
 oci := object.get(input, "OCI", {})
 
@@ -128,6 +132,10 @@ annotations := object.get(oci, "Annotations", {})
 process := object.get(oci, "Process", {})
 
 linux := object.get(oci, "Linux", {})
+
+root := object.get(oci, "Root", {})
+
+input_user := object.get(process, "User", {})
 
 input_kind := object.get(annotations, "io.kubernetes.cri.container-type", "")
 
@@ -143,6 +151,8 @@ candidate := policy_data.containers[candidate_index]
 
 bundle_id := regex.replace(object.get(annotations, "io.katacontainers.pkg.oci.bundle_path", ""), "^.*/", "")
 
+guest_rootfs := sprintf("/run/kata-containers/%s/rootfs", [bundle_id])
+
 CreateContainerRequest := {"allowed": true, "ops": create_ops} if {
 	candidate
 	count(create_violations) == 0
@@ -157,92 +167,67 @@ create_violations contains violation("container", "OCI.Annotations[io.kubernetes
 	not candidate
 }
 
-# Annotations: each one the request carries is known to the policy.
+# Fields with one expected value: [actual, expected, rule].
+exact_fields := {
+	"OCI.Process.Cwd": [object.get(process, "Cwd", ""), candidate.cwd, "cwd"],
+	"OCI.Process.User.UID": [object.get(input_user, "UID", 0), candidate.user.uid, "user"],
+	"OCI.Process.User.GID": [object.get(input_user, "GID", 0), candidate.user.gid, "user"],
+	"OCI.Process.User.AdditionalGids": [sort(object.get(input_user, "AdditionalGids", [])), candidate.user.additional_gids, "user"],
+	"OCI.Process.User.Username": [object.get(input_user, "Username", ""), "", "user"],
+	"string_user": [object.get(input, "string_user", null), null, "user"],
+	"OCI.Process.NoNewPrivileges": [object.get(process, "NoNewPrivileges", false), candidate.no_new_privileges, "privileges"],
+	"OCI.Process.Terminal": [object.get(process, "Terminal", false), candidate.terminal, "terminal"],
+	"OCI.Process.SelinuxLabel": [object.get(process, "SelinuxLabel", ""), "", "security"],
+	"OCI.Root.Path": [object.get(root, "Path", ""), guest_rootfs, "root"],
+	"OCI.Root.Readonly": [object.get(root, "Readonly", false), candidate.readonly_root, "root"],
+	"OCI.Hooks": [object.get(oci, "Hooks", null), null, "hooks"],
+	"OCI.Linux.Devices": [object.get(linux, "Devices", []), [], "devices"],
+	"OCI.Linux.UIDMappings": [object.get(linux, "UIDMappings", []), [], "namespaces"],
+	"OCI.Linux.GIDMappings": [object.get(linux, "GIDMappings", []), [], "namespaces"],
+	"sandbox_pidns": [object.get(input, "sandbox_pidns", false), candidate.share_pid, "namespaces"],
+	"shared_mounts": [object.get(input, "shared_mounts", []), [], "mounts"],
+}
 
-create_violations contains violation("annotations", sprintf("OCI.Annotations[%s]", [k]), "an annotation this pod's policy allows, with its value", v) if {
+create_violations contains violation(f[2], field, f[1], f[0]) if {
+	candidate
+	some field, f in exact_fields
+	f[0] != f[1]
+}
+
+create_violations contains violation("security", "OCI.Process.ApparmorProfile", policy_data.settings.apparmor_profiles, p) if {
+	candidate
+	p := object.get(process, "ApparmorProfile", "")
+	not p in policy_data.settings.apparmor_profiles
+}
+
+# Annotations: each one the request carries is one this container's policy
+# lists, with a value it allows.
+
+create_violations contains violation("annotations", sprintf("OCI.Annotations[%s]", [k]), object.get(candidate.annotations, k, "not allowed"), v) if {
 	candidate
 	some k, v in annotations
 	not annotation_allowed(k, v)
 }
 
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.container-type"
-	v == candidate.kind
-}
+annotation_allowed(k, v) if string_matches(candidate.annotations[k], v)
 
 annotation_allowed(k, v) if {
-	k == "io.katacontainers.pkg.oci.container_type"
-	v == {"sandbox": "pod_sandbox", "container": "pod_container"}[candidate.kind]
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.container-name"
-	candidate.kind == "container"
-	v == candidate.name
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.image-name"
-	candidate.kind == "container"
-	v in candidate.image_names
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.podsandbox.image-name"
-	candidate.kind == "sandbox"
-	is_string(v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.sandbox-name"
-	regex.match(sprintf("^%s$", [policy_data.pod.name]), v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.sandbox-namespace"
-	regex.match(sprintf("^%s$", [policy_data.pod.namespace]), v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.sandbox-id"
-	regex.match("^[0-9a-z]{64}$", v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.sandbox-uid"
-	regex.match(sprintf("^%s$", [policy_data.patterns.uid]), v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.kubernetes.cri.sandbox-log-directory"
-	regex.match(sprintf("^/var/log/pods/%s_%s_%s$", [policy_data.pod.namespace, policy_data.pod.name, policy_data.patterns.uid]), v)
-}
-
-annotation_allowed(k, v) if {
-	k == "io.katacontainers.pkg.oci.bundle_path"
-	regex.match(sprintf("^%s[A-Za-z0-9_.-]+$", [policy_data.settings.bundle_prefix]), v)
-}
-
-annotation_allowed(k, v) if {
-	k in {
-		"io.kubernetes.cri.sandbox-cpu-period", "io.kubernetes.cri.sandbox-cpu-quota",
-		"io.kubernetes.cri.sandbox-cpu-shares", "io.kubernetes.cri.sandbox-memory",
-	}
-	regex.match("^[0-9]+$", v)
-}
-
-annotation_allowed(k, v) if {
-	k == "nerdctl/network-namespace"
-	regex.match("^/var/run/netns/[A-Za-z0-9_-]+$", v)
-}
-
-annotation_allowed(k, v) if {
+	candidate.gpus > 0
 	regex.match("^cdi\\.k8s\\.io/vfio[0-9]+$", k)
 	regex.match("^nvidia\\.com/gpu=[0-9]+$", v)
 }
 
-annotation_allowed(k, v) if {
-	candidate.annotations[k] == v
+# An expected string: {"exact": s}, {"one_of": [s, ...]}, {"regex": r}
+# (a value only known at run time), or {"any": true}.
+string_matches(e, s) if e.exact == s
+
+string_matches(e, s) if s in e.one_of
+
+string_matches(e, s) if regex.match(e.regex, s)
+
+string_matches(e, s) if {
+	e.any
+	is_string(s)
 }
 
 # GPUs: as many CDI annotations as the container asks for, each naming a
@@ -286,14 +271,14 @@ vfio_device_ok(d) if {
 	n in cdi_numbers
 }
 
-# The process.
+# The process: arguments, environment, capabilities.
+
+input_args := object.get(process, "Args", [])
 
 create_violations contains violation("args", "OCI.Process.Args", candidate.args, input_args) if {
 	candidate
 	not args_match(candidate.args, input_args)
 }
-
-input_args := object.get(process, "Args", [])
 
 args_match(expected, actual) if {
 	count(expected) == count(actual)
@@ -301,12 +286,6 @@ args_match(expected, actual) if {
 		string_matches(e, actual[i])
 	}
 }
-
-# An expected string is {"exact": s} or {"regex": r} (a value that is only
-# known at run time, such as the pod's IP address).
-string_matches(e, s) if e.exact == s
-
-string_matches(e, s) if regex.match(e.regex, s)
 
 create_violations contains violation("env", "OCI.Process.Env", "a variable the pod or its image defines, or one Kubernetes injects", e) if {
 	candidate
@@ -316,83 +295,17 @@ create_violations contains violation("env", "OCI.Process.Env", "a variable the p
 
 env_allowed(c, e) if c.env[e]
 
-env_allowed(c, e) if {
-	some r in c.env_patterns
-	regex.match(r, e)
-}
+env_allowed(c, e) if regex.match(c.env_pattern, e)
 
-env_allowed(_, e) if {
-	some r in policy_data.settings.env_patterns
-	regex.match(r, e)
-}
-
-create_violations contains violation("cwd", "OCI.Process.Cwd", candidate.cwd, object.get(process, "Cwd", "")) if {
-	candidate
-	object.get(process, "Cwd", "") != candidate.cwd
-}
-
-input_user := object.get(process, "User", {})
-
-create_violations contains violation("user", "OCI.Process.User.UID", candidate.user.uid, object.get(input_user, "UID", 0)) if {
-	candidate
-	object.get(input_user, "UID", 0) != candidate.user.uid
-}
-
-create_violations contains violation("user", "OCI.Process.User.GID", candidate.user.gid, object.get(input_user, "GID", 0)) if {
-	candidate
-	object.get(input_user, "GID", 0) != candidate.user.gid
-}
-
-create_violations contains violation("user", "OCI.Process.User.AdditionalGids", candidate.user.additional_gids, gids) if {
-	candidate
-	gids := object.get(input_user, "AdditionalGids", [])
-	not same_set(gids, candidate.user.additional_gids)
-}
-
-create_violations contains violation("user", "OCI.Process.User.Username", "", object.get(input_user, "Username", "")) if {
-	candidate
-	object.get(input_user, "Username", "") != ""
-}
-
-create_violations contains violation("user", "string_user", null, input.string_user) if {
-	candidate
-	object.get(input, "string_user", null) != null
-}
-
-same_set(a, b) if {
-	count(a) == count(b)
-	{x | some x in a} == {x | some x in b}
-}
-
-create_violations contains violation("privileges", "OCI.Process.NoNewPrivileges", candidate.no_new_privileges, object.get(process, "NoNewPrivileges", false)) if {
-	candidate
-	object.get(process, "NoNewPrivileges", false) != candidate.no_new_privileges
-}
-
-create_violations contains violation("terminal", "OCI.Process.Terminal", candidate.terminal, object.get(process, "Terminal", false)) if {
-	candidate
-	object.get(process, "Terminal", false) != candidate.terminal
-}
-
-create_violations contains violation("security", "OCI.Process.ApparmorProfile", policy_data.settings.apparmor_profiles, p) if {
-	candidate
-	p := object.get(process, "ApparmorProfile", "")
-	not p in policy_data.settings.apparmor_profiles
-}
-
-create_violations contains violation("security", "OCI.Process.SelinuxLabel", "", object.get(process, "SelinuxLabel", "")) if {
-	candidate
-	object.get(process, "SelinuxLabel", "") != ""
-}
+env_allowed(_, e) if regex.match(policy_data.settings.env_pattern, e)
 
 input_caps := object.get(process, "Capabilities", {})
 
 create_violations contains violation("capabilities", sprintf("OCI.Process.Capabilities.%s", [set_name]), expected, actual) if {
 	candidate
 	some set_name, expected in candidate.capabilities
-	caps := object.get(input_caps, set_name, [])
-	actual := caps_expanded(caps)
-	not same_set(actual, expected)
+	actual := sort(caps_expanded(object.get(input_caps, set_name, [])))
+	actual != expected
 }
 
 # `$(default_caps)` is the placeholder genpolicy-era requests carry for the
@@ -402,28 +315,7 @@ caps_expanded(caps) := policy_data.settings.default_capabilities if {
 	caps == ["$(default_caps)"]
 } else := caps
 
-# The root file system: the guest's own path for this bundle, never a
-# directory shared from the host.
-
-root := object.get(oci, "Root", {})
-
-create_violations contains violation("root", "OCI.Root.Path", expected, object.get(root, "Path", "")) if {
-	candidate
-	expected := sprintf("/run/kata-containers/%s/rootfs", [bundle_id])
-	object.get(root, "Path", "") != expected
-}
-
-create_violations contains violation("root", "OCI.Root.Readonly", candidate.readonly_root, object.get(root, "Readonly", false)) if {
-	candidate
-	object.get(root, "Readonly", false) != candidate.readonly_root
-}
-
-create_violations contains violation("hooks", "OCI.Hooks", null, oci.Hooks) if {
-	candidate
-	object.get(oci, "Hooks", null) != null
-}
-
-# Linux: namespaces, masked and read-only paths, sysctls, devices.
+# Linux: namespaces, masked and read-only paths, sysctls.
 
 input_namespaces := object.get(linux, "Namespaces", [])
 
@@ -458,18 +350,15 @@ create_violations contains violation("namespaces", "OCI.Linux.Namespaces[network
 	pstate.netns != input_netns
 }
 
-create_violations contains violation("paths", "OCI.Linux.MaskedPaths", p, "missing") if {
+create_violations contains violation("paths", field, sort(missing), "missing") if {
 	candidate
-	not candidate.privileged
-	some p in policy_data.settings.masked_paths
-	not p in object.get(linux, "MaskedPaths", [])
-}
-
-create_violations contains violation("paths", "OCI.Linux.ReadonlyPaths", p, "missing") if {
-	candidate
-	not candidate.privileged
-	some p in policy_data.settings.readonly_paths
-	not p in object.get(linux, "ReadonlyPaths", [])
+	some field, required in {
+		"OCI.Linux.MaskedPaths": policy_data.settings.masked_paths,
+		"OCI.Linux.ReadonlyPaths": policy_data.settings.readonly_paths,
+	}
+	present := {p | some p in object.get(linux, trim_prefix(field, "OCI.Linux."), [])}
+	missing := {p | some p in required} - present
+	count(missing) > 0
 }
 
 create_violations contains violation("sysctls", sprintf("OCI.Linux.Sysctl[%s]", [k]), object.get(allowed_sysctls, k, "not set"), v) if {
@@ -480,37 +369,12 @@ create_violations contains violation("sysctls", sprintf("OCI.Linux.Sysctl[%s]", 
 
 allowed_sysctls := object.union(policy_data.settings.sandbox_sysctls, policy_data.pod.sysctls)
 
-create_violations contains violation("devices", "OCI.Linux.Devices", [], object.get(linux, "Devices", [])) if {
-	candidate
-	count(object.get(linux, "Devices", [])) > 0
-}
-
-create_violations contains violation("namespaces", "OCI.Linux.UIDMappings", [], object.get(linux, "UIDMappings", [])) if {
-	candidate
-	count(object.get(linux, "UIDMappings", [])) > 0
-}
-
-create_violations contains violation("namespaces", "OCI.Linux.GIDMappings", [], object.get(linux, "GIDMappings", [])) if {
-	candidate
-	count(object.get(linux, "GIDMappings", [])) > 0
-}
-
-create_violations contains violation("namespaces", "sandbox_pidns", candidate.share_pid, input.sandbox_pidns) if {
-	candidate
-	object.get(input, "sandbox_pidns", false) != candidate.share_pid
-}
-
-create_violations contains violation("mounts", "shared_mounts", [], input.shared_mounts) if {
-	candidate
-	count(object.get(input, "shared_mounts", [])) > 0
-}
-
-# Mounts: each is one the pod's volumes, its image or the runtime define,
-# at most once per destination.
+# Mounts: each is one the pod's volumes, its image or the runtime define
+# at that destination, at most once per destination.
 
 input_mounts := object.get(oci, "Mounts", [])
 
-create_violations contains violation("mounts", sprintf("OCI.Mounts[%d]", [i]), [m.destination | some m in candidate.mounts], mount) if {
+create_violations contains violation("mounts", sprintf("OCI.Mounts[%d]", [i]), object.get(candidate.mounts, object.get(mount, "destination", ""), sprintf("no mount at this destination; the policy has %v", [object.keys(candidate.mounts)])), mount) if {
 	candidate
 	some i, mount in input_mounts
 	not mount_allowed(mount)
@@ -523,33 +387,19 @@ create_violations contains violation("mounts", "OCI.Mounts[*].destination", "eac
 }
 
 mount_allowed(mount) if {
-	some m in candidate.mounts
-	m.destination == mount.destination
+	m := candidate.mounts[mount.destination]
 	m.type == object.get(mount, "type_", "")
 	regex.match(m.source, object.get(mount, "source", ""))
 	options_allowed(m, object.get(mount, "options", []))
 }
 
 options_allowed(m, options) if {
-	count(options) >= count(m.options)
-	every o in options {
-		option_allowed(m, o)
-	}
-	every o in m.options {
-		option_present(o, options)
-	}
+	given := {o | some o in options}
+	count(given) == count(options)
+	required := {o | some o in m.options}
+	count(required - given) == 0
+	count(given - required - {o | some o in object.get(m, "extra_options", [])}) == 0
 }
-
-option_allowed(m, o) if o in m.options
-
-option_allowed(m, o) if o in object.get(m, "extra_options", [])
-
-option_allowed(m, o) if {
-	some alternatives in object.get(m, "one_of", [])
-	o in alternatives
-}
-
-option_present(o, options) if o in options
 
 # Storages: the image pulled in the guest, pinned by digest, and the
 # pod's emptyDir volumes on encrypted block devices.
@@ -572,7 +422,7 @@ storage_allowed(s) if {
 	s.driver == policy_data.settings.image_storage_driver
 	s.source in candidate.pull_sources
 	s.fstype == "overlay"
-	s.mount_point == sprintf("/run/kata-containers/%s/rootfs", [bundle_id])
+	s.mount_point == guest_rootfs
 	count(object.get(s, "options", [])) == 0
 	count(s.driver_options) == 1
 	pull_metadata_matches(s.driver_options[0])
@@ -665,7 +515,7 @@ exec_violations contains violation("user", "process.User", exec_container.user, 
 exec_user_matches(u) if {
 	object.get(u, "UID", 0) == exec_container.user.uid
 	object.get(u, "GID", 0) == exec_container.user.gid
-	same_set(object.get(u, "AdditionalGids", []), exec_container.user.additional_gids)
+	sort(object.get(u, "AdditionalGids", [])) == exec_container.user.additional_gids
 	object.get(u, "Username", "") == ""
 }
 

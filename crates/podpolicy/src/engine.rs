@@ -166,11 +166,7 @@ impl AgentPolicy {
                 .engine
                 .eval_query(path, false)
                 .map_err(|e| eval(e.to_string()))?;
-            match results
-                .result
-                .first()
-                .and_then(|r| r.expressions.first())
-            {
+            match results.result.first().and_then(|r| r.expressions.first()) {
                 Some(e) => e.value.clone(),
                 None => return Ok(Value::Null),
             }

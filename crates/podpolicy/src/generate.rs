@@ -281,12 +281,16 @@ pub fn policy_data(
         return Err(invalid(&at("containers"), "the pod has no containers"));
     }
 
+    let name = name_pattern(t, metadata);
+    for c in &mut containers {
+        finish_container(c, settings, &name, &namespace);
+    }
     let s = settings;
     Ok(json!({
         "version": 1,
         "allow_logs": options.allow_logs,
         "pod": {
-            "name": name_pattern(t, metadata),
+            "name": name,
             "namespace": namespace,
             "sysctls": sysctls,
             "fs_group": fs_group,
@@ -298,7 +302,7 @@ pub fn policy_data(
             "apparmor_profiles": s.apparmor_profiles,
             "bundle_prefix": regex_escape(&s.bundle_prefix),
             "default_capabilities": s.default_capabilities,
-            "env_patterns": s.env_patterns,
+            "env_pattern": one_regex(&s.env_patterns),
             "image_storage_driver": s.image_storage_driver,
             "interfaces": s.interfaces,
             "masked_paths": s.masked_paths,
@@ -308,6 +312,106 @@ pub fn policy_data(
         },
         "containers": containers,
     }))
+}
+
+/// One anchored regular expression matching what any of `patterns`
+/// (each anchored) matches; for none, one that matches nothing.
+fn one_regex(patterns: &[String]) -> String {
+    if patterns.is_empty() {
+        return "a^".into();
+    }
+    let inner: Vec<&str> = patterns
+        .iter()
+        .map(|p| p.trim_start_matches('^').trim_end_matches('$'))
+        .collect();
+    format!("^(?:{})$", inner.join("|"))
+}
+
+/// The parts of a container's entry that the rules look up by key: its
+/// mounts by destination, its annotations with the value each may hold,
+/// and its environment patterns as one expression.
+fn finish_container(c: &mut Value, settings: &Settings, name: &str, namespace: &str) {
+    let mounts: serde_json::Map<String, Value> = c["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["destination"].as_str().unwrap_or_default().to_string(),
+                m.clone(),
+            )
+        })
+        .collect();
+    c["mounts"] = Value::Object(mounts);
+    let patterns: Vec<String> = c["env_patterns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    c.as_object_mut().map(|o| o.remove("env_patterns"));
+    c["env_pattern"] = Value::String(one_regex(&patterns));
+
+    let re = |r: String| json!({ "regex": r });
+    let uid = RunTime::Uid.pattern();
+    let sandbox = c["kind"] == "sandbox";
+    let mut a = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        a.insert(k.to_string(), v);
+    };
+    put(
+        "io.kubernetes.cri.container-type",
+        json!({ "exact": c["kind"] }),
+    );
+    put(
+        "io.katacontainers.pkg.oci.container_type",
+        json!({ "exact": if sandbox { "pod_sandbox" } else { "pod_container" } }),
+    );
+    put("io.kubernetes.cri.sandbox-name", re(format!("^{name}$")));
+    put(
+        "io.kubernetes.cri.sandbox-namespace",
+        re(format!("^{namespace}$")),
+    );
+    put("io.kubernetes.cri.sandbox-id", re("^[0-9a-z]{64}$".into()));
+    put("io.kubernetes.cri.sandbox-uid", re(format!("^{uid}$")));
+    put(
+        "io.kubernetes.cri.sandbox-log-directory",
+        re(format!("^/var/log/pods/{namespace}_{name}_{uid}$")),
+    );
+    put(
+        "io.katacontainers.pkg.oci.bundle_path",
+        re(format!(
+            "^{}[A-Za-z0-9_.-]+$",
+            regex_escape(&settings.bundle_prefix)
+        )),
+    );
+    for k in ["cpu-period", "cpu-quota", "cpu-shares", "memory"] {
+        put(
+            &format!("io.kubernetes.cri.sandbox-{k}"),
+            re("^[0-9]+$".into()),
+        );
+    }
+    put(
+        "nerdctl/network-namespace",
+        re("^/var/run/netns/[A-Za-z0-9_-]+$".into()),
+    );
+    if sandbox {
+        // Informational: the guest runs its own pause image.
+        put(
+            "io.kubernetes.cri.podsandbox.image-name",
+            json!({ "any": true }),
+        );
+    } else {
+        put(
+            "io.kubernetes.cri.container-name",
+            json!({ "exact": c["name"] }),
+        );
+        put(
+            "io.kubernetes.cri.image-name",
+            json!({ "one_of": c["image_names"] }),
+        );
+    }
+    c["annotations"] = Value::Object(a);
 }
 
 fn capabilities(settings: &Settings, add: &[String], drop: &[String], privileged: bool) -> Value {
