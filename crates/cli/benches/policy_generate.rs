@@ -102,11 +102,7 @@ fn main() {
     }
     let Some(bin) = registry_bin() else { return };
     let reg = start(&bin, None);
-    let p = Pusher {
-        http: reqwest::blocking::Client::new(),
-        base: format!("http://{}", reg.addr),
-        auth: None,
-    };
+    let p = Pusher::new(&reg.addr, None);
     for (i, r) in ["a", "b", "c"].iter().enumerate() {
         push(&p, &format!("bench/{r}"), i as u8);
     }

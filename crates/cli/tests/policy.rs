@@ -253,11 +253,7 @@ fn generation_against_a_real_registry_and_its_failures() {
         return;
     };
     let reg = ward_oci::testing::start(&bin, None);
-    let p = ward_oci::testing::Pusher {
-        http: reqwest::blocking::Client::new(),
-        base: format!("http://{}", reg.addr),
-        auth: None,
-    };
+    let p = ward_oci::testing::Pusher::new(&reg.addr, None);
     let digests = push_three(&p);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -332,11 +328,7 @@ fn generation_against_a_real_registry_and_its_failures() {
     // A private registry: the wrong password is refused as such.
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let private = ward_oci::testing::start(&bin, Some(&format!("ward:{hash}")));
-    let pp = ward_oci::testing::Pusher {
-        http: reqwest::blocking::Client::new(),
-        base: format!("http://{}", private.addr),
-        auth: Some(("ward".into(), "s3cret".into())),
-    };
+    let pp = ward_oci::testing::Pusher::new(&private.addr, Some(("ward", "s3cret")));
     push_three(&pp);
     let config = dir.path().join("config.json");
     let write_config = |pw: &str| {

@@ -116,6 +116,15 @@ pub struct Pusher {
 }
 
 impl Pusher {
+    /// A pusher to the registry at `addr` (plain HTTP), as `auth` if given.
+    pub fn new(addr: &str, auth: Option<(&str, &str)>) -> Self {
+        Self {
+            http: reqwest::blocking::Client::new(),
+            base: format!("http://{addr}"),
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+        }
+    }
+
     pub fn req(&self, m: reqwest::Method, url: &str) -> reqwest::blocking::RequestBuilder {
         let r = self.http.request(m, url);
         match &self.auth {

@@ -29,11 +29,7 @@ fn insecure(addr: &str) -> Options {
 fn reads_a_multi_platform_image_from_a_real_registry() {
     let Some(bin) = registry_bin() else { return };
     let reg = start(&bin, None);
-    let p = Pusher {
-        http: reqwest::blocking::Client::new(),
-        base: format!("http://{}", reg.addr),
-        auth: None,
-    };
+    let p = Pusher::new(&reg.addr, None);
     let amd = p.image(
         "team/app",
         "app",
@@ -138,11 +134,7 @@ fn a_private_repository_needs_the_right_password() {
     let Some(bin) = registry_bin() else { return };
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let reg = start(&bin, Some(&format!("ward:{hash}")));
-    let p = Pusher {
-        http: reqwest::blocking::Client::new(),
-        base: format!("http://{}", reg.addr),
-        auth: Some(("ward".into(), "s3cret".into())),
-    };
+    let p = Pusher::new(&reg.addr, Some(("ward", "s3cret")));
     let m = p.image("private/app", "app", b"app:x:5:5::/:/bin/sh\n", "amd64");
     let mut plain = m.clone();
     plain.as_object_mut().unwrap().remove("platform");
