@@ -20,6 +20,7 @@ use base64::Engine as _;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use ward_oci::{Layout, Platform, Reference};
+use ward_podpolicy::annotate::{annotate, Edit};
 use ward_podpolicy::container::{parse_group, parse_passwd, ImageConfig};
 use ward_podpolicy::engine::AgentPolicy;
 use ward_podpolicy::generate::{self, ImageInfo, Options};
@@ -307,7 +308,13 @@ pub(crate) fn digests(toml_text: &str) -> Result<Value> {
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let settings = Settings::load(a.settings.as_deref(), a.settings_dir.as_deref())?;
     let mut objects = Objects::default();
-    for f in a.files.iter().chain(&a.config_files) {
+    let mut sources = vec![];
+    for f in &a.files {
+        let (name, text) = (f.display().to_string(), read_text(f)?);
+        objects.add_yaml(&name, &text)?;
+        sources.push((name, text));
+    }
+    for f in &a.config_files {
         objects.add_yaml(&f.display().to_string(), &read_text(f)?)?;
     }
     if objects.templates.is_empty() {
@@ -351,6 +358,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
     }
     let mut docs: Vec<Value> = objects.documents.iter().map(|d| d.object.clone()).collect();
+    let mut edits: Vec<(usize, Edit)> = vec![];
     let mut report = vec![];
     for t in &objects.templates {
         let data = generate::policy_data(&objects, t, &settings, &resolved, &options)?;
@@ -367,6 +375,23 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 base64::engine::general_purpose::STANDARD.encode(&policy),
             ));
         }
+        // The document's position among those of its file.
+        let source = &objects.documents[t.document].source_name;
+        let ordinal = objects.documents[..t.document]
+            .iter()
+            .filter(|d| &d.source_name == source)
+            .count();
+        edits.push((
+            t.document,
+            Edit {
+                document: ordinal,
+                pointer: t.pointer.clone(),
+                annotations: annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            },
+        ));
         let template = docs[t.document]
             .pointer_mut(&t.pointer)
             .ok_or_else(|| anyhow!("{}: template moved", t.pointer))?;
@@ -392,10 +417,22 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.print_policy {
         return Ok(());
     }
+    // Each input file's text with its templates annotated in place.
     let mut yaml = String::new();
-    for d in &docs {
-        yaml.push_str("---\n");
-        yaml.push_str(&serde_yaml_ng::to_string(d)?);
+    for (name, text) in &sources {
+        let of_file: Vec<usize> = (0..objects.documents.len())
+            .filter(|&i| &objects.documents[i].source_name == name)
+            .collect();
+        let mine: Vec<Edit> = edits
+            .iter()
+            .filter(|(d, _)| of_file.contains(d))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let expected = |k: usize| of_file.get(k).map(|&i| docs[i].clone());
+        if !yaml.is_empty() {
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(&annotate(text, &mine, &expected));
     }
     let out = output.expect("checked above");
     write_atomically(&out, yaml.as_bytes())?;

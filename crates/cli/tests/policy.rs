@@ -127,6 +127,10 @@ fn generate_annotates_the_deployment_and_check_decides_against_it() {
     // In place: both documents, the template annotated.
     let annotated = std::fs::read_to_string(&yaml).unwrap();
     assert!(annotated.contains("kind: Service"));
+    assert!(
+        annotated.starts_with("# the app\n"),
+        "comments are kept: {annotated}"
+    );
     assert!(annotated.contains("io.katacontainers.config.hypervisor.cc_init_data"));
 
     // The same input gives the same bytes.

@@ -5,6 +5,7 @@
 //!
 //! This crate does no network IO; image metadata is given to it.
 
+pub mod annotate;
 pub mod container;
 pub mod engine;
 pub mod env;
