@@ -115,11 +115,24 @@ fn test_support_is_enabled_only_by_dev_dependencies() {
             let testing = d["features"]
                 .as_array()
                 .is_some_and(|f| f.iter().any(|x| x == "testing"));
-            if d["name"] == "ward-proto" && testing {
+            if (d["name"] == "ward-proto" || d["name"] == "ward-oci") && testing {
                 seen += 1;
-                assert_eq!(d["kind"], "dev", "{} enables ward-proto/testing", p["name"]);
+                assert_eq!(d["kind"], "dev", "{} enables {}/testing", p["name"], d["name"]);
             }
         }
     }
     assert!(seen > 0, "no crate's tests use ward_proto::testing");
+}
+
+#[test]
+fn the_policy_generator_does_no_io_and_the_service_does_not_generate() {
+    let e = edges();
+    // The generator reads what it is given: images come through the CLI.
+    assert_eq!(normal(&e, "ward-podpolicy"), ["ward-proto"]);
+    assert_eq!(normal(&e, "ward-oci"), Vec::<String>::new());
+    for service in ["ward-kbs", "ward-verifier", "ward-guest", "ward-collateral"] {
+        for gen in ["ward-podpolicy", "ward-oci"] {
+            assert!(!normal(&e, service).iter().any(|d| d == gen), "{service} depends on {gen}");
+        }
+    }
 }
