@@ -117,7 +117,11 @@ fn test_support_is_enabled_only_by_dev_dependencies() {
                 .is_some_and(|f| f.iter().any(|x| x == "testing"));
             if (d["name"] == "ward-proto" || d["name"] == "ward-oci") && testing {
                 seen += 1;
-                assert_eq!(d["kind"], "dev", "{} enables {}/testing", p["name"], d["name"]);
+                assert_eq!(
+                    d["kind"], "dev",
+                    "{} enables {}/testing",
+                    p["name"], d["name"]
+                );
             }
         }
     }
@@ -132,7 +136,10 @@ fn the_policy_generator_does_no_io_and_the_service_does_not_generate() {
     assert_eq!(normal(&e, "ward-oci"), Vec::<String>::new());
     for service in ["ward-kbs", "ward-verifier", "ward-guest", "ward-collateral"] {
         for gen in ["ward-podpolicy", "ward-oci"] {
-            assert!(!normal(&e, service).iter().any(|d| d == gen), "{service} depends on {gen}");
+            assert!(
+                !normal(&e, service).iter().any(|d| d == gen),
+                "{service} depends on {gen}"
+            );
         }
     }
 }

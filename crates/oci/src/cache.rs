@@ -80,9 +80,22 @@ impl LayerCache {
         if deleted.len() != 2 || added.len() != 2 {
             return None;
         }
+        let integrity = match &v["integrity"] {
+            Value::Null => None,
+            i => {
+                let h = |k: &str| -> Option<[u8; 32]> {
+                    hex::decode(i[k].as_str()?).ok()?.try_into().ok()
+                };
+                Some(crate::verity::LayerIntegrity {
+                    diff_id: h("diff_id")?,
+                    root_hash: h("root_hash")?,
+                })
+            }
+        };
         let effect = LayerEffect {
             deleted: [deleted[0].as_bool()?, deleted[1].as_bool()?],
             added: [unb64(&added[0])?, unb64(&added[1])?],
+            integrity,
         };
         // A hit counts as a use, for eviction.
         if let Ok(f) = std::fs::File::options().append(true).open(&p) {
@@ -103,6 +116,10 @@ impl LayerCache {
             "digest": d.to_string(),
             "deleted": effect.deleted,
             "added": [b64(&effect.added[0]), b64(&effect.added[1])],
+            "integrity": effect.integrity.as_ref().map(|i| json!({
+                "diff_id": hex::encode(i.diff_id),
+                "root_hash": hex::encode(i.root_hash),
+            })),
         });
         let Ok(mut tmp) = tempfile::NamedTempFile::new_in(parent) else {
             return;
@@ -144,6 +161,7 @@ mod tests {
         LayerEffect {
             deleted: [n.is_multiple_of(2), false],
             added: [Some(vec![n; 3]), None],
+            integrity: None,
         }
     }
 

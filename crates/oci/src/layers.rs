@@ -108,11 +108,25 @@ pub struct LayerEffect {
     /// passwd, group.
     pub deleted: [bool; 2],
     pub added: [Option<Vec<u8>>; 2],
+    /// The layer's diff_id and dm-verity root hash, when asked for.
+    pub integrity: Option<crate::verity::LayerIntegrity>,
 }
 
 impl LayerEffect {
     /// Read a layer (compressed as `media_type` says) to the end.
     pub fn read(layer: &str, media_type: &str, r: impl Read) -> Result<Self, LayerError> {
+        Self::read_with(layer, media_type, r, false)
+    }
+
+    /// Read a layer, and with `integrity` also its diff_id and the
+    /// dm-verity root hash of its tarfs image ([`crate::verity`]), in the
+    /// same pass.
+    pub fn read_with(
+        layer: &str,
+        media_type: &str,
+        r: impl Read,
+        integrity: bool,
+    ) -> Result<Self, LayerError> {
         let compression =
             Compression::of_media_type(media_type).ok_or_else(|| LayerError::MediaType {
                 layer: layer.to_string(),
@@ -127,13 +141,24 @@ impl LayerEffect {
             Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r).map_err(tar_err)?),
         };
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(crate::verity::Tee::new(reader));
+        let mut index = integrity.then(crate::verity::TarfsIndex::default);
         // What this layer deletes from below, and what it adds; a layer's
         // own files are not affected by its whiteouts.
         let mut deleted = [false; 2];
         let mut added: [Option<Vec<u8>>; 2] = [None, None];
         for entry in archive.entries().map_err(tar_err)? {
             let mut entry = entry.map_err(tar_err)?;
+            if let Some(ix) = &mut index {
+                let link = entry.link_name_bytes().map(|l| l.into_owned());
+                ix.add(
+                    entry.header(),
+                    &entry.path_bytes(),
+                    link.as_deref(),
+                    entry.raw_file_position(),
+                    entry.raw_header_position(),
+                );
+            }
             let path = normalize(&entry.path().map_err(tar_err)?.to_string_lossy());
             let (dir, name) = match path.rsplit_once('/') {
                 Some((d, n)) => (d.to_string(), n.to_string()),
@@ -186,7 +211,15 @@ impl LayerEffect {
                 }
             }
         }
-        Ok(Self { deleted, added })
+        let integrity = match index {
+            Some(ix) => Some(archive.into_inner().finish(&ix).map_err(tar_err)?),
+            None => None,
+        };
+        Ok(Self {
+            deleted,
+            added,
+            integrity,
+        })
     }
 }
 

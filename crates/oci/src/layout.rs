@@ -76,6 +76,9 @@ pub struct ImageMeta {
     pub volumes: Vec<String>,
     /// Layer digests (compressed, as in the manifest), lowest first.
     pub layers: Vec<Digest>,
+    /// Per layer, its diff_id and dm-verity root hash, when the source was
+    /// asked for them (empty otherwise).
+    pub layer_integrity: Vec<crate::verity::LayerIntegrity>,
     pub user_databases: UserDatabases,
 }
 
@@ -118,6 +121,7 @@ pub struct Layout {
     dir: PathBuf,
     index: ImageIndex,
     cache: Option<LayerCache>,
+    integrity: bool,
 }
 
 pub(crate) const INDEX_TYPES: [&str; 2] = [
@@ -161,10 +165,18 @@ impl Layout {
             dir: dir.to_path_buf(),
             index,
             cache: None,
+            integrity: false,
         })
     }
 
     /// Keep layer results in `cache`.
+    /// Also compute each layer's diff_id and dm-verity root hash
+    /// ([`crate::verity`]).
+    pub fn with_integrity(mut self, on: bool) -> Self {
+        self.integrity = on;
+        self
+    }
+
     pub fn with_cache(mut self, cache: LayerCache) -> Self {
         self.cache = Some(cache);
         self
@@ -251,7 +263,7 @@ impl Layout {
 }
 
 /// Where an image's blobs come from (a layout, a registry).
-pub(crate) trait Source {
+pub(crate) trait Source: Sync {
     /// A manifest, index or config blob of `desc`, checked against it.
     fn json(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>), ImageError>;
     /// The bytes of layer `digest` as stored (compressed), unchecked: the
@@ -259,6 +271,8 @@ pub(crate) trait Source {
     fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError>;
     /// Where layer results are kept between runs, if anywhere.
     fn cache(&self) -> Option<&LayerCache>;
+    /// Whether layers' dm-verity root hashes are wanted.
+    fn integrity(&self) -> bool;
 }
 
 impl Source for Layout {
@@ -268,6 +282,10 @@ impl Source for Layout {
 
     fn layer(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, ImageError> {
         Ok(Box::new(self.open_blob(digest)?))
+    }
+
+    fn integrity(&self) -> bool {
+        self.integrity
     }
 
     fn cache(&self) -> Option<&LayerCache> {
@@ -342,22 +360,50 @@ pub(crate) fn resolve(
         reason: e.to_string(),
     })?;
     let c = config.config().clone().unwrap_or_default();
+    // Layers are read in parallel (each is downloaded, decompressed and
+    // hashed once), then applied in order.
+    let descs = manifest.layers();
+    let integrity = source.integrity();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    type Slot = std::sync::Mutex<Option<Result<(Digest, LayerEffect), ImageError>>>;
+    let slots: Vec<Slot> = descs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(descs.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(l) = descs.get(i) else { break };
+                let r = layer_effect(source, l, integrity);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    let effects = slots.into_iter().map(|m| {
+        m.into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("every layer was read")
+    });
     let mut dbs = UserDatabases::default();
     let mut layers = Vec::new();
-    for l in manifest.layers() {
-        let d = Digest::parse(l.digest().as_ref())?;
-        let effect = match source.cache().and_then(|c| c.get(&d)) {
-            Some(e) => e,
-            None => {
-                let mut r = VerifyingReader::new(source.layer(&d)?, &d);
-                let e = LayerEffect::read(&d.to_string(), l.media_type().as_ref(), &mut r)?;
-                r.finish(l.size())?;
-                if let Some(c) = source.cache() {
-                    c.put(&d, &e);
-                }
-                e
+    let mut layer_integrity = Vec::new();
+    let diff_ids = config.rootfs().diff_ids();
+    for (i, e) in effects.into_iter().enumerate() {
+        let (d, effect) = e?;
+        if let Some(li) = &effect.integrity {
+            // The config names what each layer decompresses to.
+            let want = diff_ids.get(i).map(String::as_str).unwrap_or("");
+            let got = format!("sha256:{}", hex::encode(li.diff_id));
+            if want != got {
+                return Err(ImageError::Json {
+                    what: "config",
+                    digest: config_digest.to_string(),
+                    reason: format!(
+                        "layer {d} decompresses to {got}, the config's diff_id is {want:?}"
+                    ),
+                });
             }
-        };
+            layer_integrity.push(li.clone());
+        }
         dbs.apply_effect(&effect);
         layers.push(d);
     }
@@ -377,8 +423,31 @@ pub(crate) fn resolve(
             .into_iter()
             .collect(),
         layers,
+        layer_integrity,
         user_databases: dbs,
     })
+}
+
+/// What layer `l` does, from the cache or read (and verified) from
+/// `source`.
+fn layer_effect(
+    source: &dyn Source,
+    l: &Descriptor,
+    integrity: bool,
+) -> Result<(Digest, LayerEffect), ImageError> {
+    let d = Digest::parse(l.digest().as_ref())?;
+    if let Some(e) = source.cache().and_then(|c| c.get(&d)) {
+        if !integrity || e.integrity.is_some() {
+            return Ok((d, e));
+        }
+    }
+    let mut r = VerifyingReader::new(source.layer(&d)?, &d);
+    let e = LayerEffect::read_with(&d.to_string(), l.media_type().as_ref(), &mut r, integrity)?;
+    r.finish(l.size())?;
+    if let Some(c) = source.cache() {
+        c.put(&d, &e);
+    }
+    Ok((d, e))
 }
 
 /// Hashes what is read through it; [`VerifyingReader::finish`] reads the

@@ -16,6 +16,7 @@ pub mod reference;
 pub mod registry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod verity;
 
 pub use blob::{BlobError, Digest};
 pub use cache::LayerCache;

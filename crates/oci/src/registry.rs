@@ -108,6 +108,8 @@ pub struct Options {
     pub platform: Platform,
     /// Where layer results are kept between runs.
     pub cache: Option<LayerCache>,
+    /// Also compute each layer's dm-verity root hash.
+    pub integrity: bool,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             platform: Platform::default(),
             cache: None,
+            integrity: false,
         }
     }
 }
@@ -490,6 +493,10 @@ impl Source for Repo<'_> {
 
     fn cache(&self) -> Option<&LayerCache> {
         self.registry.opts.cache.as_ref()
+    }
+
+    fn integrity(&self) -> bool {
+        self.registry.opts.integrity
     }
 }
 
