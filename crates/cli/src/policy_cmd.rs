@@ -111,6 +111,11 @@ pub struct GenerateArgs {
     /// Deadline of each registry request, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Also pin each layer's dm-verity root hash over its tarfs image, for
+    /// runtimes that mount layers that way (AKS-style tardev): none or
+    /// dm-verity.
+    #[arg(long, default_value = "none", value_parser = ["none", "dm-verity"])]
+    layer_integrity: String,
     /// Accept fields and kinds the generator does not know.
     #[arg(long)]
     allow_unknown_fields: bool,
@@ -186,6 +191,7 @@ impl Images {
                 .map(|c| c.join("ward/layers"))
         });
         opts.cache = cache_dir.map(|d| ward_oci::LayerCache::new(&d));
+        opts.integrity = a.layer_integrity == "dm-verity";
         Ok(Self {
             layouts,
             registry: None,
@@ -200,6 +206,7 @@ impl Images {
             if let Some(c) = &self.opts.cache {
                 layout = layout.with_cache(c.clone());
             }
+            layout = layout.with_integrity(self.opts.integrity);
             layout.image(r.tag.as_deref(), &self.opts.platform)?
         } else {
             if self.registry.is_none() {
@@ -235,13 +242,19 @@ impl Images {
             volumes: meta.volumes,
         };
         let name = format!("{}/{}", r.registry, r.repository);
-        Ok(ImageInfo::new(
+        let mut info = ImageInfo::new(
             written,
             &name,
             r.tag.as_deref(),
             &meta.manifest_digest.to_string(),
             config,
-        ))
+        );
+        info.layer_roots = meta
+            .layer_integrity
+            .iter()
+            .map(|l| hex::encode(l.root_hash))
+            .collect();
+        Ok(info)
     }
 }
 
@@ -568,6 +581,7 @@ fn explain_cmd(p: &Path) -> Result<()> {
                 "capabilities": c["capabilities"]["Bounding"],
                 "mounts": c["mounts"].as_array().into_iter().flatten().map(|m| m["destination"].clone()).collect::<Vec<_>>(),
                 "execs": c["execs"],
+                "layer_roots": c["layer_roots"],
             })
         })
         .collect();

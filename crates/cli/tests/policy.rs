@@ -91,27 +91,73 @@ fn create_request(digest: &str) -> Value {
     })
 }
 
-#[test]
-fn generate_annotates_the_deployment_and_check_decides_against_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
+/// `ward policy explain` of the policy in `policy`.
+fn explain(policy: &Path) -> Value {
+    let out = ward()
+        .args(["policy", "explain", "--policy"])
+        .arg(policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The app's image layout and DEPLOYMENT in `dir`: (layout, yaml, digest).
+fn app(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let layout = dir.join("layout");
     let digest = write_layout(
         &layout,
         "1.0",
         json!({"Env": ["PATH=/usr/bin:/bin"], "Entrypoint": ["/app"], "WorkingDir": "/srv"}),
     );
-    let yaml = dir.path().join("app.yaml");
+    let yaml = dir.join("app.yaml");
     std::fs::write(&yaml, DEPLOYMENT).unwrap();
+    (layout, yaml, digest)
+}
+
+/// `ward policy generate` of `yaml` with example.test/app:1.0 from `layout`.
+fn generate_app(yaml: &Path, layout: &Path, cache: &Path, extra: &[&str]) -> std::process::Output {
+    ward()
+        .args(["policy", "generate", "-f"])
+        .arg(yaml)
+        .arg("--image-layout")
+        .arg(format!("example.test/app:1.0={}", layout.display()))
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `ward policy check` of `req` (written to `file`) as a CreateContainer
+/// request against the policy in `policy`.
+fn check_create(policy: &Path, file: &Path, req: &Value) -> std::process::Output {
+    std::fs::write(file, req.to_string()).unwrap();
+    ward()
+        .args(["policy", "check", "--policy"])
+        .arg(policy)
+        .args(["--kind", "CreateContainerRequest", "--request"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn generate_annotates_the_deployment_and_check_decides_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, yaml, digest) = app(dir.path());
+    let cache = dir.path().join("cache");
     let generate = || {
-        ward()
-            .args(["policy", "generate", "-f"])
-            .arg(&yaml)
-            .arg("--image-layout")
-            .arg(format!("example.test/app:1.0={}", layout.display()))
-            .args(["--kbs-url", "https://kbs.example:8080", "--cache-dir"])
-            .arg(dir.path().join("cache"))
-            .output()
-            .unwrap()
+        generate_app(
+            &yaml,
+            &layout,
+            &cache,
+            &["--kbs-url", "https://kbs.example:8080"],
+        )
     };
     let out = generate();
     assert!(
@@ -143,13 +189,11 @@ fn generate_annotates_the_deployment_and_check_decides_against_it() {
     let req = dir.path().join("req.json");
     std::fs::write(&req, create_request(&digest).to_string()).unwrap();
     let check = |req: &Path| {
-        ward()
-            .args(["policy", "check", "--policy"])
-            .arg(&yaml)
-            .args(["--kind", "CreateContainerRequest", "--request"])
-            .arg(req)
-            .output()
-            .unwrap()
+        check_create(
+            &yaml,
+            req,
+            &serde_json::from_str(&std::fs::read_to_string(req).unwrap()).unwrap(),
+        )
     };
     let ok = check(&req);
     assert!(
@@ -290,12 +334,7 @@ fn generation_against_a_real_registry_and_its_failures() {
     let out = dir.path().join("out.yaml");
     let o = gen(&names, &out, &insecure);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ex = ward()
-        .args(["policy", "explain", "--policy"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let e: Value = serde_json::from_slice(&ex.stdout).unwrap();
+    let e = explain(&out);
     for (i, d) in digests.iter().enumerate() {
         let repo = ["a", "b", "c"][i];
         assert_eq!(
@@ -361,4 +400,64 @@ fn generation_against_a_real_registry_and_its_failures() {
     let o = gen(&private_names, &ok, &flags);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("s3cret"));
+}
+
+#[test]
+fn layer_integrity_pins_each_layers_dm_verity_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, yaml, digest) = app(dir.path());
+    let out = generate_app(
+        &yaml,
+        &layout,
+        &dir.path().join("cache"),
+        &["--layer-integrity", "dm-verity"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = explain(&yaml);
+    // The layout's one layer is 1024 zero bytes: its tarfs image is those,
+    // an index of the root directory alone, and the super block.
+    let mut v = ward_oci::verity::VerityHasher::new();
+    v.update(&[0u8; 1024]);
+    v.update(&ward_oci::verity::TarfsIndex::default().bytes(1024));
+    let root = hex::encode(v.finish());
+    assert_eq!(e["containers"][1]["layer_roots"], json!([root]));
+
+    // The host mounts the layer and an overlay over it, each naming that root.
+    use base64::Engine as _;
+    let name = "a".repeat(64);
+    let opt = |h: &str| format!("io.katacontainers.fs-opt.root-hash={h}");
+    let layer_storage = |h: &str| {
+        json!({"driver": "blk", "fstype": "tar", "source": "", "driver_options": [],
+        "mount_point": format!("/run/kata-containers/sandbox/layers/{name}"),
+        "options": ["ro", "io.katacontainers.fs-opt.block_device=file", "io.katacontainers.fs-opt.is-layer", opt(h)]})
+    };
+    let overlay = |h: &str| {
+        let l = format!("{name},tar,ro,io.katacontainers.fs-opt.block_device=file,io.katacontainers.fs-opt.is-layer,{}", opt(h));
+        json!({"driver": "overlayfs", "fstype": "fuse3.kata-overlay", "source": "", "driver_options": [],
+            "mount_point": format!("/run/kata-containers/{}/rootfs", "a".repeat(64)),
+            "options": [name.clone(), format!("io.katacontainers.fs-opt.layer={}", base64::engine::general_purpose::STANDARD.encode(l))]})
+    };
+    let mut req = create_request(&digest);
+    req["storages"] = json!([layer_storage(&root), overlay(&root)]);
+    let req_file = dir.path().join("req.json");
+    let check = |r: &Value| check_create(&yaml, &req_file, r);
+    let ok = check(&req);
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let other = "e".repeat(64);
+    req["storages"] = json!([layer_storage(&other), overlay(&root)]);
+    let no = check(&req);
+    assert_eq!(no.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&no.stdout).unwrap();
+    assert_eq!(v["violations"][0]["field"], "storages[0]");
+    req["storages"] = json!([layer_storage(&root), overlay(&other)]);
+    assert_eq!(check(&req).status.code(), Some(1));
 }

@@ -452,6 +452,38 @@ fs_group_allowed(g) if g == null
 
 fs_group_allowed(g) if g.group_id == policy_data.pod.fs_group
 
+# Layers mounted by the host as tar file systems under dm-verity (the
+# tardev snapshotter): each layer device carries the root hash of one of
+# the image's layers, and the overlay over them lists exactly the image's
+# layers, upper first, each with its root hash.
+
+layer_options := ["ro", "io.katacontainers.fs-opt.block_device=file", "io.katacontainers.fs-opt.is-layer"]
+
+storage_allowed(s) if {
+	count(candidate.layer_roots) > 0
+	s.driver == "blk"
+	s.fstype == "tar"
+	regex.match("^/run/kata-containers/sandbox/layers/[A-Za-z0-9_.-]+$", s.mount_point)
+	count(s.options) == 4
+	array.slice(s.options, 0, 3) == layer_options
+	some hash in candidate.layer_roots
+	s.options[3] == sprintf("io.katacontainers.fs-opt.root-hash=%s", [hash])
+}
+
+storage_allowed(s) if {
+	count(candidate.layer_roots) > 0
+	s.driver == "overlayfs"
+	s.mount_point == guest_rootfs
+	names := split(s.options[0], ":")
+	count(names) == count(candidate.layer_roots)
+	count(s.options) == count(names) + 1
+	every i, hash in candidate.layer_roots {
+		startswith(s.options[i + 1], "io.katacontainers.fs-opt.layer=")
+		layer := base64.decode(trim_prefix(s.options[i + 1], "io.katacontainers.fs-opt.layer="))
+		layer == concat(",", array.concat([names[i], "tar"], array.concat(layer_options, [sprintf("io.katacontainers.fs-opt.root-hash=%s", [hash])])))
+	}
+}
+
 # --- RemoveContainer ----------------------------------------------------------
 
 RemoveContainerRequest := {"allowed": true, "ops": [{"op": "add", "path": "/pstate/containers", "value": object.remove(known_containers, [input.container_id])}]}

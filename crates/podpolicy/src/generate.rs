@@ -31,6 +31,10 @@ pub struct ImageInfo {
     /// by that name is allowed only with `allow_pull_by_tag`.
     pub floating: Option<String>,
     pub config: ImageConfig,
+    /// The dm-verity root hashes (hex) of the image's layers, lowest
+    /// first, for runtimes that mount layers as tarfs under dm-verity;
+    /// empty when not asked for.
+    pub layer_roots: Vec<String>,
 }
 
 impl ImageInfo {
@@ -56,6 +60,7 @@ impl ImageInfo {
             names: names.into_iter().collect(),
             floating: (!written_digest).then(|| written.to_string()),
             config,
+            layer_roots: vec![],
         }
     }
 }
@@ -519,6 +524,7 @@ fn sandbox(settings: &Settings, spec: &Value, share_pid: bool) -> Result<Value, 
         "gpus": 0,
         "annotations": {},
         "execs": [],
+        "layer_roots": [],
     }))
 }
 
@@ -785,6 +791,8 @@ fn container(
         "gpus": gpus,
         "annotations": {},
         "execs": execs,
+        // Upper layer first, as an overlay lists its lower directories.
+        "layer_roots": image.layer_roots.iter().rev().collect::<Vec<_>>(),
     }))
 }
 
