@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use ward_oci::testing::{registry_bin, start, tar_gz, Pusher, GZIP, INDEX, MANIFEST};
+use ward_oci::testing::{gzip, registry_bin, start, tar, tar_gz, Pusher, GZIP, INDEX, MANIFEST};
 use ward_oci::Digest;
 
 const LAYER_MIB: usize = 8;
@@ -63,12 +63,22 @@ fn push(p: &Pusher, repo: &str, seed: u8) {
 }
 
 fn generate(dir: &Path, addr: &str, cache: &Path) -> Duration {
+    generate_images(dir, addr, cache, &["a", "b", "c"], &[])
+}
+
+fn generate_images(
+    dir: &Path,
+    addr: &str,
+    cache: &Path,
+    repos: &[&str],
+    extra: &[&str],
+) -> Duration {
     let yaml = dir.join("pod.yaml");
     let mut y =
         String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: three}\nspec:\n  containers:\n");
-    for r in ["a", "b", "c"] {
+    for r in repos {
         y.push_str(&format!(
-            "  - {{name: {r}, image: \"{addr}/bench/{r}:v1\"}}\n"
+            "  - {{name: c{r}, image: \"{addr}/bench/{r}:v1\"}}\n"
         ));
     }
     std::fs::write(&yaml, y).unwrap();
@@ -80,6 +90,7 @@ fn generate(dir: &Path, addr: &str, cache: &Path) -> Duration {
         .arg(dir.join("out.yaml"))
         .args(["--insecure-registry", addr, "--cache-dir"])
         .arg(cache)
+        .args(extra)
         .output()
         .unwrap();
     let took = t.elapsed();
@@ -89,6 +100,35 @@ fn generate(dir: &Path, addr: &str, cache: &Path) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     took
+}
+
+/// Text-like bytes (a 16-letter alphabet): gzip halves them, as it does
+/// typical image content.
+fn texty(seed: u8, len: usize) -> Vec<u8> {
+    noise(seed, len)
+        .into_iter()
+        .map(|b| b"etaoinshrdlucmfw"[usize::from(b & 15)])
+        .collect()
+}
+
+/// An image of `layers` gzip layers of `mib` MiB (decompressed) each.
+fn push_big(p: &Pusher, repo: &str, layers: usize, mib: usize) {
+    let mut descs = vec![];
+    let mut diff_ids = vec![];
+    for i in 0..layers {
+        let t = tar(&[(&format!("data/{i}.bin"), &texty(i as u8, mib << 20))]);
+        diff_ids.push(Digest::sha256_of(&t).to_string());
+        descs.push(p.blob(repo, GZIP, &gzip(&t)));
+    }
+    let config = json!({"architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Entrypoint": ["/app"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let c = p.blob(
+        repo,
+        "application/vnd.oci.image.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let m = json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": c, "layers": descs});
+    p.manifest(repo, "v1", MANIFEST, &m);
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -116,6 +156,24 @@ fn main() {
             warm.push(generate(dir.path(), &reg.addr, &cache));
         }
     }
+    // dm-verity: a 1 GiB image (4 layers of 256 MiB decompressed), cold.
+    push_big(&p, "bench/big", 4, 256);
+    let mut verity = vec![];
+    for round in 0..3 {
+        let cache = dir.path().join(format!("vcache{round}"));
+        verity.push(generate_images(
+            dir.path(),
+            &reg.addr,
+            &cache,
+            &["big"],
+            &["--layer-integrity", "dm-verity"],
+        ));
+    }
+    println!(
+        "policy generate --layer-integrity dm-verity, one image of 4 x 256 MiB (decompressed) layers, cold: median {:.2} s (of {})",
+        median(verity.clone()).as_secs_f64(),
+        verity.len()
+    );
     println!(
         "policy generate, 3 images ({} MiB of layers each), local registry: cold median {:.1} ms (of {}), warm median {:.1} ms (of {})",
         2 * LAYER_MIB,

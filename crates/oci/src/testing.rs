@@ -95,7 +95,8 @@ pub fn start(bin: &Path, htpasswd: Option<&str>) -> Running {
     }
 }
 
-pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+/// A tar of regular files.
+pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -103,10 +104,19 @@ pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
         h.set_mode(0o644);
         b.append_data(&mut h, path, *data).unwrap();
     }
-    let t = b.into_inner().unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Gzip (fast) of `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(&t).unwrap();
+    e.write_all(data).unwrap();
     e.finish().unwrap()
+}
+
+/// A gzip-compressed tar of regular files.
+pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    gzip(&tar(files))
 }
 
 pub struct Pusher {
