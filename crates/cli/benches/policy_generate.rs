@@ -10,26 +10,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use ward_oci::testing::{gzip, registry_bin, start, tar, tar_gz, Pusher, GZIP, INDEX, MANIFEST};
+use ward_oci::testing::{
+    gzip, noise, registry_bin, start, tar, tar_gz, Pusher, GZIP, INDEX, MANIFEST,
+};
 use ward_oci::Digest;
 
 const LAYER_MIB: usize = 8;
 
-fn noise(seed: u8, len: usize) -> Vec<u8> {
-    // xorshift: incompressible, so the layer is as large gzipped.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn push(p: &Pusher, repo: &str, seed: u8) {
-    let big = noise(seed, LAYER_MIB << 20);
+    let big = noise(u64::from(seed), LAYER_MIB << 20);
     let base = p.blob(repo, GZIP, &tar_gz(&[("usr/lib/blob.bin", &big)]));
     let top = p.blob(
         repo,
@@ -105,7 +94,7 @@ fn generate_images(
 /// Text-like bytes (a 16-letter alphabet): gzip halves them, as it does
 /// typical image content.
 fn texty(seed: u8, len: usize) -> Vec<u8> {
-    noise(seed, len)
+    noise(u64::from(seed), len)
         .into_iter()
         .map(|b| b"etaoinshrdlucmfw"[usize::from(b & 15)])
         .collect()

@@ -6,21 +6,10 @@
 
 use std::time::Instant;
 
+use ward_oci::testing::noise as data;
 use ward_oci::verity::VerityHasher;
 
 const MIB: usize = 1 << 20;
-
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn best_of<F: FnMut()>(runs: usize, mut f: F) -> f64 {
     (0..runs)
