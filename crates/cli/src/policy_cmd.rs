@@ -93,6 +93,10 @@ pub struct GenerateArgs {
     /// Take image REF from the OCI image layout DIR (REF=DIR); repeatable.
     #[arg(long = "image-layout", value_name = "REF=DIR")]
     image_layouts: Vec<String>,
+    /// Take image REF from a `docker save` archive (REF=FILE.tar, Docker 25
+    /// or later: an OCI layout inside); repeatable.
+    #[arg(long = "image-archive", value_name = "REF=FILE")]
+    image_archives: Vec<String>,
     /// A registry reached over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure: Vec<String>,
@@ -154,6 +158,9 @@ fn read_text(p: &Path) -> Result<String> {
 /// registries.
 struct Images {
     layouts: BTreeMap<String, PathBuf>,
+    /// Archives by reference, unpacked on first use into `unpacked`.
+    archives: BTreeMap<String, PathBuf>,
+    unpacked: Option<tempfile::TempDir>,
     registry: Option<ward_oci::registry::Registry>,
     opts: ward_oci::registry::Options,
 }
@@ -166,6 +173,13 @@ impl Images {
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--image-layout {l:?}: expected REF=DIR"))?;
             layouts.insert(r.to_string(), PathBuf::from(d));
+        }
+        let mut archives = BTreeMap::new();
+        for l in &a.image_archives {
+            let (r, f) = l
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--image-archive {l:?}: expected REF=FILE"))?;
+            archives.insert(r.to_string(), PathBuf::from(f));
         }
         let mut opts = ward_oci::registry::Options {
             insecure: a.insecure.clone(),
@@ -194,6 +208,8 @@ impl Images {
         opts.integrity = a.layer_integrity == "dm-verity";
         Ok(Self {
             layouts,
+            archives,
+            unpacked: None,
             registry: None,
             opts,
         })
@@ -201,8 +217,23 @@ impl Images {
 
     fn resolve(&mut self, written: &str) -> Result<ImageInfo> {
         let r = Reference::parse(written)?;
-        let meta = if let Some(dir) = self.layouts.get(written) {
-            let mut layout = Layout::open(dir)?;
+        let from_archive = match self.archives.get(written) {
+            Some(f) => {
+                if self.unpacked.is_none() {
+                    self.unpacked = Some(tempfile::tempdir()?);
+                }
+                let base = self.unpacked.as_ref().expect("set above").path();
+                let dir = base.join(format!("{}", self.layouts.len() + base.read_dir()?.count()));
+                Some(ward_oci::archive::open(f, &dir)?)
+            }
+            None => None,
+        };
+        let layout = match (from_archive, self.layouts.get(written)) {
+            (Some(l), _) => Some(l),
+            (None, Some(dir)) => Some(Layout::open(dir)?),
+            (None, None) => None,
+        };
+        let meta = if let Some(mut layout) = layout {
             if let Some(c) = &self.opts.cache {
                 layout = layout.with_cache(c.clone());
             }

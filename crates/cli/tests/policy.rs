@@ -461,3 +461,47 @@ fn layer_integrity_pins_each_layers_dm_verity_root() {
     req["storages"] = json!([layer_storage(&root), overlay(&other)]);
     assert_eq!(check(&req).status.code(), Some(1));
 }
+
+#[test]
+fn images_come_from_docker_save_archives_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, yaml, digest) = app(dir.path());
+    // `docker save` (Docker 25+): the layout's files and a manifest.json.
+    let mut files: Vec<(String, Vec<u8>)> = vec![("manifest.json".into(), b"[]".to_vec())];
+    let mut stack = vec![layout.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&layout).unwrap().display().to_string();
+                files.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let archive = dir.path().join("app.tar");
+    std::fs::write(&archive, ward_oci::testing::tar(&refs)).unwrap();
+    let out = ward()
+        .args(["policy", "generate", "-f"])
+        .arg(&yaml)
+        .arg("--image-archive")
+        .arg(format!("example.test/app:1.0={}", archive.display()))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        explain(&yaml)["containers"][1]["image"][0],
+        format!("example.test/app@{digest}")
+    );
+}

@@ -8,6 +8,7 @@
 //! Sources: an OCI image layout directory ([`layout`]) and registries
 //! speaking the OCI distribution API ([`registry`]).
 
+pub mod archive;
 pub mod blob;
 pub mod cache;
 pub mod layers;
