@@ -206,6 +206,7 @@ impl Images {
         });
         opts.cache = cache_dir.map(|d| ward_oci::LayerCache::new(&d));
         opts.integrity = a.layer_integrity == "dm-verity";
+        opts.progress = progress_bars();
         Ok(Self {
             layouts,
             archives,
@@ -238,6 +239,9 @@ impl Images {
                 layout = layout.with_cache(c.clone());
             }
             layout = layout.with_integrity(self.opts.integrity);
+            if let Some(p) = &self.opts.progress {
+                layout = layout.with_progress(p.clone());
+            }
             layout.image(r.tag.as_deref(), &self.opts.platform)?
         } else {
             if self.registry.is_none() {
@@ -287,6 +291,37 @@ impl Images {
             .collect();
         Ok(info)
     }
+}
+
+/// A progress bar per layer being read, on a terminal only.
+fn progress_bars() -> Option<ward_oci::layout::Progress> {
+    use std::io::IsTerminal;
+    use std::sync::{Arc, Mutex};
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let multi = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .ok()?
+    .progress_chars("=> ");
+    let bars: Mutex<BTreeMap<String, indicatif::ProgressBar>> = Mutex::new(BTreeMap::new());
+    Some(ward_oci::layout::Progress(Arc::new(
+        move |d, done, total| {
+            let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+            let bar = bars.entry(d.to_string()).or_insert_with(|| {
+                let b = multi.add(indicatif::ProgressBar::new(total));
+                b.set_style(style.clone());
+                b.set_prefix(d.to_string().chars().take(19).collect::<String>());
+                b
+            });
+            bar.set_position(done);
+            if done >= total {
+                bar.finish();
+            }
+        },
+    )))
 }
 
 /// The init-data TOML of one policy: keys in a fixed order, so the same

@@ -122,6 +122,39 @@ pub struct Layout {
     index: ImageIndex,
     cache: Option<LayerCache>,
     integrity: bool,
+    progress: Option<Progress>,
+}
+
+/// Told, as each layer is read, its digest, the bytes read so far and its
+/// size (for a progress display).
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<ProgressFn>);
+
+/// (layer digest, bytes read, layer size).
+pub type ProgressFn = dyn Fn(&Digest, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+/// A reader that reports its progress.
+struct Reporting<'a, R> {
+    inner: R,
+    digest: &'a Digest,
+    done: u64,
+    total: u64,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.progress.0)(self.digest, self.done, self.total);
+        Ok(n)
+    }
 }
 
 pub(crate) const INDEX_TYPES: [&str; 2] = [
@@ -166,10 +199,17 @@ impl Layout {
             index,
             cache: None,
             integrity: false,
+            progress: None,
         })
     }
 
     /// Keep layer results in `cache`.
+    /// Report each layer's reading to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Also compute each layer's diff_id and dm-verity root hash
     /// ([`crate::verity`]).
     pub fn with_integrity(mut self, on: bool) -> Self {
@@ -273,6 +313,8 @@ pub(crate) trait Source: Sync {
     fn cache(&self) -> Option<&LayerCache>;
     /// Whether layers' dm-verity root hashes are wanted.
     fn integrity(&self) -> bool;
+    /// Where reading progress goes, if anywhere.
+    fn progress(&self) -> Option<&Progress>;
 }
 
 impl Source for Layout {
@@ -286,6 +328,10 @@ impl Source for Layout {
 
     fn integrity(&self) -> bool {
         self.integrity
+    }
+
+    fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
     }
 
     fn cache(&self) -> Option<&LayerCache> {
@@ -441,7 +487,18 @@ fn layer_effect(
             return Ok((d, e));
         }
     }
-    let mut r = VerifyingReader::new(source.layer(&d)?, &d);
+    let blob = source.layer(&d)?;
+    let blob: Box<dyn Read + '_> = match source.progress() {
+        Some(p) => Box::new(Reporting {
+            inner: blob,
+            digest: &d,
+            done: 0,
+            total: u64::try_from(l.size()).unwrap_or(0),
+            progress: p,
+        }),
+        None => blob,
+    };
+    let mut r = VerifyingReader::new(blob, &d);
     let e = LayerEffect::read_with(&d.to_string(), l.media_type().as_ref(), &mut r, integrity)?;
     r.finish(l.size())?;
     if let Some(c) = source.cache() {
@@ -598,6 +655,32 @@ mod tests {
         );
         let e = l.image(Some("v2"), &Platform::default()).unwrap_err();
         assert!(e.to_string().contains("no image named \"v2\""), "{e}");
+    }
+
+    #[test]
+    fn progress_is_reported_for_every_layer_to_its_size() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let mut m = image(d, "app", b"app:x:7:7::/:/bin/sh\n");
+        m["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
+        layout(d, vec![m]);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+            String,
+            (u64, u64),
+        >::new()));
+        let s2 = seen.clone();
+        let l = Layout::open(d)
+            .unwrap()
+            .with_progress(Progress(std::sync::Arc::new(move |dg, done, total| {
+                s2.lock().unwrap().insert(dg.to_string(), (done, total));
+            })));
+        let meta = l.image(Some("v1"), &Platform::default()).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), meta.layers.len());
+        for (done, total) in seen.values() {
+            assert_eq!(done, total);
+            assert!(*total > 0);
+        }
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Options {
     pub cache: Option<LayerCache>,
     /// Also compute each layer's dm-verity root hash.
     pub integrity: bool,
+    /// Where layer reading progress goes.
+    pub progress: Option<crate::layout::Progress>,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             platform: Platform::default(),
             cache: None,
             integrity: false,
+            progress: None,
         }
     }
 }
@@ -497,6 +500,10 @@ impl Source for Repo<'_> {
 
     fn integrity(&self) -> bool {
         self.registry.opts.integrity
+    }
+
+    fn progress(&self) -> Option<&crate::layout::Progress> {
+        self.registry.opts.progress.as_ref()
     }
 }
 
