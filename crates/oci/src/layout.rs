@@ -493,7 +493,7 @@ fn layer_effect(
             inner: blob,
             digest: &d,
             done: 0,
-            total: u64::try_from(l.size()).unwrap_or(0),
+            total: l.size(),
             progress: p,
         }),
         None => blob,
