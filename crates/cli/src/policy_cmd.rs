@@ -412,6 +412,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             .map(|c| c.split_whitespace().map(str::to_string).collect())
             .collect(),
         allow_logs: a.allow_logs,
+        allow_unknown_fields: a.allow_unknown_fields,
     };
     let mut images = Images::new(&a)?;
     let mut resolved = BTreeMap::new();

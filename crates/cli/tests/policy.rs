@@ -505,3 +505,33 @@ fn images_come_from_docker_save_archives_too() {
         format!("example.test/app@{digest}")
     );
 }
+
+#[test]
+fn an_unknown_field_is_refused_by_path_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, yaml, _) = app(dir.path());
+    let with_devices = DEPLOYMENT.replace(
+        "        args:",
+        "        volumeDevices: [{name: raw, devicePath: /dev/xvda}]\n        args:",
+    );
+    std::fs::write(&yaml, &with_devices).unwrap();
+    let cache = dir.path().join("cache");
+    let out = generate_app(&yaml, &layout, &cache, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/spec/template/spec/containers/0/volumeDevices"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&yaml).unwrap(),
+        with_devices,
+        "nothing written"
+    );
+    let out = generate_app(&yaml, &layout, &cache, &["--allow-unknown-fields"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

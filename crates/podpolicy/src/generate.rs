@@ -72,6 +72,93 @@ pub struct Options {
     pub allow_exec: Vec<Vec<String>>,
     /// Container logs (ReadStream) may be read by the host.
     pub allow_logs: bool,
+    /// Accept fields the generator does not know instead of refusing them.
+    pub allow_unknown_fields: bool,
+}
+
+/// Pod spec fields the generator reads, or that change nothing inside
+/// the guest (scheduling, host-side settings).
+const POD_FIELDS: [&str; 39] = [
+    "activeDeadlineSeconds",
+    "affinity",
+    "automountServiceAccountToken",
+    "containers",
+    "dnsConfig",
+    "dnsPolicy",
+    "enableServiceLinks",
+    "hostAliases",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "hostUsers",
+    "hostname",
+    "imagePullSecrets",
+    "initContainers",
+    "nodeName",
+    "nodeSelector",
+    "os",
+    "overhead",
+    "preemptionPolicy",
+    "priority",
+    "priorityClassName",
+    "readinessGates",
+    "resourceClaims",
+    "resources",
+    "restartPolicy",
+    "runtimeClassName",
+    "schedulerName",
+    "schedulingGates",
+    "securityContext",
+    "serviceAccount",
+    "serviceAccountName",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+    "tolerations",
+    "topologySpreadConstraints",
+    "volumes",
+];
+
+/// Container fields the generator reads, or that change nothing inside
+/// the guest.
+const CONTAINER_FIELDS: [&str; 23] = [
+    "args",
+    "command",
+    "env",
+    "envFrom",
+    "image",
+    "imagePullPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "name",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "resources",
+    "restartPolicy",
+    "securityContext",
+    "startupProbe",
+    "stdin",
+    "stdinOnce",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "tty",
+    "volumeMounts",
+    "workingDir",
+];
+
+/// A field of `v` (at `at`) not in `known`.
+fn unknown_field(v: &Value, known: &[&str], at: &str) -> Result<(), GenerateError> {
+    if let Some(o) = v.as_object() {
+        if let Some(k) = o.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(invalid(
+                &format!("{at}/{k}"),
+                "a field the policy generator does not support (--allow-unknown-fields to accept it)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a policy could not be generated.
@@ -193,6 +280,20 @@ pub fn policy_data(
         .ok_or_else(|| invalid(&format!("{}/spec", t.pointer), "missing"))?;
     let at = |p: &str| format!("{}/spec/{p}", t.pointer);
 
+    if !options.allow_unknown_fields {
+        unknown_field(spec, &POD_FIELDS, at("").trim_end_matches('/'))?;
+        for list in ["initContainers", "containers"] {
+            for (i, c) in spec
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                unknown_field(c, &CONTAINER_FIELDS, &at(&format!("{list}/{i}")))?;
+            }
+        }
+    }
     let psc = spec.get("securityContext");
     let share_pid = spec
         .get("shareProcessNamespace")
