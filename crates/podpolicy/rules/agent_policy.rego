@@ -115,6 +115,21 @@ violation(rule, field, expected, actual) := {
 	"actual": actual,
 }
 
+# The request's optional messages may be null (the agent serialises an
+# absent message so): every object or list is read through these, so a
+# null or mistyped one is empty, never a rule that silently does not run.
+obj(x) := x if is_object(x)
+
+else := {}
+
+arr(x) := x if is_array(x)
+
+else := []
+
+field_obj(o, k) := obj(object.get(obj(o), k, {}))
+
+field_arr(o, k) := arr(object.get(obj(o), k, []))
+
 pstate := object.get(data, "pstate", {})
 
 known_containers := object.get(pstate, "containers", {})
@@ -125,17 +140,17 @@ known_containers := object.get(pstate, "containers", {})
 # kind (sandbox or container) and name. Checks are grouped so that each is
 # one lookup or one comparison: regorus evaluates every rule of a query.
 
-oci := object.get(input, "OCI", {})
+oci := field_obj(input, "OCI")
 
-annotations := object.get(oci, "Annotations", {})
+annotations := field_obj(oci, "Annotations")
 
-process := object.get(oci, "Process", {})
+process := field_obj(oci, "Process")
 
-linux := object.get(oci, "Linux", {})
+linux := field_obj(oci, "Linux")
 
-root := object.get(oci, "Root", {})
+root := field_obj(oci, "Root")
 
-input_user := object.get(process, "User", {})
+input_user := field_obj(process, "User")
 
 input_kind := object.get(annotations, "io.kubernetes.cri.container-type", "")
 
@@ -172,7 +187,7 @@ exact_fields := {
 	"OCI.Process.Cwd": [object.get(process, "Cwd", ""), candidate.cwd, "cwd"],
 	"OCI.Process.User.UID": [object.get(input_user, "UID", 0), candidate.user.uid, "user"],
 	"OCI.Process.User.GID": [object.get(input_user, "GID", 0), candidate.user.gid, "user"],
-	"OCI.Process.User.AdditionalGids": [sort(object.get(input_user, "AdditionalGids", [])), candidate.user.additional_gids, "user"],
+	"OCI.Process.User.AdditionalGids": [sort(field_arr(input_user, "AdditionalGids")), candidate.user.additional_gids, "user"],
 	"OCI.Process.User.Username": [object.get(input_user, "Username", ""), "", "user"],
 	"string_user": [object.get(input, "string_user", null), null, "user"],
 	"OCI.Process.NoNewPrivileges": [object.get(process, "NoNewPrivileges", false), candidate.no_new_privileges, "privileges"],
@@ -181,11 +196,11 @@ exact_fields := {
 	"OCI.Root.Path": [object.get(root, "Path", ""), guest_rootfs, "root"],
 	"OCI.Root.Readonly": [object.get(root, "Readonly", false), candidate.readonly_root, "root"],
 	"OCI.Hooks": [object.get(oci, "Hooks", null), null, "hooks"],
-	"OCI.Linux.Devices": [object.get(linux, "Devices", []), [], "devices"],
-	"OCI.Linux.UIDMappings": [object.get(linux, "UIDMappings", []), [], "namespaces"],
-	"OCI.Linux.GIDMappings": [object.get(linux, "GIDMappings", []), [], "namespaces"],
+	"OCI.Linux.Devices": [field_arr(linux, "Devices"), [], "devices"],
+	"OCI.Linux.UIDMappings": [field_arr(linux, "UIDMappings"), [], "namespaces"],
+	"OCI.Linux.GIDMappings": [field_arr(linux, "GIDMappings"), [], "namespaces"],
 	"sandbox_pidns": [object.get(input, "sandbox_pidns", false), candidate.share_pid, "namespaces"],
-	"shared_mounts": [object.get(input, "shared_mounts", []), [], "mounts"],
+	"shared_mounts": [field_arr(input, "shared_mounts"), [], "mounts"],
 }
 
 create_violations contains violation(f[2], field, f[1], f[0]) if {
@@ -239,7 +254,7 @@ cdi_numbers := [n |
 	n := trim_prefix(k, "cdi.k8s.io/vfio")
 ]
 
-input_devices := object.get(input, "devices", [])
+input_devices := field_arr(input, "devices")
 
 create_violations contains violation("devices", "OCI.Annotations[cdi.k8s.io/*]", candidate.gpus, count(cdi_numbers)) if {
 	candidate
@@ -273,7 +288,7 @@ vfio_device_ok(d) if {
 
 # The process: arguments, environment, capabilities.
 
-input_args := object.get(process, "Args", [])
+input_args := field_arr(process, "Args")
 
 create_violations contains violation("args", "OCI.Process.Args", candidate.args, input_args) if {
 	candidate
@@ -289,7 +304,7 @@ args_match(expected, actual) if {
 
 create_violations contains violation("env", "OCI.Process.Env", "a variable the pod or its image defines, or one Kubernetes injects", e) if {
 	candidate
-	some e in object.get(process, "Env", [])
+	some e in field_arr(process, "Env")
 	not env_allowed(candidate, e)
 }
 
@@ -299,12 +314,12 @@ env_allowed(c, e) if regex.match(c.env_pattern, e)
 
 env_allowed(_, e) if regex.match(policy_data.settings.env_pattern, e)
 
-input_caps := object.get(process, "Capabilities", {})
+input_caps := field_obj(process, "Capabilities")
 
 create_violations contains violation("capabilities", sprintf("OCI.Process.Capabilities.%s", [set_name]), expected, actual) if {
 	candidate
 	some set_name, expected in candidate.capabilities
-	actual := sort(caps_expanded(object.get(input_caps, set_name, [])))
+	actual := sort(caps_expanded(field_arr(input_caps, set_name)))
 	actual != expected
 }
 
@@ -317,7 +332,7 @@ caps_expanded(caps) := policy_data.settings.default_capabilities if {
 
 # Linux: namespaces, masked and read-only paths, sysctls.
 
-input_namespaces := object.get(linux, "Namespaces", [])
+input_namespaces := field_arr(linux, "Namespaces")
 
 input_netns := p if {
 	some ns in input_namespaces
@@ -356,14 +371,14 @@ create_violations contains violation("paths", field, sort(missing), "missing") i
 		"OCI.Linux.MaskedPaths": policy_data.settings.masked_paths,
 		"OCI.Linux.ReadonlyPaths": policy_data.settings.readonly_paths,
 	}
-	present := {p | some p in object.get(linux, trim_prefix(field, "OCI.Linux."), [])}
+	present := {p | some p in field_arr(linux, trim_prefix(field, "OCI.Linux."))}
 	missing := {p | some p in required} - present
 	count(missing) > 0
 }
 
 create_violations contains violation("sysctls", sprintf("OCI.Linux.Sysctl[%s]", [k]), object.get(allowed_sysctls, k, "not set"), v) if {
 	candidate
-	some k, v in object.get(linux, "Sysctl", {})
+	some k, v in field_obj(linux, "Sysctl")
 	object.get(allowed_sysctls, k, null) != v
 }
 
@@ -372,7 +387,7 @@ allowed_sysctls := object.union(policy_data.settings.sandbox_sysctls, policy_dat
 # Mounts: each is one the pod's volumes, its image or the runtime define
 # at that destination, at most once per destination.
 
-input_mounts := object.get(oci, "Mounts", [])
+input_mounts := field_arr(oci, "Mounts")
 
 create_violations contains violation("mounts", sprintf("OCI.Mounts[%d]", [i]), object.get(candidate.mounts, object.get(mount, "destination", ""), sprintf("no mount at this destination; the policy has %v", [object.keys(candidate.mounts)])), mount) if {
 	candidate
@@ -404,7 +419,7 @@ options_allowed(m, options) if {
 # Storages: the image pulled in the guest, pinned by digest, and the
 # pod's emptyDir volumes on encrypted block devices.
 
-input_storages := object.get(input, "storages", [])
+input_storages := field_arr(input, "storages")
 
 create_violations contains violation("storages", sprintf("storages[%d]", [i]), "the image pulled by digest, or an ephemeral encrypted emptyDir volume", s) if {
 	candidate
@@ -492,7 +507,7 @@ RemoveContainerRequest := {"allowed": true, "ops": [{"op": "add", "path": "/psta
 
 exec_container := policy_data.containers[known_containers[input.container_id]]
 
-exec_process := object.get(input, "process", {})
+exec_process := field_obj(input, "process")
 
 ExecProcessRequest if {
 	exec_container
@@ -514,7 +529,7 @@ exec_args_allowed(a) if a in policy_data.settings.allowed_exec
 
 exec_violations contains violation("env", "process.Env", "a variable of the container", e) if {
 	exec_container
-	some e in object.get(exec_process, "Env", [])
+	some e in field_arr(exec_process, "Env")
 	not env_allowed(exec_container, e)
 }
 
@@ -540,14 +555,14 @@ exec_violations contains violation("privileges", "process.NoNewPrivileges", exec
 
 exec_violations contains violation("user", "process.User", exec_container.user, u) if {
 	exec_container
-	u := object.get(exec_process, "User", {})
+	u := field_obj(exec_process, "User")
 	not exec_user_matches(u)
 }
 
 exec_user_matches(u) if {
 	object.get(u, "UID", 0) == exec_container.user.uid
 	object.get(u, "GID", 0) == exec_container.user.gid
-	sort(object.get(u, "AdditionalGids", [])) == exec_container.user.additional_gids
+	sort(field_arr(u, "AdditionalGids")) == exec_container.user.additional_gids
 	object.get(u, "Username", "") == ""
 }
 
@@ -632,7 +647,7 @@ sandbox_violations contains violation("sandbox", "sandbox_pidns", policy_data.po
 }
 
 sandbox_violations contains violation("sandbox", "kernel_modules", [], input.kernel_modules) if {
-	count(object.get(input, "kernel_modules", [])) > 0
+	count(field_arr(input, "kernel_modules")) > 0
 }
 
 sandbox_violations contains violation("sandbox", "guest_hook_path", "", input.guest_hook_path) if {
@@ -651,7 +666,7 @@ forbidden_address(a) if {
 
 device_allowed(d) if d in policy_data.settings.interfaces
 
-interface := object.get(input, "interface", {})
+interface := field_obj(input, "interface")
 
 UpdateInterfaceRequest if count(interface_violations) == 0
 
@@ -679,11 +694,11 @@ interface_violations contains violation("network", "interface.raw_flags", [0, 12
 }
 
 interface_violations contains violation("network", "interface.IPAddresses", "no loopback or unspecified address", a.address) if {
-	some a in object.get(interface, "IPAddresses", [])
+	some a in field_arr(interface, "IPAddresses")
 	forbidden_address(a.address)
 }
 
-routes := object.get(object.get(input, "routes", {}), "Routes", [])
+routes := field_arr(field_obj(input, "routes"), "Routes")
 
 UpdateRoutesRequest if count(route_violations) == 0
 
@@ -698,7 +713,7 @@ route_violations contains violation("network", sprintf("routes.Routes[%d].%s", [
 	forbidden_address(regex.replace(object.get(r, field, ""), "/[0-9]+$", ""))
 }
 
-neighbors := object.get(object.get(input, "neighbors", {}), "ARPNeighbors", [])
+neighbors := field_arr(field_obj(input, "neighbors"), "ARPNeighbors")
 
 AddARPNeighborsRequest if count(neighbor_violations) == 0
 

@@ -343,3 +343,50 @@ fn pull_by_tag_is_refused_by_default() {
     assert!(!d.allowed);
     assert_eq!(d.violations[0].field, "storages[0]", "{:?}", d.violations);
 }
+
+#[test]
+fn null_optional_messages_are_refused_never_skipped() {
+    let Some(fx) = ward_proto::testing::fixtures("kata-genpolicy") else {
+        return;
+    };
+    let root = fx.join("kata-genpolicy/policy");
+    let settings = corpus_settings();
+    let mut checked = 0;
+    for dir in case_dirs(&root) {
+        let mut policy = AgentPolicy::new(&policy_for(&dir, &settings)).unwrap();
+        let cases: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("testcases.json")).unwrap())
+                .unwrap();
+        for case in cases {
+            let kind = case["kind"].as_str().unwrap();
+            let req = &case["request"];
+            if kind == "CreateContainerRequest"
+                && case["allowed"] == true
+                && req["OCI"]["Process"]["Capabilities"]["Bounding"].is_array()
+            {
+                for (path, field) in [
+                    (
+                        "/OCI/Process/Capabilities",
+                        "OCI.Process.Capabilities.Bounding",
+                    ),
+                    ("/OCI/Process", "OCI.Process.Args"),
+                    ("/OCI/Linux", "OCI.Linux.MaskedPaths"),
+                ] {
+                    let mut r = req.clone();
+                    *r.pointer_mut(path).unwrap() = Value::Null;
+                    let d = policy.clone().check(kind, &r).unwrap();
+                    let at = format!("{} / {} / {path} null", dir.display(), case["description"]);
+                    assert!(!d.allowed, "{at}: allowed");
+                    assert!(
+                        d.violations.iter().any(|v| v.field == field),
+                        "{at}: {:?}",
+                        d.violations
+                    );
+                    checked += 1;
+                }
+            }
+            policy.decide(kind, req).unwrap();
+        }
+    }
+    assert!(checked >= 30, "only {checked} checked");
+}
