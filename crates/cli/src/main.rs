@@ -3,6 +3,7 @@
 //! work is done by the library crates.
 
 mod admin_cmd;
+mod audit_cmd;
 mod bench;
 mod guest_cmd;
 mod policy_cmd;
@@ -62,6 +63,9 @@ enum Cmd {
     /// requests, explain.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
+    /// Check an exported audit log and its signed checkpoints offline.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Load generator for any KBS-protocol server.
     Bench(bench::BenchArgs),
     /// Simulated TEE hardware for tests and demos (never trusted by default).
@@ -184,7 +188,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     quiet_on_closed_pipe(!matches!(
         cli.cmd,
-        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_) | Cmd::Policy(_)
+        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_) | Cmd::Policy(_) | Cmd::Audit(_)
     ));
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {
@@ -218,6 +222,7 @@ fn run() -> Result<()> {
         Cmd::Seal(c) => seal_cmd::run(c),
         Cmd::Initdata(c) => guest_cmd::initdata(c),
         Cmd::Policy(c) => policy_cmd::run(c),
+        Cmd::Audit(c) => audit_cmd::run(c),
     }
 }
 
