@@ -16,6 +16,25 @@ fn ward(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+fn verify(log: &str, checkpoint: &str, key: &str) -> std::process::Output {
+    ward(&[
+        "audit",
+        "verify",
+        "--log",
+        log,
+        "--checkpoint",
+        checkpoint,
+        "--key",
+        key,
+    ])
+}
+
+fn proof(log: &str, old: &str, new: &str, key: &str) -> std::process::Output {
+    ward(&[
+        "audit", "proof", "--log", log, "--old", old, "--new", new, "--key", key,
+    ])
+}
+
 fn write_log(p: &Path, entries: &[Vec<u8>]) {
     let text: String = entries
         .iter()
@@ -61,16 +80,7 @@ fn an_exported_log_is_checked_against_its_signed_checkpoints() {
     std::fs::write(p("old"), checkpoint(&signer, &entries, 6)).unwrap();
     std::fs::write(p("new"), checkpoint(&signer, &entries, 10)).unwrap();
 
-    let out = ward(&[
-        "audit",
-        "verify",
-        "--log",
-        &p("log"),
-        "--checkpoint",
-        &p("new"),
-        "--key",
-        &key,
-    ]);
+    let out = verify(&p("log"), &p("new"), &key);
     assert!(
         out.status.success(),
         "{}",
@@ -78,18 +88,7 @@ fn an_exported_log_is_checked_against_its_signed_checkpoints() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["size"], 10);
-    let out = ward(&[
-        "audit",
-        "proof",
-        "--log",
-        &p("log"),
-        "--old",
-        &p("old"),
-        "--new",
-        &p("new"),
-        "--key",
-        &key,
-    ]);
+    let out = proof(&p("log"), &p("old"), &p("new"), &key);
     assert!(
         out.status.success(),
         "{}",
@@ -100,16 +99,7 @@ fn an_exported_log_is_checked_against_its_signed_checkpoints() {
     let mut tampered = entries.clone();
     tampered[3] = b"{\"release\":\"someone else\"}".to_vec();
     write_log(Path::new(&p("tampered")), &tampered);
-    let out = ward(&[
-        "audit",
-        "verify",
-        "--log",
-        &p("tampered"),
-        "--checkpoint",
-        &p("new"),
-        "--key",
-        &key,
-    ]);
+    let out = verify(&p("tampered"), &p("new"), &key);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not hash to the checkpoint's root"));
 
@@ -117,18 +107,7 @@ fn an_exported_log_is_checked_against_its_signed_checkpoints() {
     // not a prefix of it.
     write_log(Path::new(&p("rewritten")), &tampered);
     std::fs::write(p("resigned"), checkpoint(&signer, &tampered, 10)).unwrap();
-    let out = ward(&[
-        "audit",
-        "proof",
-        "--log",
-        &p("rewritten"),
-        "--old",
-        &p("old"),
-        "--new",
-        &p("resigned"),
-        "--key",
-        &key,
-    ]);
+    let out = proof(&p("rewritten"), &p("old"), &p("resigned"), &key);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the log was rewritten"),
@@ -143,16 +122,7 @@ fn an_exported_log_is_checked_against_its_signed_checkpoints() {
     )
     .unwrap();
     std::fs::write(p("forged"), checkpoint(&other, &entries, 10)).unwrap();
-    let out = ward(&[
-        "audit",
-        "verify",
-        "--log",
-        &p("log"),
-        "--checkpoint",
-        &p("forged"),
-        "--key",
-        &key,
-    ]);
+    let out = verify(&p("log"), &p("forged"), &key);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no signature by kbs.example/audit"));
 }
