@@ -223,9 +223,10 @@ impl Images {
                 if self.unpacked.is_none() {
                     self.unpacked = Some(tempfile::tempdir()?);
                 }
+                // One directory per archive, named by its position.
                 let base = self.unpacked.as_ref().expect("set above").path();
-                let dir = base.join(format!("{}", self.layouts.len() + base.read_dir()?.count()));
-                Some(ward_oci::archive::open(f, &dir)?)
+                let n = self.archives.keys().position(|k| k == written).unwrap_or(0);
+                Some(ward_oci::archive::open(f, &base.join(n.to_string()))?)
             }
             None => None,
         };
