@@ -195,8 +195,15 @@ impl Images {
                 .ok_or_else(|| anyhow!("--registry-mirror {m:?}: expected REGISTRY=MIRROR"))?;
             opts.mirrors.insert(r.to_string(), to.to_string());
         }
-        if let Some(p) = &a.docker_config {
-            opts.credentials = ward_oci::registry::Credentials::from_docker_config(p)?;
+        // Credentials as docker finds them: --docker-config, else
+        // $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+        let default_config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+            .map(|d| d.join("config.json"))
+            .filter(|p| p.exists());
+        if let Some(p) = a.docker_config.clone().or(default_config) {
+            opts.credentials = ward_oci::registry::Credentials::from_docker_config(&p)?;
         }
         let cache_dir = a.cache_dir.clone().or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
@@ -442,6 +449,15 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let mut edits: Vec<(usize, Edit)> = vec![];
     let mut report = vec![];
     for t in &objects.templates {
+        let spec = t
+            .in_document(&objects.documents[t.document].object)
+            .and_then(|v| v.get("spec"));
+        if spec.and_then(|s| s.get("runtimeClassName")).is_none() {
+            eprintln!(
+                "warning: {} {} names no runtimeClassName: it would run outside a confidential VM",
+                t.kind, t.name
+            );
+        }
         let data = generate::policy_data(&objects, t, &settings, &resolved, &options)?;
         let policy = generate::policy_text(&data);
         if a.print_policy {

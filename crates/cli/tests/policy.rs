@@ -535,3 +535,22 @@ fn an_unknown_field_is_refused_by_path_unless_allowed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_runtime_class_that_is_not_confidential_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, yaml, _) = app(dir.path());
+    std::fs::write(
+        &yaml,
+        DEPLOYMENT.replace("runtimeClassName: kata-cc", "runtimeClassName: runc"),
+    )
+    .unwrap();
+    let out = generate_app(&yaml, &layout, &dir.path().join("cache"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/spec/template/spec/runtimeClassName")
+            && err.contains("\"runc\" is not a confidential runtime class"),
+        "{err}"
+    );
+}

@@ -294,6 +294,17 @@ pub fn policy_data(
             }
         }
     }
+    if let Some(rc) = spec.get("runtimeClassName").and_then(Value::as_str) {
+        if !settings.runtime_classes.iter().any(|c| c == rc) {
+            return Err(invalid(
+                &at("runtimeClassName"),
+                format!(
+                    "{rc:?} is not a confidential runtime class of these settings ({})",
+                    settings.runtime_classes.join(", ")
+                ),
+            ));
+        }
+    }
     let psc = spec.get("securityContext");
     let share_pid = spec
         .get("shareProcessNamespace")
