@@ -557,9 +557,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// annotation form) or YAML with either annotation.
 fn load_policy(p: &Path) -> Result<String> {
     let text = read_text(p)?;
-    if text.contains("package agent_policy") {
-        return Ok(text);
-    }
     let from_init_data = |t: &str| -> Result<String> {
         let d = InitData::parse("toml", t)?;
         d.data
@@ -567,10 +564,14 @@ fn load_policy(p: &Path) -> Result<String> {
             .cloned()
             .ok_or_else(|| anyhow!("the init-data holds no policy.rego"))
     };
+    // Init-data first: its TOML holds the Rego text too.
     if let Ok(t) = read_toml_or_annotation(&text) {
         if let Ok(p) = from_init_data(&t) {
             return Ok(p);
         }
+    }
+    if text.contains("package agent_policy") {
+        return Ok(text);
     }
     let mut objects = Objects::default();
     objects.add_yaml(&p.display().to_string(), &text)?;

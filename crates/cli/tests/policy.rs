@@ -228,6 +228,31 @@ fn generate_annotates_the_deployment_and_check_decides_against_it() {
         .unwrap();
     assert_eq!(sp.status.code(), Some(1));
 
+    // The policy is read from the init-data TOML as well.
+    let doc: Value = serde_yaml_ng::from_str(
+        &annotated
+            .split("\n---\n")
+            .next()
+            .unwrap()
+            .replace("# the app\n", ""),
+    )
+    .unwrap();
+    let ann = doc["spec"]["template"]["metadata"]["annotations"]
+        ["io.katacontainers.config.hypervisor.cc_init_data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ann_file = dir.path().join("init.ann");
+    std::fs::write(&ann_file, ann).unwrap();
+    let toml = ward()
+        .args(["initdata", "decode"])
+        .arg(&ann_file)
+        .output()
+        .unwrap();
+    let toml_file = dir.path().join("init.toml");
+    std::fs::write(&toml_file, &toml.stdout).unwrap();
+    assert_eq!(explain(&toml_file)["containers"][1]["name"], "app");
+
     // explain lists the container with its pinned image and exec.
     let ex = ward()
         .args(["policy", "explain", "--policy"])

@@ -141,7 +141,7 @@ impl LayerEffect {
             Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r).map_err(tar_err)?),
         };
-        let mut archive = tar::Archive::new(crate::verity::Tee::new(reader));
+        let mut archive = tar::Archive::new(crate::verity::Tee::new(reader, integrity));
         let mut index = integrity.then(crate::verity::TarfsIndex::default);
         // What this layer deletes from below, and what it adds; a layer's
         // own files are not affected by its whiteouts.
@@ -212,7 +212,7 @@ impl LayerEffect {
             }
         }
         let integrity = match index {
-            Some(ix) => Some(archive.into_inner().finish(&ix).map_err(tar_err)?),
+            Some(ix) => archive.into_inner().finish(&ix).map_err(tar_err)?,
             None => None,
         };
         Ok(Self {

@@ -357,20 +357,18 @@ pub struct LayerIntegrity {
     pub root_hash: [u8; DIGEST],
 }
 
-/// A reader that passes everything it reads to a hasher and to the
-/// verity computation.
+/// A reader that, when hashing is on, passes everything it reads to the
+/// diff_id hash and the verity computation; otherwise it only reads.
 pub(crate) struct Tee<R> {
     pub inner: R,
-    pub verity: VerityHasher,
-    pub diff: Context,
+    hashes: Option<(VerityHasher, Context)>,
 }
 
 impl<R: Read> Tee<R> {
-    pub fn new(inner: R) -> Self {
+    pub fn new(inner: R, hashing: bool) -> Self {
         Self {
             inner,
-            verity: VerityHasher::new(),
-            diff: Context::new(&SHA256),
+            hashes: hashing.then(|| (VerityHasher::new(), Context::new(&SHA256))),
         }
     }
 }
@@ -378,25 +376,33 @@ impl<R: Read> Tee<R> {
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.verity.update(&buf[..n]);
-        self.diff.update(&buf[..n]);
+        if let Some((verity, diff)) = &mut self.hashes {
+            verity.update(&buf[..n]);
+            diff.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
 
 impl<R: Read> Tee<R> {
-    /// Read the rest, then append `index` to the verity data.
-    pub fn finish(mut self, index: &TarfsIndex) -> std::io::Result<LayerIntegrity> {
+    /// Read the rest, then append `index` to the verity data (`None` when
+    /// hashing is off).
+    pub fn finish(mut self, index: &TarfsIndex) -> std::io::Result<Option<LayerIntegrity>> {
+        if self.hashes.is_none() {
+            return Ok(None);
+        }
         std::io::copy(&mut self, &mut std::io::sink())?;
-        let contents = self.verity.len();
+        let Some((mut v, diff)) = self.hashes else {
+            return Ok(None);
+        };
+        let contents = v.len();
         let mut diff_id = [0; DIGEST];
-        diff_id.copy_from_slice(self.diff.finish().as_ref());
-        let mut v = self.verity;
+        diff_id.copy_from_slice(diff.finish().as_ref());
         v.update(&index.bytes(contents));
-        Ok(LayerIntegrity {
+        Ok(Some(LayerIntegrity {
             diff_id,
             root_hash: v.finish(),
-        })
+        }))
     }
 }
 

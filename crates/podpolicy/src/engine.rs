@@ -186,13 +186,25 @@ impl AgentPolicy {
     /// The policy's answer to `input` as a `kind` request, without applying
     /// the state changes an allowed answer carries.
     pub fn answer(&mut self, kind: &str, input: &Value) -> Result<bool, EngineError> {
+        Ok(self.allowed_and_ops(kind, input)?.0)
+    }
+
+    /// The answer as the agent reads it: allowed, and the state changes.
+    fn allowed_and_ops(
+        &mut self,
+        kind: &str,
+        input: &Value,
+    ) -> Result<(bool, Option<Value>), EngineError> {
         if !REQUESTS.contains(&kind) {
             return Err(EngineError::UnknownRequest { kind: kind.into() });
         }
         Ok(match self.eval(kind, input)? {
-            Value::Bool(b) => b,
-            Value::Object(o) => o.get("allowed").and_then(Value::as_bool).unwrap_or(false),
-            _ => false,
+            Value::Bool(b) => (b, None),
+            Value::Object(mut o) => (
+                o.get("allowed").and_then(Value::as_bool).unwrap_or(false),
+                o.remove("ops"),
+            ),
+            _ => (false, None),
         })
     }
 
@@ -200,18 +212,7 @@ impl AgentPolicy {
     /// `CreateContainerRequest`), applying the policy's state changes when
     /// it is allowed, as the agent does.
     pub fn decide(&mut self, kind: &str, input: &Value) -> Result<bool, EngineError> {
-        if !REQUESTS.contains(&kind) {
-            return Err(EngineError::UnknownRequest { kind: kind.into() });
-        }
-        let answer = self.eval(kind, input)?;
-        let (allowed, ops) = match &answer {
-            Value::Bool(b) => (*b, None),
-            Value::Object(o) => (
-                o.get("allowed").and_then(Value::as_bool).unwrap_or(false),
-                o.get("ops").cloned(),
-            ),
-            _ => (false, None),
-        };
+        let (allowed, ops) = self.allowed_and_ops(kind, input)?;
         if !allowed {
             return Ok(false);
         }

@@ -190,6 +190,13 @@ struct Mount {
     extra_options: Vec<String>,
 }
 
+/// The string field `key` of `v` (at `at`), which must be there.
+fn required_str<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a str, GenerateError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{at}/{key}"), "missing"))
+}
+
 fn invalid(at: &str, reason: impl Into<String>) -> GenerateError {
     GenerateError::Invalid {
         at: at.to_string(),
@@ -439,7 +446,11 @@ fn one_regex(patterns: &[String]) -> String {
     }
     let inner: Vec<&str> = patterns
         .iter()
-        .map(|p| p.trim_start_matches('^').trim_end_matches('$'))
+        .map(|p| {
+            // One anchor each: an escaped `\$` at the end stays.
+            let p = p.strip_prefix('^').unwrap_or(p);
+            p.strip_suffix('$').unwrap_or(p)
+        })
         .collect();
     format!("^(?:{})$", inner.join("|"))
 }
@@ -531,11 +542,8 @@ fn finish_container(c: &mut Value, settings: &Settings, name: &str, namespace: &
     c["annotations"] = Value::Object(a);
 }
 
-fn capabilities(settings: &Settings, add: &[String], drop: &[String], privileged: bool) -> Value {
+fn capabilities(settings: &Settings, add: &[String], drop: &[String]) -> Value {
     let mut set: BTreeSet<String> = settings.default_capabilities.iter().cloned().collect();
-    if privileged {
-        set.extend(settings.all_capabilities.iter().cloned());
-    }
     let all = drop.iter().any(|d| d == "ALL");
     if all {
         set.clear();
@@ -630,11 +638,10 @@ fn sandbox(settings: &Settings, spec: &Value, share_pid: bool) -> Result<Value, 
         "readonly_root": true,
         "privileged": false,
         "share_pid": share_pid,
-        "capabilities": capabilities(settings, &[], &[], false),
+        "capabilities": capabilities(settings, &[], &[]),
         "mounts": mounts,
         "emptydirs": 0,
         "gpus": 0,
-        "annotations": {},
         "execs": [],
         "layer_roots": [],
     }))
@@ -654,14 +661,8 @@ fn container(
     mount_sa: bool,
     share_pid: bool,
 ) -> Result<Value, GenerateError> {
-    let name = c
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&format!("{at}/name"), "missing"))?;
-    let image_ref = c
-        .get("image")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&format!("{at}/image"), "missing"))?;
+    let name = required_str(c, "name", at)?;
+    let image_ref = required_str(c, "image", at)?;
     let image = images
         .get(image_ref)
         .ok_or_else(|| GenerateError::MissingImage {
@@ -700,7 +701,7 @@ fn container(
             (None, Some(r)) => env_patterns.push(format!(
                 "^{}{}",
                 regex_escape(&prefix),
-                r.trim_start_matches('^')
+                r.strip_prefix('^').unwrap_or(&r)
             )),
             (None, None) => env_patterns.push(format!("^{}.*$", regex_escape(&prefix))),
         }
@@ -742,7 +743,6 @@ fn container(
         settings,
         &strings(caps.and_then(|c| c.get("add"))),
         &strings(caps.and_then(|c| c.get("drop"))),
-        privileged,
     );
 
     // Mounts: the runtime's, the image's volumes, the pod's volumes.
@@ -788,14 +788,8 @@ fn container(
         .enumerate()
     {
         let vat = format!("{at}/volumeMounts/{i}");
-        let vname = vm
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(&format!("{vat}/name"), "missing"))?;
-        let dest = vm
-            .get("mountPath")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(&format!("{vat}/mountPath"), "missing"))?;
+        let vname = required_str(vm, "name", &vat)?;
+        let dest = required_str(vm, "mountPath", &vat)?;
         let ro = vm.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
         let vol = volumes.get(vname).ok_or_else(|| {
             invalid(
@@ -901,7 +895,6 @@ fn container(
         "mounts": mounts,
         "emptydirs": emptydirs,
         "gpus": gpus,
-        "annotations": {},
         "execs": execs,
         // Upper layer first, as an overlay lists its lower directories.
         "layer_roots": image.layer_roots.iter().rev().collect::<Vec<_>>(),
@@ -915,4 +908,16 @@ pub fn policy_text(data: &Value) -> String {
     // member per line keeps every line short for the agent's limits.
     let body = serde_json::to_string_pretty(data).unwrap_or_default();
     format!("{RULES}\npolicy_data := {body}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_regex_keeps_an_escaped_dollar_at_the_end() {
+        let p = vec![r"^A=x\$$".to_string(), "^B=[0-9]+$".to_string()];
+        assert_eq!(one_regex(&p), r"^(?:A=x\$|B=[0-9]+)$");
+        assert_eq!(one_regex(&[]), "a^");
+    }
 }
