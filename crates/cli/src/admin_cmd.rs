@@ -48,7 +48,7 @@ enum AdminCmd {
     /// identity and CRLs per FMSPC; cached AMD VCEKs).
     #[command(subcommand)]
     Collateral(CollateralCmd),
-    /// Rotate a key ring (`session` or `token-signing`).
+    /// Rotate a key ring (`session`, `token-signing` or `audit`).
     RotateKey { ring: String },
     /// Replace the bootstrap admin key and token under `--data-dir`
     /// (offline, on the server's host). The server trusts the new key, and

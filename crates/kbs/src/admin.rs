@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use ward_policy::Policy;
 use ward_proto::ResourcePath;
-use ward_store::{PolicyKind, ReferenceValue};
+use ward_store::{AuditEvent, Change, PolicyKind, ReferenceValue};
 
 use crate::error::ApiError;
 use crate::keys::KeyError;
@@ -48,6 +48,10 @@ pub enum AdminError {
     NoReferenceValue(String),
     #[error("resource {0} does not exist")]
     NoResource(String),
+    /// An audit read outside the log (an index past its end, a size
+    /// larger than it, a range the wrong way round).
+    #[error("{0}")]
+    AuditRange(String),
 }
 
 /// The body of `POST /kbs/v0/resource-policy`.
@@ -182,15 +186,27 @@ fn json_of(v: impl serde::Serialize) -> Result<Value, ApiError> {
 }
 
 impl AppState {
-    pub fn put_resource(&self, path: &ResourcePath, data: &[u8]) -> Result<Value, ApiError> {
+    pub fn put_resource(
+        &self,
+        ev: AuditEvent,
+        path: &ResourcePath,
+        data: &[u8],
+    ) -> Result<Value, ApiError> {
+        let path = path.to_string();
+        let change = Change::PutResource { path: &path, data };
+        let ev = ev.with("object", format!("resource {path}"));
         let meta = self
             .store()
-            .put_resource(&path.to_string(), data, self.now())?;
+            .apply(change, self.now(), Some(&ev))?
+            .resource()?;
         json_of(meta)
     }
 
-    pub fn delete_resource(&self, path: &ResourcePath) -> Result<Value, ApiError> {
-        if !self.store().delete_resource(&path.to_string())? {
+    pub fn delete_resource(&self, ev: AuditEvent, path: &ResourcePath) -> Result<Value, ApiError> {
+        let p = path.to_string();
+        let ev = ev.with("object", format!("resource {p}"));
+        let change = Change::DeleteResource { path: &p };
+        if !self.store().apply(change, self.now(), Some(&ev))?.done() {
             return Err(AdminError::NoResource(path.to_string()).into());
         }
         Ok(json!({"deleted": path.to_string()}))
@@ -206,16 +222,18 @@ impl AppState {
     }
 
     /// Set the default resource policy, or the one bound to a prefix.
-    pub fn set_resource_policy(&self, req: &ResourcePolicyBody) -> Result<Value, ApiError> {
+    pub fn set_resource_policy(
+        &self,
+        ev: AuditEvent,
+        req: &ResourcePolicyBody,
+    ) -> Result<Value, ApiError> {
         let id = match &req.prefix {
             Some(p) => prefix_id(p)?,
             None => RESOURCE_POLICY_ID.to_string(),
         };
         let text = decode_policy(&req.policy)?;
         compile_check("resource-policy", &text, RESOURCE_PACKAGE)?;
-        let sp = self
-            .store()
-            .put_policy(PolicyKind::Resource, &id, &text, self.now())?;
+        let sp = self.put_policy(ev, PolicyKind::Resource, &id, &text)?;
         let mut body = json!({"version": sp.version});
         if let Some(p) = id.strip_prefix(PREFIX_ID) {
             body["prefix"] = json!(p);
@@ -252,8 +270,31 @@ impl AppState {
         Ok(body)
     }
 
-    fn delete_policy(&self, kind: PolicyKind, id: &str, name: Name<'_>) -> Result<Value, ApiError> {
-        if !self.store().delete_policy(kind, id)? {
+    fn put_policy(
+        &self,
+        ev: AuditEvent,
+        kind: PolicyKind,
+        id: &str,
+        text: &str,
+    ) -> Result<ward_store::StoredPolicy, ApiError> {
+        let ev = ev.with("object", format!("{} policy {id}", kind.as_str()));
+        let change = Change::PutPolicy { kind, id, text };
+        Ok(self
+            .store()
+            .apply(change, self.now(), Some(&ev))?
+            .policy()?)
+    }
+
+    fn delete_policy(
+        &self,
+        ev: AuditEvent,
+        kind: PolicyKind,
+        id: &str,
+        name: Name<'_>,
+    ) -> Result<Value, ApiError> {
+        let ev = ev.with("object", format!("{} policy {id}", kind.as_str()));
+        let change = Change::DeletePolicy { kind, id };
+        if !self.store().apply(change, self.now(), Some(&ev))?.done() {
             return Err(no_policy(kind, name).into());
         }
         Ok(json!({"deleted": name.1}))
@@ -268,10 +309,10 @@ impl AppState {
 
     /// Unbind a prefix: its paths fall back to a shorter prefix's policy or
     /// the default one.
-    pub fn delete_prefix_policy(&self, prefix: &str) -> Result<Value, ApiError> {
+    pub fn delete_prefix_policy(&self, ev: AuditEvent, prefix: &str) -> Result<Value, ApiError> {
         let id = prefix_id(prefix)?;
         let name = ("prefix", id.strip_prefix(PREFIX_ID).unwrap_or(&id));
-        self.delete_policy(PolicyKind::Resource, &id, name)
+        self.delete_policy(ev, PolicyKind::Resource, &id, name)
     }
 
     /// The stored resource policies (`prefix` null for the default one).
@@ -290,7 +331,11 @@ impl AppState {
 
     /// Store an attestation policy once it compiles with every function it
     /// calls provided.
-    pub fn set_attestation_policy(&self, req: &AttestationPolicyBody) -> Result<Value, ApiError> {
+    pub fn set_attestation_policy(
+        &self,
+        ev: AuditEvent,
+        req: &AttestationPolicyBody,
+    ) -> Result<Value, ApiError> {
         valid_id(&req.policy_id)?;
         if let Some(k) = req.kind.as_deref() {
             if !k.eq_ignore_ascii_case("rego") {
@@ -300,9 +345,7 @@ impl AppState {
         let text = decode_policy(&req.policy)?;
         ward_verifier::compile_attestation_policy(&req.policy_id, &text)
             .map_err(|e| AdminError::Policy(e.to_string()))?;
-        let sp =
-            self.store()
-                .put_policy(PolicyKind::Attestation, &req.policy_id, &text, self.now())?;
+        let sp = self.put_policy(ev, PolicyKind::Attestation, &req.policy_id, &text)?;
         Ok(json!({"policy_id": sp.id, "version": sp.version}))
     }
 
@@ -310,8 +353,8 @@ impl AppState {
         self.policy_answer(PolicyKind::Attestation, id, ("policy_id", id))
     }
 
-    pub fn delete_attestation_policy(&self, id: &str) -> Result<Value, ApiError> {
-        self.delete_policy(PolicyKind::Attestation, id, ("policy_id", id))
+    pub fn delete_attestation_policy(&self, ev: AuditEvent, id: &str) -> Result<Value, ApiError> {
+        self.delete_policy(ev, PolicyKind::Attestation, id, ("policy_id", id))
     }
 
     pub fn list_attestation_policies(&self) -> Result<Value, ApiError> {
@@ -325,11 +368,19 @@ impl AppState {
     }
 
     /// Store reference values in ward's form or as an RVPS sample message.
-    pub fn set_reference_values(&self, body: Value) -> Result<Value, ApiError> {
+    pub fn set_reference_values(&self, ev: AuditEvent, body: Value) -> Result<Value, ApiError> {
         let now = self.now();
         let mut out = Vec::new();
         for rv in parse_reference_values(body)? {
-            out.push(self.store().put_reference_value(&rv, now)?);
+            let ev = ev
+                .clone()
+                .with("object", format!("reference value {}", rv.name));
+            let change = Change::PutReferenceValue(&rv);
+            out.push(
+                self.store()
+                    .apply(change, now, Some(&ev))?
+                    .reference_value()?,
+            );
         }
         json_of(out)
     }
@@ -339,8 +390,10 @@ impl AppState {
         json_of(rv.ok_or_else(|| AdminError::NoReferenceValue(name.to_string()))?)
     }
 
-    pub fn delete_reference_value(&self, name: &str) -> Result<Value, ApiError> {
-        if !self.store().delete_reference_value(name)? {
+    pub fn delete_reference_value(&self, ev: AuditEvent, name: &str) -> Result<Value, ApiError> {
+        let ev = ev.with("object", format!("reference value {name}"));
+        let change = Change::DeleteReferenceValue { name };
+        if !self.store().apply(change, self.now(), Some(&ev))?.done() {
             return Err(AdminError::NoReferenceValue(name.to_string()).into());
         }
         Ok(json!({"deleted": name}))
@@ -351,10 +404,10 @@ impl AppState {
     }
 
     /// Add a key to a ring and retire all but the newest two.
-    pub fn rotate_key(&self, req: &RotateBody) -> Result<Value, ApiError> {
+    pub fn rotate_key(&self, ev: AuditEvent, req: &RotateBody) -> Result<Value, ApiError> {
         self.0
             .keys
-            .rotate(&req.ring, self.now())
+            .rotate(&req.ring, self.now(), Some(ev))
             .map_err(|e| match e {
                 KeyError::UnknownRing(r) => AdminError::UnknownRing(r).into(),
                 other => ApiError::from(other),
@@ -364,7 +417,7 @@ impl AppState {
 
     /// Store Intel collateral (flat JSON form) for its FMSPC. Parsed here;
     /// its signatures are checked whenever it is used.
-    pub fn import_collateral(&self, body: &[u8]) -> Result<Value, ApiError> {
+    pub fn import_collateral(&self, ev: AuditEvent, body: &[u8]) -> Result<Value, ApiError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| crate::http::extract::RequestError::json("collateral is not UTF-8"))?;
         let key = ward_collateral::DcapCollateralDir::import_flat_json(
@@ -373,6 +426,15 @@ impl AppState {
             self.now(),
         )
         .map_err(|e| AdminError::Collateral(e.to_string()))?;
+        // Collateral is public and signed by Intel, and verified whenever it
+        // is used: its import is recorded after it is stored, not with it.
+        let ev = ev
+            .with(
+                "object",
+                format!("collateral {}/{key}", ward_collateral::DCAP_KIND),
+            )
+            .with("new_sha256", ward_store::audit::sha256_hex(body));
+        self.store().append_audit(&[ev], self.now())?;
         Ok(json!({"kind": ward_collateral::DCAP_KIND, "key": key}))
     }
 

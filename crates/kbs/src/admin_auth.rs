@@ -49,13 +49,16 @@ pub enum Permission {
     ReadReferenceValues,
     WriteReferenceValues,
     RotateKeys,
+    /// Read the audit log: checkpoints, entries, proofs.
+    ReadAudit,
 }
 
 /// Roles and their permissions:
 /// * `admin`: everything;
 /// * `resource-admin`: read and write resources;
 /// * `policy-admin`: read and write policies and reference values;
-/// * `auditor`: read everything (metadata only, never resource content).
+/// * `auditor`: read everything (metadata only, never resource content)
+///   and the audit log; write nothing.
 pub fn role_allows(role: &str, p: Permission) -> bool {
     use Permission::*;
     match role {
@@ -65,7 +68,10 @@ pub fn role_allows(role: &str, p: Permission) -> bool {
             p,
             ReadPolicies | WritePolicies | ReadReferenceValues | WriteReferenceValues
         ),
-        "auditor" => matches!(p, ReadResources | ReadPolicies | ReadReferenceValues),
+        "auditor" => matches!(
+            p,
+            ReadResources | ReadPolicies | ReadReferenceValues | ReadAudit
+        ),
         _ => false,
     }
 }

@@ -51,7 +51,29 @@ pub struct Config {
     pub snp: SnpConfig,
     pub dcap: DcapConfig,
     pub limits: LimitsConfig,
+    pub audit: AuditConfig,
 }
+
+/// `[audit]`: the audit log's checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's name: the origin line of its checkpoints and the name of
+    /// the key that signs them (no spaces, no `+`). Give every deployment
+    /// its own, e.g. `kbs.example.com/audit`.
+    pub origin: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin: DEFAULT_AUDIT_ORIGIN.into(),
+        }
+    }
+}
+
+/// The default origin of the audit log's checkpoints.
+pub const DEFAULT_AUDIT_ORIGIN: &str = "ward/audit";
 
 /// `[limits]`: how long a client may take and how many connections may be
 /// open (see `ward_listen`).
@@ -171,6 +193,7 @@ impl Default for Config {
             snp: SnpConfig::default(),
             dcap: DcapConfig::default(),
             limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

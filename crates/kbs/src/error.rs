@@ -77,6 +77,7 @@ impl ApiError {
                 RequestError::Json(_) => answer(S::BAD_REQUEST, "SerdeError"),
                 RequestError::Body(_) => answer(S::BAD_REQUEST, "InvalidRequest"),
                 RequestError::Path(_) => answer(S::BAD_REQUEST, "InvalidRequestPath"),
+                RequestError::Query(_) => answer(S::BAD_REQUEST, "InvalidQuery"),
                 RequestError::TooLarge => answer(S::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
                 RequestError::BodyTimeout => answer(S::REQUEST_TIMEOUT, "RequestTimeout"),
                 RequestError::NoEndpoint => answer(S::NOT_FOUND, "NotFound"),
@@ -151,6 +152,7 @@ impl ApiError {
                 AdminError::NoPolicy { .. } => answer(S::NOT_FOUND, "PolicyNotFound"),
                 AdminError::NoReferenceValue(_) => answer(S::NOT_FOUND, "ReferenceValueNotFound"),
                 AdminError::NoResource(_) => answer(S::NOT_FOUND, "ResourceNotFound"),
+                AdminError::AuditRange(_) => answer(S::BAD_REQUEST, "AuditRange"),
             },
             Self::Keys(_) | Self::Policy(_) | Self::Store(_) | Self::Internal(_) => INTERNAL,
         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use ward_proto::jwt::{Es256Signer, VerifyingKey};
-use ward_store::Store;
+use ward_store::{AuditEvent, Change, Store};
 
 /// Why the key rings could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,8 @@ pub enum KeyError {
 
 pub const RING_TOKEN: &str = "token-signing";
 pub const RING_SESSION: &str = "session";
+/// Ed25519 keys (PKCS#8) that sign the audit log's checkpoints.
+pub const RING_AUDIT: &str = "audit";
 
 /// Keys kept per ring after a rotation: the new one and its predecessor, so
 /// tokens and cookies issued just before the rotation stay valid.
@@ -56,6 +58,8 @@ pub struct Keys {
     pub signer_id: String,
     pub verifying: Vec<(String, VerifyingKey, ward_proto::Jwk)>,
     pub session: Vec<SessionKey>,
+    /// The audit ring, oldest first: (id, PKCS#8 Ed25519 key).
+    pub audit: Vec<(String, zeroize::Zeroizing<Vec<u8>>)>,
 }
 
 impl Keys {
@@ -81,18 +85,46 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     Ok(b)
 }
 
-fn new_token_key(store: &dyn Store, now: i64) -> Result<(), KeyError> {
-    let (signer, pkcs8) = Es256Signer::generate().map_err(|e| KeyError::Generate(e.to_string()))?;
-    let id = hex::encode(&ward_proto::hash::sha256(&signer.public_point())[..8]);
-    store.add_key(RING_TOKEN, &id, &pkcs8, now)?;
+/// Add `material` to `ring` as `id`, recording `audit` (its object named
+/// by the id) when given.
+fn add_key(
+    store: &dyn Store,
+    ring: &str,
+    id: &str,
+    material: &[u8],
+    now: i64,
+    audit: Option<AuditEvent>,
+) -> Result<(), KeyError> {
+    let audit = audit.map(|e| e.with("object", format!("key {ring}/{id}")));
+    let change = Change::AddKey { ring, id, material };
+    store.apply(change, now, audit.as_ref())?;
     Ok(())
 }
 
-fn new_session_key(store: &dyn Store, now: i64) -> Result<(), KeyError> {
+fn new_token_key(store: &dyn Store, now: i64, audit: Option<AuditEvent>) -> Result<(), KeyError> {
+    let (signer, pkcs8) = Es256Signer::generate().map_err(|e| KeyError::Generate(e.to_string()))?;
+    let id = hex::encode(&ward_proto::hash::sha256(&signer.public_point())[..8]);
+    add_key(store, RING_TOKEN, &id, &pkcs8, now, audit)
+}
+
+fn new_audit_key(store: &dyn Store, now: i64, audit: Option<AuditEvent>) -> Result<(), KeyError> {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Random)?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let public = pair.public_key().as_ref().to_vec();
+    let id = hex::encode(&ward_proto::hash::sha256(&public)[..8]);
+    // The public key goes in the record: checkpoints signed with this key
+    // stay verifiable from the log after the key is retired.
+    let audit = audit.map(|e| e.with("public_key", ward_proto::b64::std_encode(&public)));
+    add_key(store, RING_AUDIT, &id, pkcs8.as_ref(), now, audit)
+}
+
+fn new_session_key(store: &dyn Store, now: i64, audit: Option<AuditEvent>) -> Result<(), KeyError> {
     let key = random_bytes::<32>()?;
     let id = hex::encode(random_bytes::<4>()?);
-    store.add_key(RING_SESSION, &id, &key, now)?;
-    Ok(())
+    add_key(store, RING_SESSION, &id, &key, now, audit)
 }
 
 /// Loads keys from the store, creating the first ones on first start.
@@ -107,10 +139,13 @@ pub struct KeyManager {
 impl KeyManager {
     pub fn load(store: Arc<dyn Store>, now: i64) -> Result<Self, KeyError> {
         if store.keys(RING_TOKEN)?.is_empty() {
-            new_token_key(store.as_ref(), now)?;
+            new_token_key(store.as_ref(), now, Some(AuditEvent::new("start")))?;
         }
         if store.keys(RING_SESSION)?.is_empty() {
-            new_session_key(store.as_ref(), now)?;
+            new_session_key(store.as_ref(), now, Some(AuditEvent::new("start")))?;
+        }
+        if store.keys(RING_AUDIT)?.is_empty() {
+            new_audit_key(store.as_ref(), now, Some(AuditEvent::new("start")))?;
         }
         let keys = Self::read(store.as_ref())?;
         Ok(Self {
@@ -152,11 +187,20 @@ impl KeyManager {
         if session.is_empty() {
             return Err(KeyError::EmptyRing("session key"));
         }
+        let audit = store
+            .keys(RING_AUDIT)?
+            .into_iter()
+            .map(|e| (e.id, zeroize::Zeroizing::new(e.material)))
+            .collect::<Vec<_>>();
+        if audit.is_empty() {
+            return Err(KeyError::EmptyRing("audit signing"));
+        }
         Ok(Keys {
             signer,
             signer_id,
             verifying,
             session,
+            audit,
         })
     }
 
@@ -204,16 +248,27 @@ impl KeyManager {
     }
 
     /// Add a new key to `ring` and drop all but the newest two.
-    pub fn rotate(&self, ring: &str, now: i64) -> Result<(), KeyError> {
+    /// Each key added and retired is recorded in the audit log, by ring
+    /// and id (never its material), with `audit` when given.
+    pub fn rotate(&self, ring: &str, now: i64, audit: Option<AuditEvent>) -> Result<(), KeyError> {
+        let event = |what: &str, id: &str| {
+            audit.clone().map(|e| {
+                e.with("object", format!("key {ring}/{id}"))
+                    .with("change", what)
+            })
+        };
         match ring {
-            RING_TOKEN => new_token_key(self.store.as_ref(), now)?,
-            RING_SESSION => new_session_key(self.store.as_ref(), now)?,
+            RING_TOKEN => new_token_key(self.store.as_ref(), now, event("add", "new"))?,
+            RING_SESSION => new_session_key(self.store.as_ref(), now, event("add", "new"))?,
+            RING_AUDIT => new_audit_key(self.store.as_ref(), now, event("add", "new"))?,
             _ => return Err(KeyError::UnknownRing(ring.to_string())),
         }
         let entries = self.store.keys(ring)?;
         let drop_n = entries.len().saturating_sub(KEEP_AFTER_ROTATION);
         for e in entries.iter().take(drop_n) {
-            self.store.remove_key(ring, &e.id)?;
+            let change = Change::RemoveKey { ring, id: &e.id };
+            self.store
+                .apply(change, now, event("retire", &e.id).as_ref())?;
         }
         self.reload()
     }

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod audit;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;

@@ -10,13 +10,13 @@ use zeroize::Zeroizing;
 use crate::error::ApiError;
 use crate::state::ResourceError;
 
-/// Decrypted resources by path, each valid while the store's resource
+/// Decrypted resources (with their versions) by path, each valid while the store's resource
 /// generation is the one it was read at (any resource write, here or in
 /// another replica, changes it). Spares the store read and the envelope
 /// decryption on every first fetch of a token. The key-encryption key is in
 /// this process's memory anyway; cached plaintext is zeroed when dropped.
 pub(crate) struct ResourceCache {
-    map: quick_cache::sync::Cache<String, (i64, Plaintext)>,
+    map: quick_cache::sync::Cache<String, (i64, i64, Plaintext)>,
 }
 
 impl Default for ResourceCache {
@@ -40,12 +40,12 @@ impl ResourceCache {
         store: &dyn Store,
         path: &ResourcePath,
         gen: &Generations,
-    ) -> Result<Plaintext, ApiError> {
+    ) -> Result<(i64, Plaintext), ApiError> {
         let path = path.to_string();
         let path = path.as_str();
-        if let Some((g, data)) = self.map.get(path) {
+        if let Some((g, version, data)) = self.map.get(path) {
             if g == gen.resources {
-                return Ok(data);
+                return Ok((version, data));
             }
         }
         let Some(resource) = store.get_resource(path)? else {
@@ -53,11 +53,12 @@ impl ResourceCache {
             self.map.remove(path);
             return Err(ResourceError::NotFound(path.to_string()).into());
         };
+        let version = resource.meta.version;
         let data = Arc::new(Zeroizing::new(resource.data));
         if data.len() <= RESOURCE_CACHE_MAX_BYTES {
             self.map
-                .insert(path.to_string(), (gen.resources, data.clone()));
+                .insert(path.to_string(), (gen.resources, version, data.clone()));
         }
-        Ok(data)
+        Ok((version, data))
     }
 }

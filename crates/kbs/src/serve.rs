@@ -88,6 +88,7 @@ pub fn build_state(
         secure_cookies: cfg.tls.is_some(),
         max_body_bytes: cfg.max_body_bytes,
         collateral_wait: std::time::Duration::from_secs_f64(cfg.limits.collateral_wait_secs),
+        audit_origin: cfg.audit.origin.clone(),
     };
     let state = AppState::new(store, verifiers, settings, admin, clock)?;
     Ok((state, info))

@@ -11,7 +11,7 @@ use serde_json::Value;
 use ward_proto::jwe::{self, Recipient};
 use ward_proto::kbs::{Attestation, Challenge, Request, PROTOCOL_VERSION};
 use ward_proto::{b64, ResourcePath, Tee};
-use ward_store::Store;
+use ward_store::{AuditEvent, Change, Store};
 use ward_verifier::{appraise, issue_token, TokenSettings, VerifierRegistry, VerifyError};
 
 use crate::admin_auth::AdminAuth;
@@ -105,6 +105,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long an attestation may wait for collateral being fetched.
     pub collateral_wait: std::time::Duration,
+    /// The audit log's origin (see `AuditConfig`).
+    pub audit_origin: String,
 }
 
 impl Default for Settings {
@@ -116,6 +118,7 @@ impl Default for Settings {
             secure_cookies: false,
             max_body_bytes: 2 * 1024 * 1024,
             collateral_wait: std::time::Duration::from_secs(20),
+            audit_origin: crate::config::DEFAULT_AUDIT_ORIGIN.into(),
         }
     }
 }
@@ -135,6 +138,7 @@ pub(crate) struct Inner {
     pub admin: AdminAuth,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    pub audit: crate::audit::AuditTree,
 }
 
 impl AppState {
@@ -159,6 +163,7 @@ impl AppState {
             admin,
             metrics: Metrics::new(),
             clock,
+            audit: Default::default(),
         })))
     }
 
@@ -325,17 +330,9 @@ impl AppState {
             .attestation(self.0.store.as_ref(), &gen, tee.as_str(), now)?;
         let appraisal =
             appraise(&verified, &policy).map_err(|e| AttestError::Appraisal(e.to_string()))?;
-        // Each challenge is answered once, on whichever replica: recorded
-        // in the store until the session could expire anyway. Only evidence
-        // that verified gets this far, so garbage costs no write. Fails
-        // closed: no record, no token.
-        if !self.0.store.consume_nonce(nonce, session_exp)? {
-            return Err(SessionError::ChallengeAnswered.into());
-        }
         let status = appraisal.status;
-        // The session's first GET usually reaches this replica: the verified
-        // token is put in the cache below.
-        tracing::info!(tee = %tee, status = status.as_str(), policy = %appraisal.policy_id, "attestation appraised");
+        let policy_id = appraisal.policy_id.clone();
+        let event = attestation_event(tee, attestation, &verified, status.as_str(), &policy_id);
         let keys = self.0.keys.current();
         let (token, claims) = issue_token(
             &keys.signer,
@@ -345,6 +342,22 @@ impl AppState {
             now,
         )
         .map_err(|e| AttestError::Issue(e.to_string()))?;
+        // Each challenge is answered once, on whichever replica: recorded
+        // in the store until the session could expire anyway, with the
+        // audit record of the attestation in the same transaction. Only
+        // evidence that verified gets this far, so garbage costs no write.
+        // Fails closed: no record, no token.
+        let event = event.with("token_id", ward_store::audit::sha256_hex(token.as_bytes()));
+        let change = Change::ConsumeNonce {
+            nonce,
+            expires_at: session_exp,
+        };
+        if !self.0.store.apply(change, now, Some(&event))?.done() {
+            return Err(SessionError::ChallengeAnswered.into());
+        }
+        // The session's first GET usually reaches this replica: the verified
+        // token is put in the cache below.
+        tracing::info!(tee = %tee, status = status.as_str(), policy = %policy_id, "attestation appraised");
         // Cached under the session's cookie only (by the caller): the token
         // text is added when the token is first used as a bearer credential.
         let entry = Arc::new(TokenEntry {
@@ -352,6 +365,7 @@ impl AppState {
             exp: now + self.0.settings.token.lifetime_secs,
             recipient,
             ring,
+            token_id: ward_store::audit::sha256_hex(token.as_bytes()),
             responses: crate::tokens::responses(),
         });
         Ok((status, token, entry))
@@ -390,7 +404,16 @@ impl AppState {
         let allowed = policy
             .eval_bool_claims(&entry.claims, "allow")
             .map_err(|e| ResourceError::Policy(e.to_string()))?;
+        let event = AuditEvent::new(if allowed { "release" } else { "denial" })
+            .with("path", key.as_str())
+            .with("token_id", entry.token_id.as_str())
+            .with("policy_id", policy.id())
+            .with("policies_generation", gen.policies);
         if !allowed {
+            // Recorded when the store takes it; refused either way.
+            if let Err(e) = self.0.store.append_audit(&[event], self.now()) {
+                tracing::warn!(path = %key, error = %e, "a refused release could not be recorded in the audit log");
+            }
             // The caller learns why (the appraisal, never reference values
             // or policy text), and the refusal is logged with the same words.
             return Err(ResourceError::Denied {
@@ -399,11 +422,49 @@ impl AppState {
             }
             .into());
         }
-        let data = self.0.resources.get(self.0.store.as_ref(), path, &gen)?;
+        let (version, data) = self.0.resources.get(self.0.store.as_ref(), path, &gen)?;
+        // Nothing is released that is not recorded first: each token's first
+        // release of each version of a resource (a repeat answers the same
+        // ciphertext to the same token from the cache, unrecorded).
+        self.0
+            .store
+            .append_audit(&[event.with("resource_version", version)], self.now())?;
         let encrypt = |e: &dyn std::fmt::Display| ResourceError::Encrypt(e.to_string());
         let jwe = jwe::encrypt(&entry.recipient, &data).map_err(|e| encrypt(&e))?;
         let body = Bytes::from(serde_json::to_vec(&jwe).map_err(|e| encrypt(&e))?);
         entry.remember(&key, gen, body.clone());
         Ok(body)
     }
+}
+
+/// The audit record of an appraised attestation: what was attested, to
+/// what verdict, under which policy. Digests only: the evidence and the
+/// init-data are named, never copied.
+fn attestation_event(
+    tee: &Tee,
+    attestation: &Attestation,
+    verified: &ward_verifier::VerifiedEvidence,
+    status: &str,
+    policy_id: &str,
+) -> AuditEvent {
+    use ward_store::audit::sha256_hex;
+    let evidence = serde_json::to_vec(&attestation.tee_evidence).unwrap_or_default();
+    let annotated = verified.annotated_evidence();
+    let claims = &annotated[tee.as_str()];
+    // The launch measurement, by the name each TEE's claims give it.
+    let measurement = ["measurement", "mr_td", "mr_enclave"]
+        .iter()
+        .find_map(|k| claims.get(*k).filter(|v| !v.is_null()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    AuditEvent::new("attestation")
+        .with("tee", tee.as_str())
+        .with("verdict", status)
+        .with("policy_id", policy_id)
+        .with("evidence_sha256", sha256_hex(&evidence))
+        .with(
+            "init_data",
+            annotated.get("init_data").cloned().unwrap_or(Value::Null),
+        )
+        .with("measurement", measurement)
 }

@@ -111,6 +111,7 @@ impl AppState {
             exp,
             recipient,
             ring,
+            token_id: ward_store::audit::sha256_hex(token.as_bytes()),
             responses: responses(),
         });
         // Cached under the credential presented: the cookie value, or the
@@ -162,6 +163,9 @@ pub(crate) struct TokenEntry {
     /// before the credential was verified: if a key has left a ring since,
     /// the entry is not trusted until verified again.
     pub ring: u64,
+    /// SHA-256 of the token text (hex): how the audit log names the token
+    /// without holding it.
+    pub token_id: String,
     pub(crate) responses: Mutex<Responses>,
 }
 
@@ -318,6 +322,7 @@ mod tests {
             exp,
             recipient: Recipient::from_jwk(&key.public_jwk()).unwrap(),
             ring: 0,
+            token_id: String::new(),
             responses: responses(),
         })
     }

@@ -1817,3 +1817,229 @@ denied: 403 PolicyDeny Access denied by policy for resource default/test/key: th
 expired session: 401 ExpiredCookie session has expired
 expired token: 401 TokenVerifierError attestation token has expired
 "#;
+
+async fn audit_get(app: &Router, env: &Env, role: &str, uri: &str) -> Resp {
+    let auth = format!("Bearer {}", env.admin_token(role));
+    call(app, Method::GET, uri, &[("authorization", &auth)], "").await
+}
+
+/// The leaves of `/audit/entries` (JSON lines of {index, leaf}).
+fn audit_leaves(r: &Resp) -> Vec<Vec<u8>> {
+    String::from_utf8(r.body.clone())
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["index"], json!(i));
+            b64::std_decode("leaf", v["leaf"].as_str().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+fn hash_b64(s: &Value) -> ward_audit::merkle::Hash {
+    b64::std_decode("hash", s.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_audit_log_records_attestations_releases_denials_and_admin_changes_verifiably() {
+    use ward_audit::checkpoint::Verifier;
+    use ward_audit::merkle;
+    let env = Env::new();
+    let (app, _) = env.replica(true);
+    let secret = b"audit-test-secret-value-7f3a";
+    assert_eq!(
+        put_resource(&app, &env, "a/b/c", secret).await.status,
+        StatusCode::OK
+    );
+    let (cookie, token, key) = attested(&app).await;
+    assert_eq!(fetch_abc(&app, &cookie, &key).await.unwrap(), secret);
+    // A repeat answers the same ciphertext to the same token: one record.
+    assert!(fetch_abc(&app, &cookie, &key).await.is_some());
+    let deny = json!({"policy": URL_SAFE_NO_PAD.encode("package policy\nallow = false")});
+    let admin = format!("Bearer {}", env.admin_token("admin"));
+    let r = call(
+        &app,
+        Method::POST,
+        "/kbs/v0/resource-policy",
+        &[
+            ("authorization", &admin),
+            ("content-type", "application/json"),
+        ],
+        deny.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(fetch_abc(&app, &cookie, &key).await.is_none());
+
+    // Only the auditor and admin roles read the log.
+    for (role, status) in [
+        ("auditor", StatusCode::OK),
+        ("admin", StatusCode::OK),
+        ("resource-admin", StatusCode::FORBIDDEN),
+        ("policy-admin", StatusCode::FORBIDDEN),
+    ] {
+        let r = audit_get(&app, &env, role, "/kbs/v0/audit/entries").await;
+        assert_eq!(r.status, status, "{role}");
+    }
+    let r = audit_get(&app, &env, "auditor", "/kbs/v0/audit/entries").await;
+    let leaves = audit_leaves(&r);
+    let events: Vec<Value> = leaves
+        .iter()
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "start",
+            "start",
+            "start",
+            "admin",
+            "attestation",
+            "release",
+            "admin",
+            "denial"
+        ],
+        "{events:#?}"
+    );
+    let put = &events[3];
+    assert_eq!(put["operation"], "put-resource");
+    assert_eq!(put["object"], "resource a/b/c");
+    assert_eq!(put["caller"], "t");
+    assert!(put["old_digest"].is_null());
+    assert_eq!(put["new_digest"].as_str().unwrap().len(), 64);
+    let att = &events[4];
+    // Sample evidence under the default attestation policy (released only
+    // because of --dev).
+    assert_eq!(
+        (att["tee"].as_str(), att["verdict"].as_str()),
+        (Some("sample"), Some("contraindicated"))
+    );
+    let token_id = ward_store::audit::sha256_hex(token.as_bytes());
+    assert_eq!(att["token_id"], json!(token_id));
+    assert_eq!(att["evidence_sha256"].as_str().unwrap().len(), 64);
+    let rel = &events[5];
+    assert_eq!(
+        (rel["path"].as_str(), rel["token_id"].as_str()),
+        (Some("a/b/c"), Some(token_id.as_str()))
+    );
+    assert!(rel["resource_version"].is_i64() && rel["policy_id"].is_string());
+    assert_eq!(
+        events[6]["new_sha256"],
+        json!(ward_store::audit::sha256_hex(
+            b"package policy\nallow = false"
+        ))
+    );
+    assert_eq!(events[7]["path"], "a/b/c");
+
+    // No secret value, KEK, token or cookie in any entry.
+    let all = leaves.concat();
+    let text = String::from_utf8_lossy(&all);
+    let kek = [9u8; 32];
+    for (what, needle) in [
+        ("the resource", String::from_utf8_lossy(secret).to_string()),
+        ("the token", token.clone()),
+        ("the cookie", cookie.clone()),
+        ("the admin token", env.admin_token("admin")),
+        ("the KEK (hex)", hex::encode(kek)),
+        ("the KEK (base64)", b64::std_encode(kek)),
+    ] {
+        assert!(!text.contains(&needle), "{what} is in the audit log");
+    }
+    assert!(!all.windows(kek.len()).any(|w| w == kek));
+
+    // The checkpoint is signed by the published key and covers the entries.
+    let keys = audit_get(&app, &env, "auditor", "/kbs/v0/audit/keys")
+        .await
+        .json();
+    let verifier = Verifier::parse(keys["keys"][0]["verifier_key"].as_str().unwrap()).unwrap();
+    let note = audit_get(&app, &env, "auditor", "/kbs/v0/audit/checkpoint").await;
+    let cp = verifier
+        .open(&String::from_utf8(note.body).unwrap())
+        .unwrap();
+    let hashes: Vec<_> = leaves.iter().map(|l| merkle::leaf_hash(l)).collect();
+    assert_eq!((cp.size, cp.root), (8, merkle::root(&hashes)));
+    assert_eq!(cp.origin, "ward/audit");
+    for i in 0..8u64 {
+        let p = audit_get(
+            &app,
+            &env,
+            "auditor",
+            &format!("/kbs/v0/audit/proof/inclusion?index={i}&size=8"),
+        )
+        .await
+        .json();
+        let proof: Vec<_> = p["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hash_b64)
+            .collect();
+        assert!(
+            merkle::verify_inclusion(i, 8, &hashes[i as usize], &proof, &cp.root),
+            "entry {i}"
+        );
+    }
+    let c = audit_get(
+        &app,
+        &env,
+        "auditor",
+        "/kbs/v0/audit/proof/consistency?from=3&to=8",
+    )
+    .await
+    .json();
+    let proof: Vec<_> = c["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash_b64)
+        .collect();
+    let old = merkle::root(&hashes[..3]);
+    assert!(merkle::verify_consistency(3, 8, &old, &cp.root, &proof));
+    assert!(!merkle::verify_consistency(
+        3, 8, &hashes[0], &cp.root, &proof
+    ));
+    // Reads outside the log are refused, naming why.
+    for (uri, kind) in [
+        ("inclusion?index=8&size=8", "AuditRange"),
+        ("consistency?from=1&to=99", "AuditRange"),
+        ("inclusion?index=x", "InvalidQuery"),
+    ] {
+        let r = audit_get(&app, &env, "auditor", &format!("/kbs/v0/audit/proof/{uri}")).await;
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (StatusCode::BAD_REQUEST, kind),
+            "{uri}"
+        );
+    }
+
+    // A rotated audit key signs the next checkpoint; both keys are published.
+    rotate(&app, &env, "audit").await;
+    let keys = audit_get(&app, &env, "auditor", "/kbs/v0/audit/keys")
+        .await
+        .json();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    let newer = Verifier::parse(keys["keys"][1]["verifier_key"].as_str().unwrap()).unwrap();
+    let note = String::from_utf8(
+        audit_get(&app, &env, "auditor", "/kbs/v0/audit/checkpoint")
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(verifier.open(&note).is_err(), "signed by the old key");
+    let cp2 = newer.open(&note).unwrap();
+    assert_eq!(cp2.size, 9, "the rotation is recorded");
+    let added: Value = serde_json::from_slice(
+        &audit_leaves(&audit_get(&app, &env, "auditor", "/kbs/v0/audit/entries?start=0").await)[8],
+    )
+    .unwrap();
+    assert_eq!(
+        (added["operation"].as_str(), added["change"].as_str()),
+        (Some("rotate-key"), Some("add"))
+    );
+    assert!(added["public_key"].is_string());
+}

@@ -9,11 +9,17 @@
 //! The store holds no business logic and exposes no SQL; the schema is kept
 //! portable (TEXT, INTEGER, BLOB) so that a PostgreSQL implementation of the
 //! same trait can follow.
+//!
+//! Every change goes through [`Store::apply`], which can append an
+//! [`AuditEvent`] to the audit log in the same transaction: a change is
+//! never committed without its record, nor a record without its change.
 
+pub mod audit;
 pub mod files;
 mod kek;
 mod sqlite;
 
+pub use audit::{AuditEntry, AuditEvent};
 pub use kek::{Kek, KekError, KEK_ENV};
 pub use sqlite::SqliteStore;
 
@@ -106,6 +112,8 @@ pub struct Generations {
     pub resources: i64,
     pub policies: i64,
     pub reference_values: i64,
+    /// Key rings (cookie, token and audit keys).
+    pub keys: i64,
 }
 
 /// A reference value: a name and the list of values accepted for it.
@@ -145,34 +153,190 @@ impl std::fmt::Debug for KeyEntry {
     }
 }
 
+/// A change to stored data, made by [`Store::apply`].
+#[derive(Clone, Copy)]
+pub enum Change<'a> {
+    /// Add a key unless one with this id exists.
+    AddKey {
+        ring: &'a str,
+        id: &'a str,
+        material: &'a [u8],
+    },
+    RemoveKey {
+        ring: &'a str,
+        id: &'a str,
+    },
+    /// Create or replace a resource.
+    PutResource {
+        path: &'a str,
+        data: &'a [u8],
+    },
+    DeleteResource {
+        path: &'a str,
+    },
+    PutPolicy {
+        kind: PolicyKind,
+        id: &'a str,
+        text: &'a str,
+    },
+    DeletePolicy {
+        kind: PolicyKind,
+        id: &'a str,
+    },
+    PutReferenceValue(&'a ReferenceValue),
+    DeleteReferenceValue {
+        name: &'a str,
+    },
+    /// Record that the single-use value `nonce` (an attestation challenge)
+    /// has been answered, until `expires_at` (Unix seconds, fixed for the
+    /// nonce: it is sealed with it). Not done when the pair was already
+    /// recorded: the caller must refuse the replay. Every process sharing
+    /// the backing database sees the record at once, and it survives a
+    /// crash of this process; an implementation may trade its durability
+    /// across a power loss for speed, and must say so.
+    ConsumeNonce {
+        nonce: &'a str,
+        expires_at: i64,
+    },
+}
+
+impl std::fmt::Debug for Change<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: never key material or resource content.
+        match self {
+            Self::AddKey { ring, id, .. } => write!(f, "AddKey({ring}/{id})"),
+            Self::RemoveKey { ring, id } => write!(f, "RemoveKey({ring}/{id})"),
+            Self::PutResource { path, data } => {
+                write!(f, "PutResource({path}, {} bytes)", data.len())
+            }
+            Self::DeleteResource { path } => write!(f, "DeleteResource({path})"),
+            Self::PutPolicy { kind, id, .. } => write!(f, "PutPolicy({}/{id})", kind.as_str()),
+            Self::DeletePolicy { kind, id } => write!(f, "DeletePolicy({}/{id})", kind.as_str()),
+            Self::PutReferenceValue(rv) => write!(f, "PutReferenceValue({})", rv.name),
+            Self::DeleteReferenceValue { name } => write!(f, "DeleteReferenceValue({name})"),
+            Self::ConsumeNonce { .. } => write!(f, "ConsumeNonce"),
+        }
+    }
+}
+
+/// What [`Store::apply`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// For adds, removals and nonces: whether anything changed (a key with
+    /// that id existed, there was nothing to delete, a replayed nonce).
+    Done(bool),
+    Resource(ResourceMeta),
+    Policy(StoredPolicy),
+    ReferenceValue(ReferenceValue),
+}
+
+impl Applied {
+    /// Whether the change took effect.
+    pub fn done(&self) -> bool {
+        !matches!(self, Self::Done(false))
+    }
+
+    fn wrong(what: &str) -> StoreError {
+        StoreError::Database(format!(
+            "the store answered another kind of change than {what}"
+        ))
+    }
+
+    pub fn resource(self) -> Result<ResourceMeta> {
+        match self {
+            Self::Resource(m) => Ok(m),
+            _ => Err(Self::wrong("a resource")),
+        }
+    }
+
+    pub fn policy(self) -> Result<StoredPolicy> {
+        match self {
+            Self::Policy(p) => Ok(p),
+            _ => Err(Self::wrong("a policy")),
+        }
+    }
+
+    pub fn reference_value(self) -> Result<ReferenceValue> {
+        match self {
+            Self::ReferenceValue(rv) => Ok(rv),
+            _ => Err(Self::wrong("a reference value")),
+        }
+    }
+}
+
 /// Persistence of the trust service. Implementations must be safe to share
 /// between threads and between processes (replicas) using the same backing
 /// database. Writes are atomic: a failed write leaves stored data intact.
 pub trait Store: Send + Sync {
+    /// Make `change` at `now`, and when `audit` is given append it to the
+    /// audit log in the same transaction, completed with what the store
+    /// knows of the change (`time`; for content: the old and new content
+    /// digests, keyed for resources, and the version). A change that did
+    /// not take effect (see [`Applied::done`]) records nothing.
+    fn apply(&self, change: Change<'_>, now: i64, audit: Option<&AuditEvent>) -> Result<Applied>;
+
+    /// Append events that record no change of stored data (a release, a
+    /// refusal) to the audit log, in one transaction; returns the index of
+    /// the first. Nothing is appended when it fails.
+    fn append_audit(&self, events: &[AuditEvent], now: i64) -> Result<u64>;
+    /// Number of entries in the audit log.
+    fn audit_size(&self) -> Result<u64>;
+    /// Entries `start..end` (at most [`audit::MAX_AUDIT_READ`], and not past
+    /// the end of the log).
+    fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditEntry>>;
+    /// The RFC 9162 leaf hashes of entries `start..end`, as stored (an
+    /// error when any is missing).
+    fn audit_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>>;
+
     /// Keys of one keyring, in insertion order (oldest first).
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>>;
     /// Add a key unless one with this id exists; returns whether it was added.
-    fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool>;
+    fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool> {
+        Ok(self
+            .apply(Change::AddKey { ring, id, material }, now, None)?
+            .done())
+    }
     /// Remove a key; returns whether it existed.
-    fn remove_key(&self, ring: &str, id: &str) -> Result<bool>;
+    fn remove_key(&self, ring: &str, id: &str) -> Result<bool> {
+        Ok(self.apply(Change::RemoveKey { ring, id }, 0, None)?.done())
+    }
 
     /// Create or replace a resource.
-    fn put_resource(&self, path: &str, data: &[u8], now: i64) -> Result<ResourceMeta>;
+    fn put_resource(&self, path: &str, data: &[u8], now: i64) -> Result<ResourceMeta> {
+        self.apply(Change::PutResource { path, data }, now, None)?
+            .resource()
+    }
     fn get_resource(&self, path: &str) -> Result<Option<Resource>>;
     fn resource_meta(&self, path: &str) -> Result<Option<ResourceMeta>>;
-    fn delete_resource(&self, path: &str) -> Result<bool>;
+    fn delete_resource(&self, path: &str) -> Result<bool> {
+        Ok(self.apply(Change::DeleteResource { path }, 0, None)?.done())
+    }
     fn list_resources(&self) -> Result<Vec<ResourceMeta>>;
 
-    fn put_policy(&self, kind: PolicyKind, id: &str, text: &str, now: i64) -> Result<StoredPolicy>;
+    fn put_policy(&self, kind: PolicyKind, id: &str, text: &str, now: i64) -> Result<StoredPolicy> {
+        self.apply(Change::PutPolicy { kind, id, text }, now, None)?
+            .policy()
+    }
     fn get_policy(&self, kind: PolicyKind, id: &str) -> Result<Option<StoredPolicy>>;
     /// The version of a policy, without its text (cheap: called per request).
     fn policy_version(&self, kind: PolicyKind, id: &str) -> Result<Option<i64>>;
-    fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool>;
+    fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool> {
+        Ok(self
+            .apply(Change::DeletePolicy { kind, id }, 0, None)?
+            .done())
+    }
     fn list_policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>>;
 
-    fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue>;
+    fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue> {
+        self.apply(Change::PutReferenceValue(rv), now, None)?
+            .reference_value()
+    }
     fn get_reference_value(&self, name: &str) -> Result<Option<ReferenceValue>>;
-    fn delete_reference_value(&self, name: &str) -> Result<bool>;
+    fn delete_reference_value(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .apply(Change::DeleteReferenceValue { name }, 0, None)?
+            .done())
+    }
     fn list_reference_values(&self) -> Result<Vec<ReferenceValue>>;
     /// A number that changes whenever any reference value changes (cheap).
     fn reference_values_generation(&self) -> Result<i64> {
@@ -190,14 +354,12 @@ pub trait Store: Send + Sync {
     /// Keys and fetch times of one kind.
     fn list_collateral(&self, kind: &str) -> Result<Vec<CollateralEntry>>;
 
-    /// Record that the single-use value `nonce` (an attestation challenge)
-    /// has been answered, until `expires_at` (Unix seconds, fixed for the
-    /// nonce: it is sealed with it). Returns `false` when the pair was
-    /// already recorded: the caller must refuse the replay.
-    /// Every process sharing the backing database sees the record at once,
-    /// and it survives a crash of this process; an implementation may trade
-    /// its durability across a power loss for speed, and must say so.
-    fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool>;
+    /// See [`Change::ConsumeNonce`]: returns `false` for a replay.
+    fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
+        Ok(self
+            .apply(Change::ConsumeNonce { nonce, expires_at }, 0, None)?
+            .done())
+    }
     /// Forget consumed nonces whose expiry is at or before `now` (their
     /// sessions can no longer be opened); returns how many were dropped.
     fn sweep_nonces(&self, now: i64) -> Result<usize>;

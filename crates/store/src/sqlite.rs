@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
 use crate::{
-    Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind, ReferenceValue, Resource,
-    ResourceMeta, Result, Store, StoreError, StoredPolicy,
+    Applied, Change, Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind,
+    ReferenceValue, Resource, ResourceMeta, Result, Store, StoreError, StoredPolicy,
 };
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
@@ -38,6 +39,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE used_nonces (expires_at INTEGER NOT NULL, nonce BLOB NOT NULL,
                               PRIMARY KEY (expires_at, nonce)) WITHOUT ROWID;
      CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
+    // 4: the audit log: entries indexed from 0 without gaps, each with its
+    // RFC 9162 leaf hash. Rows are only ever inserted.
+    "CREATE TABLE audit_log (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, hash BLOB NOT NULL);",
 ];
 
 /// Number of pooled connections (readers run concurrently in WAL mode).
@@ -168,6 +172,7 @@ impl SqliteStore {
                 "resources" => g.resources = value,
                 "policies" => g.policies = value,
                 "reference_values" => g.reference_values = value,
+                "keys" => g.keys = value,
                 _ => {}
             }
         }
@@ -331,7 +336,362 @@ fn rv_from(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValu
     })
 }
 
+/// Append `events` from the next free index, in `tx`.
+fn insert_audit(tx: &rusqlite::Transaction<'_>, events: &[AuditEvent], now: i64) -> Result<u64> {
+    let next: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db)?;
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO audit_log (idx, leaf, hash) VALUES (?1, ?2, ?3)")
+        .map_err(db)?;
+    for (i, e) in events.iter().enumerate() {
+        let leaf = e.leaf(now);
+        let hash = leaf_hash(&leaf);
+        stmt.execute(params![next + i as i64, leaf, hash.as_slice()])
+            .map_err(db)?;
+    }
+    Ok(next as u64)
+}
+
+impl SqliteStore {
+    /// A consumed nonce, and its audit record, on the connection that does
+    /// not wait for an fsync (see [`Change::ConsumeNonce`]): in WAL mode the
+    /// record is visible to every connection and process at once and
+    /// survives a crash of this process, but is flushed to disk only with
+    /// the next flushed commit or checkpoint, so a power loss may forget
+    /// the last ones (whose sessions expire within minutes anyway), and an
+    /// attestation does not wait for an fsync.
+    fn consume(
+        &self,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Applied> {
+        let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let fresh = tx
+            .prepare_cached(
+                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![expires_at, nonce.as_bytes()]))
+            .map_err(db)?
+            == 1;
+        if let (true, Some(e)) = (fresh, audit) {
+            insert_audit(&tx, std::slice::from_ref(e), now)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(Applied::Done(fresh))
+    }
+
+    /// SHA-256 of the text `sql` selects, or null when there is none.
+    fn old_digest(
+        tx: &rusqlite::Transaction<'_>,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<serde_json::Value> {
+        let old: Option<String> = tx
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(p, |r| r.get(0)).optional())
+            .map_err(db)?;
+        Ok(old.map(|t| sha256_hex(t.as_bytes())).into())
+    }
+
+    fn old_policy_digest(
+        tx: &rusqlite::Transaction<'_>,
+        kind: PolicyKind,
+        id: &str,
+    ) -> Result<serde_json::Value> {
+        Self::old_digest(
+            tx,
+            "SELECT body FROM policies WHERE kind = ?1 AND id = ?2",
+            params![kind.as_str(), id],
+        )
+    }
+
+    fn old_rv_digest(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<serde_json::Value> {
+        Self::old_digest(
+            tx,
+            "SELECT body FROM reference_values WHERE name = ?1",
+            params![name],
+        )
+    }
+
+    /// Make one change in `tx`; `sealed` is the sealed content of an added
+    /// key or a put resource. Completes `event` with the content digests.
+    fn change_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        change: Change<'_>,
+        sealed: Option<&[u8]>,
+        now: i64,
+        mut event: Option<&mut AuditEvent>,
+    ) -> Result<Applied> {
+        let audited = event.is_some();
+        let mut note = |name: &str, v: serde_json::Value| {
+            if let Some(e) = event.as_deref_mut() {
+                e.set(name, v);
+            }
+        };
+        Ok(match change {
+            Change::AddKey { ring, id, .. } => {
+                let n = tx
+                    .execute(
+                        "INSERT INTO keyring (ring, id, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(ring, id) DO NOTHING",
+                        params![ring, id, sealed, now],
+                    )
+                    .map_err(db)?;
+                if n == 1 {
+                    Self::bump(tx, "keys")?;
+                }
+                Applied::Done(n == 1)
+            }
+            Change::RemoveKey { ring, id } => {
+                let n = tx
+                    .execute(
+                        "DELETE FROM keyring WHERE ring = ?1 AND id = ?2",
+                        params![ring, id],
+                    )
+                    .map_err(db)?;
+                if n == 1 {
+                    Self::bump(tx, "keys")?;
+                }
+                Applied::Done(n == 1)
+            }
+            Change::PutResource { path, data } => {
+                if audited {
+                    let old = self.old_resource_digest(tx, path)?;
+                    note("old_digest", old.into());
+                    note("new_digest", self.kek.keyed_digest("resource", data).into());
+                }
+                let version = Self::bump(tx, "resources")?;
+                tx.execute(
+                    "INSERT INTO resources (path, sealed, size, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(path) DO UPDATE SET sealed = ?2, size = ?3, version = ?4, updated_at = ?5",
+                    params![path, sealed, data.len() as i64, version, now],
+                )
+                .map_err(db)?;
+                note("version", version.into());
+                Applied::Resource(ResourceMeta {
+                    path: path.into(),
+                    size: data.len() as u64,
+                    version,
+                    updated_at: now,
+                })
+            }
+            Change::DeleteResource { path } => {
+                if audited {
+                    let old = self.old_resource_digest(tx, path)?;
+                    note("old_digest", old.into());
+                }
+                Self::bump(tx, "resources")?;
+                Applied::Done(
+                    tx.execute("DELETE FROM resources WHERE path = ?1", params![path])
+                        .map_err(db)?
+                        == 1,
+                )
+            }
+            Change::PutPolicy { kind, id, text } => {
+                if audited {
+                    note("old_sha256", Self::old_policy_digest(tx, kind, id)?);
+                    note("new_sha256", sha256_hex(text.as_bytes()).into());
+                }
+                let version = Self::bump(tx, "policies")?;
+                tx.execute(
+                    "INSERT INTO policies (kind, id, body, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(kind, id) DO UPDATE SET body = ?3, version = ?4, updated_at = ?5",
+                    params![kind.as_str(), id, text, version, now],
+                )
+                .map_err(db)?;
+                note("version", version.into());
+                Applied::Policy(StoredPolicy {
+                    kind,
+                    id: id.into(),
+                    text: text.into(),
+                    version,
+                    updated_at: now,
+                })
+            }
+            Change::DeletePolicy { kind, id } => {
+                if audited {
+                    note("old_sha256", Self::old_policy_digest(tx, kind, id)?);
+                }
+                Self::bump(tx, "policies")?;
+                Applied::Done(
+                    tx.execute(
+                        "DELETE FROM policies WHERE kind = ?1 AND id = ?2",
+                        params![kind.as_str(), id],
+                    )
+                    .map_err(db)?
+                        == 1,
+                )
+            }
+            Change::PutReferenceValue(rv) => {
+                // A single value is stored as itself, a list as a list
+                // (older stores hold lists only).
+                let body = match rv.values.as_slice() {
+                    [one] if rv.single => serde_json::to_string(one),
+                    _ => serde_json::to_string(&rv.values),
+                }
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if audited {
+                    note("old_sha256", Self::old_rv_digest(tx, &rv.name)?);
+                    note("new_sha256", sha256_hex(body.as_bytes()).into());
+                }
+                let version = Self::bump(tx, "reference_values")?;
+                tx.execute(
+                    "INSERT INTO reference_values (name, body, expires_at, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(name) DO UPDATE SET body = ?2, expires_at = ?3, version = ?4, updated_at = ?5",
+                    params![rv.name, body, rv.expires_at, version, now],
+                )
+                .map_err(db)?;
+                note("version", version.into());
+                Applied::ReferenceValue(ReferenceValue {
+                    version,
+                    updated_at: now,
+                    ..rv.clone()
+                })
+            }
+            Change::DeleteReferenceValue { name } => {
+                if audited {
+                    note("old_sha256", Self::old_rv_digest(tx, name)?);
+                }
+                Self::bump(tx, "reference_values")?;
+                Applied::Done(
+                    tx.execute(
+                        "DELETE FROM reference_values WHERE name = ?1",
+                        params![name],
+                    )
+                    .map_err(db)?
+                        == 1,
+                )
+            }
+            Change::ConsumeNonce { .. } => {
+                return Err(StoreError::Database(
+                    "nonces are recorded by `consume`".into(),
+                ))
+            }
+        })
+    }
+
+    /// The keyed digest of a stored resource's content, if there is one.
+    fn old_resource_digest(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        path: &str,
+    ) -> Result<Option<String>> {
+        let sealed: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT sealed FROM resources WHERE path = ?1")
+            .and_then(|mut s| s.query_row(params![path], |r| r.get(0)).optional())
+            .map_err(db)?;
+        sealed
+            .map(|s| {
+                self.kek
+                    .open(&resource_aad(path), &s)
+                    .map(|plain| self.kek.keyed_digest("resource", &plain))
+                    .map_err(StoreError::Decrypt)
+            })
+            .transpose()
+    }
+}
+
 impl Store for SqliteStore {
+    fn apply(&self, change: Change<'_>, now: i64, audit: Option<&AuditEvent>) -> Result<Applied> {
+        if let Change::ConsumeNonce { nonce, expires_at } = change {
+            return self.consume(nonce, expires_at, now, audit);
+        }
+        // Sealed outside the transaction: the write lock is held for SQL only.
+        let sealed = match change {
+            Change::AddKey { ring, id, material } => {
+                Some(self.kek.seal(&key_aad(ring, id), material)?)
+            }
+            Change::PutResource { path, data } => Some(self.kek.seal(&resource_aad(path), data)?),
+            _ => None,
+        };
+        self.with_write(|tx| {
+            let mut event = audit.cloned();
+            let applied = self.change_in(tx, change, sealed.as_deref(), now, event.as_mut())?;
+            if let (true, Some(e)) = (applied.done(), &event) {
+                insert_audit(tx, std::slice::from_ref(e), now)?;
+            }
+            Ok(applied)
+        })
+    }
+
+    fn append_audit(&self, events: &[AuditEvent], now: i64) -> Result<u64> {
+        // On the connection of the attestation path (see `consume`).
+        let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let first = insert_audit(&tx, events, now)?;
+        tx.commit().map_err(db)?;
+        Ok(first)
+    }
+
+    fn audit_size(&self) -> Result<u64> {
+        let conn = self.conn();
+        let n: i64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditEntry>> {
+        let end = end.min(start.saturating_add(MAX_AUDIT_READ));
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT idx, leaf FROM audit_log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![start as i64, end as i64], |r| {
+                Ok(AuditEntry {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf: r.get(1)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn audit_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT idx, hash FROM audit_log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )
+            .map_err(db)?;
+        let mut rows = stmt.query(params![start as i64, end as i64]).map_err(db)?;
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 20) as usize);
+        let mut next = start;
+        while let Some(r) = rows.next().map_err(db)? {
+            let idx: i64 = r.get(0).map_err(db)?;
+            let h: Vec<u8> = r.get(1).map_err(db)?;
+            if idx as u64 != next {
+                return Err(StoreError::Corrupt(format!(
+                    "audit log: entry {next} is missing"
+                )));
+            }
+            out.push(h.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("audit log: entry {idx} has a malformed hash"))
+            })?);
+            next += 1;
+        }
+        if next < end {
+            return Err(StoreError::Corrupt(format!(
+                "audit log: entry {next} is missing"
+            )));
+        }
+        Ok(out)
+    }
+
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
         let conn = self.conn();
         let mut stmt = conn
@@ -362,46 +722,6 @@ impl Store for SqliteStore {
             });
         }
         Ok(out)
-    }
-
-    fn add_key(&self, ring: &str, id: &str, material: &[u8], now: i64) -> Result<bool> {
-        let sealed = self.kek.seal(&key_aad(ring, id), material)?;
-        self.with_write(|tx| {
-            let n = tx
-                .execute(
-                    "INSERT INTO keyring (ring, id, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(ring, id) DO NOTHING",
-                    params![ring, id, sealed, now],
-                )
-                .map_err(db)?;
-            Ok(n == 1)
-        })
-    }
-
-    fn remove_key(&self, ring: &str, id: &str) -> Result<bool> {
-        self.with_write(|tx| {
-            Ok(tx
-                .execute(
-                    "DELETE FROM keyring WHERE ring = ?1 AND id = ?2",
-                    params![ring, id],
-                )
-                .map_err(db)?
-                == 1)
-        })
-    }
-
-    fn put_resource(&self, path: &str, data: &[u8], now: i64) -> Result<ResourceMeta> {
-        let sealed = self.kek.seal(&resource_aad(path), data)?;
-        self.with_write(|tx| {
-            let version = Self::bump(tx, "resources")?;
-            tx.execute(
-                "INSERT INTO resources (path, sealed, size, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(path) DO UPDATE SET sealed = ?2, size = ?3, version = ?4, updated_at = ?5",
-                params![path, sealed, data.len() as i64, version, now],
-            )
-            .map_err(db)?;
-            Ok(ResourceMeta { path: path.into(), size: data.len() as u64, version, updated_at: now })
-        })
     }
 
     fn get_resource(&self, path: &str) -> Result<Option<Resource>> {
@@ -440,16 +760,6 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
-    fn delete_resource(&self, path: &str) -> Result<bool> {
-        self.with_write(|tx| {
-            Self::bump(tx, "resources")?;
-            Ok(tx
-                .execute("DELETE FROM resources WHERE path = ?1", params![path])
-                .map_err(db)?
-                == 1)
-        })
-    }
-
     fn list_resources(&self) -> Result<Vec<ResourceMeta>> {
         let conn = self.conn();
         let mut stmt = conn
@@ -457,19 +767,6 @@ impl Store for SqliteStore {
             .map_err(db)?;
         let rows = stmt.query_map([], meta_row).map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
-    }
-
-    fn put_policy(&self, kind: PolicyKind, id: &str, text: &str, now: i64) -> Result<StoredPolicy> {
-        self.with_write(|tx| {
-            let version = Self::bump(tx, "policies")?;
-            tx.execute(
-                "INSERT INTO policies (kind, id, body, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(kind, id) DO UPDATE SET body = ?3, version = ?4, updated_at = ?5",
-                params![kind.as_str(), id, text, version, now],
-            )
-            .map_err(db)?;
-            Ok(StoredPolicy { kind, id: id.into(), text: text.into(), version, updated_at: now })
-        })
     }
 
     fn get_policy(&self, kind: PolicyKind, id: &str) -> Result<Option<StoredPolicy>> {
@@ -492,19 +789,6 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
-    fn delete_policy(&self, kind: PolicyKind, id: &str) -> Result<bool> {
-        self.with_write(|tx| {
-            Self::bump(tx, "policies")?;
-            Ok(tx
-                .execute(
-                    "DELETE FROM policies WHERE kind = ?1 AND id = ?2",
-                    params![kind.as_str(), id],
-                )
-                .map_err(db)?
-                == 1)
-        })
-    }
-
     fn list_policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>> {
         let conn = self.conn();
         let mut stmt = conn
@@ -514,26 +798,6 @@ impl Store for SqliteStore {
             .query_map(params![kind.as_str()], policy_row)
             .map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
-    }
-
-    fn put_reference_value(&self, rv: &ReferenceValue, now: i64) -> Result<ReferenceValue> {
-        // A single value is stored as itself, a list as a list (older
-        // stores hold lists only).
-        let body = match rv.values.as_slice() {
-            [one] if rv.single => serde_json::to_string(one),
-            _ => serde_json::to_string(&rv.values),
-        }
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with_write(|tx| {
-            let version = Self::bump(tx, "reference_values")?;
-            tx.execute(
-                "INSERT INTO reference_values (name, body, expires_at, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(name) DO UPDATE SET body = ?2, expires_at = ?3, version = ?4, updated_at = ?5",
-                params![rv.name, body, rv.expires_at, version, now],
-            )
-            .map_err(db)?;
-            Ok(ReferenceValue { version, updated_at: now, ..rv.clone() })
-        })
     }
 
     fn get_reference_value(&self, name: &str) -> Result<Option<ReferenceValue>> {
@@ -549,19 +813,6 @@ impl Store for SqliteStore {
                 .map_err(db)?
         };
         row.map(rv_from).transpose()
-    }
-
-    fn delete_reference_value(&self, name: &str) -> Result<bool> {
-        self.with_write(|tx| {
-            Self::bump(tx, "reference_values")?;
-            Ok(tx
-                .execute(
-                    "DELETE FROM reference_values WHERE name = ?1",
-                    params![name],
-                )
-                .map_err(db)?
-                == 1)
-        })
     }
 
     fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()> {
@@ -605,25 +856,6 @@ impl Store for SqliteStore {
             })
             .map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
-    }
-
-    fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        // On its own connection with synchronous = NORMAL: in WAL mode the
-        // record is visible to every connection and process at once and
-        // survives a crash of this process, but is flushed to disk only with
-        // the next flushed commit or checkpoint, so a power loss may forget
-        // the last ones (whose sessions expire within minutes anyway), and
-        // an attestation does not wait for an fsync.
-        let conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            )
-            .map_err(db)?;
-        Ok(stmt
-            .execute(params![expires_at, nonce.as_bytes()])
-            .map_err(db)?
-            == 1)
     }
 
     fn sweep_nonces(&self, now: i64) -> Result<usize> {

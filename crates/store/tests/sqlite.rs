@@ -241,3 +241,59 @@ fn a_nonce_is_consumed_once_across_handles_and_swept_after_expiry() {
     let c = SqliteStore::open(&db, kek(6)).unwrap();
     assert!(!c.consume_nonce("n3", 300).unwrap());
 }
+
+#[test]
+fn changes_are_recorded_in_the_audit_log_with_them_and_no_ops_are_not() {
+    use ward_store::{AuditEvent, Change};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let s = SqliteStore::open(&db, kek(1)).unwrap();
+    let ev = AuditEvent::new("admin").with("caller", "t");
+    let put = |data: &'static [u8]| Change::PutResource {
+        path: "a/b/c",
+        data,
+    };
+    s.apply(put(b"one"), 5, Some(&ev)).unwrap();
+    s.apply(put(b"two"), 6, Some(&ev)).unwrap();
+    // Nothing to delete, a replayed nonce: no change, no record.
+    let gone = Change::DeleteResource { path: "x/y/z" };
+    assert!(!s.apply(gone, 7, Some(&ev)).unwrap().done());
+    let nonce = Change::ConsumeNonce {
+        nonce: "n",
+        expires_at: 99,
+    };
+    assert!(s.apply(nonce, 7, Some(&ev)).unwrap().done());
+    assert!(!s.apply(nonce, 8, Some(&ev)).unwrap().done());
+    // Unaudited changes (tests, tools) record nothing.
+    s.put_resource("d/e/f", b"x", 9).unwrap();
+    assert_eq!(s.audit_size().unwrap(), 3);
+    let entries = s.audit_entries(0, 100).unwrap();
+    let leaf = |i: usize| serde_json::from_slice::<serde_json::Value>(&entries[i].leaf).unwrap();
+    let (first, second) = (leaf(0), leaf(1));
+    assert_eq!(first["time"], 5);
+    assert!(first["old_digest"].is_null());
+    // The second put names the first's content as the old one, and the
+    // same content gets the same keyed digest; neither is the content.
+    assert_eq!(second["old_digest"], first["new_digest"]);
+    assert_ne!(second["new_digest"], first["new_digest"]);
+    assert_eq!(
+        second["new_digest"],
+        json!(kek(1).keyed_digest("resource", b"two"))
+    );
+    assert_ne!(
+        kek(1).keyed_digest("resource", b"two"),
+        kek(2).keyed_digest("resource", b"two")
+    );
+    assert_eq!(leaf(2)["kind"], "admin");
+    // Stored hashes are the RFC 9162 leaf hashes, and a gap is an error
+    // naming the entry.
+    let hashes = s.audit_hashes(0, 3).unwrap();
+    for (e, h) in entries.iter().zip(&hashes) {
+        assert_eq!(*h, ward_store::audit::leaf_hash(&e.leaf));
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM audit_log WHERE idx = 1", [])
+        .unwrap();
+    let e = s.audit_hashes(0, 3).unwrap_err().to_string();
+    assert!(e.contains("entry 1 is missing"), "{e}");
+}

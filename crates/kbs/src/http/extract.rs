@@ -29,6 +29,8 @@ pub enum RequestError {
     Body(String),
     #[error("{0}")]
     Path(String),
+    #[error("query string: {0}")]
+    Query(String),
     #[error("request body is larger than the configured limit")]
     TooLarge,
     #[error("the request body did not arrive within the configured time")]
@@ -137,6 +139,7 @@ admin_ops! {
     RotateKey: RotateKeys, "rotate-key";
     ImportCollateral: WriteReferenceValues, "import-collateral";
     ListCollateral: ReadReferenceValues, "list-collateral";
+    ReadAudit: ReadAudit, "read-audit";
 }
 
 /// The caller of admin operation `O`, authorised for its permission. A
@@ -171,6 +174,26 @@ impl<O: AdminOp> FromRequestParts<AppState> for Admin<O> {
 }
 
 impl<O: AdminOp> Admin<O> {
+    /// The audit record of this caller's change, completed by the
+    /// operation (its object) and the store (content digests, version).
+    pub fn event(&self) -> ward_store::AuditEvent {
+        ward_store::AuditEvent::new("admin")
+            .with("caller", self.who.as_str())
+            .with("operation", O::NAME)
+    }
+
+    /// Answer the operation's outcome as text of `content_type`.
+    pub fn answer_text(
+        self,
+        content_type: &'static str,
+        result: Result<String, ApiError>,
+    ) -> Result<Response, ApiError> {
+        let outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind());
+        self.state.0.metrics.admin(O::NAME, outcome);
+        result
+            .map(|body| ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
+    }
+
     /// Answer the operation's outcome as JSON, logging and counting it.
     pub fn answer(self, result: Result<Value, ApiError>) -> Result<Response, ApiError> {
         let op = O::NAME;

@@ -74,6 +74,14 @@ pub fn router(state: AppState) -> Router {
             get(admin::resource_metadata),
         )
         .route("/kbs/v0/admin/rotate-key", post(admin::rotate_key))
+        .route("/kbs/v0/audit/checkpoint", get(admin::audit_checkpoint))
+        .route("/kbs/v0/audit/keys", get(admin::audit_keys))
+        .route("/kbs/v0/audit/entries", get(admin::audit_entries))
+        .route("/kbs/v0/audit/proof/inclusion", get(admin::audit_inclusion))
+        .route(
+            "/kbs/v0/audit/proof/consistency",
+            get(admin::audit_consistency),
+        )
         .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
