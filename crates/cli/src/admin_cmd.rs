@@ -9,8 +9,9 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use ward_proto::ResourcePath;
 
+/// Where the trust service is and how to authenticate to its admin API.
 #[derive(clap::Args)]
-pub struct AdminArgs {
+pub struct ServerArgs {
     /// Trust service base URL.
     #[arg(long, env = "WARD_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -26,6 +27,51 @@ pub struct AdminArgs {
     /// Extra CA certificate (PEM) to trust.
     #[arg(long)]
     cacert: Option<PathBuf>,
+}
+
+/// How long one admin request may take, connection included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl ServerArgs {
+    /// A client of the admin API with the token.
+    pub(crate) fn api(&self) -> Result<Api> {
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => {
+                let p = self
+                    .token_file
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("admin").join("admin-token"));
+                std::fs::read_to_string(&p)
+                    .with_context(|| {
+                        format!(
+                            "reading the admin token {} (pass --token or --token-file)",
+                            p.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(p) = &self.cacert {
+            let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(Api {
+            http: b.build()?,
+            url: self.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     cmd: AdminCmd,
 }
@@ -163,20 +209,37 @@ enum ReferenceValueCmd {
     List,
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     url: String,
     token: String,
 }
 
 impl Api {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<reqwest::Body>,
         json_ct: bool,
     ) -> Result<Value> {
+        let text = self.call_text(method, path, body, json_ct).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `GET path`: the answer's text.
+    pub(crate) async fn get_text(&self, path: &str) -> Result<String> {
+        self.call_text(reqwest::Method::GET, path, None, false)
+            .await
+    }
+
+    async fn call_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json_ct: bool,
+    ) -> Result<String> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -205,7 +268,7 @@ impl Api {
                 .unwrap_or(text);
             bail!("{status}: {detail}");
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok(text)
     }
 
     async fn post_json(&self, path: &str, v: &Value) -> Result<Value> {
@@ -230,7 +293,7 @@ fn resource(uri: &str) -> Result<ResourcePath> {
 
 pub async fn run(a: AdminArgs) -> Result<()> {
     if let AdminCmd::RotateBootstrap { lifetime } = &a.cmd {
-        let p = ward_kbs::bootstrap::rotate_bootstrap(&a.data_dir, *lifetime, crate::now())
+        let p = ward_kbs::bootstrap::rotate_bootstrap(&a.server.data_dir, *lifetime, crate::now())
             .map_err(|e| anyhow::anyhow!(e))?;
         println!("{}", p.display());
         return Ok(());
@@ -248,34 +311,7 @@ pub async fn run(a: AdminArgs) -> Result<()> {
         println!("{t}");
         return Ok(());
     }
-    let token = match &a.token {
-        Some(t) => t.clone(),
-        None => {
-            let p = a
-                .token_file
-                .clone()
-                .unwrap_or_else(|| a.data_dir.join("admin").join("admin-token"));
-            std::fs::read_to_string(&p)
-                .with_context(|| {
-                    format!(
-                        "reading the admin token {} (pass --token or --token-file)",
-                        p.display()
-                    )
-                })?
-                .trim()
-                .to_string()
-        }
-    };
-    let mut b = reqwest::Client::builder();
-    if let Some(p) = &a.cacert {
-        let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-    }
-    let api = Api {
-        http: b.build()?,
-        url: a.url.trim_end_matches('/').to_string(),
-        token,
-    };
+    let api = a.server.api()?;
     use reqwest::Method;
     match a.cmd {
         AdminCmd::Resource(ResourceCmd::Put { uri, file }) => {

@@ -1,16 +1,24 @@
-//! `ward audit`: checking an exported audit log offline, against
-//! checkpoints signed by a key the auditor trusts (issue 21, first part:
-//! the service does not write the log yet).
+//! `ward audit`: fetching the trust service's audit log, following it,
+//! and checking an exported copy offline against checkpoints signed by a
+//! key the auditor trusts.
 //!
 //! An exported log is JSON lines, `{"index": N, "leaf": "<base64>"}`, one
 //! per entry from index 0 without gaps; `leaf` is the entry's bytes as
-//! hashed into the RFC 9162 tree. A checkpoint is a C2SP signed note.
+//! hashed into the RFC 9162 tree, and `hash`, when present, the leaf hash
+//! the service stored with it (an entry changed in place no longer hashes
+//! to it). A checkpoint is a C2SP signed note.
+//!
+//! A checkpoint proves that the log as a whole is unchanged, not where it
+//! was changed: to name the entry, `--mirror` compares the log with a copy
+//! verified before (as a log's monitor keeps).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::Subcommand;
+
+use crate::admin_cmd::{Api, ServerArgs};
 use serde_json::{json, Value};
 use ward_audit::checkpoint::{Checkpoint, Verifier};
 use ward_audit::merkle::{self, Hash};
@@ -29,6 +37,10 @@ pub enum AuditCmd {
         /// (`<name>+<id>+<key>`), or a file holding it.
         #[arg(long)]
         key: String,
+        /// A copy of the log verified before: every entry it holds must be
+        /// in the log unchanged and at the same index.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
     },
     /// Check that a newer checkpoint extends an older one (the log was
     /// only appended to in between), from an exported log that matches
@@ -42,6 +54,33 @@ pub enum AuditCmd {
         new: PathBuf,
         #[arg(long)]
         key: String,
+    },
+    /// Download the log and its current checkpoint from a trust service
+    /// (the `auditor` or `admin` role), for `verify` and `proof`.
+    Fetch {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Where to write the log (JSON lines).
+        #[arg(long)]
+        log: PathBuf,
+        /// Where to write the checkpoint (signed note).
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// Print the log's entries as they are appended: one JSON line per
+    /// entry, `{"index", "entry"}`.
+    Tail {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// First entry to print; default: the end of the log now.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print the entries there are and exit.
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -59,8 +98,8 @@ fn open(v: &Verifier, p: &Path) -> Result<Checkpoint> {
     v.open(&note).with_context(|| p.display().to_string())
 }
 
-/// The leaf hashes of an exported log.
-fn leaves(p: &Path) -> Result<Vec<Hash>> {
+/// The entries of an exported log: leaf bytes, index from 0.
+fn entries(p: &Path) -> Result<Vec<Vec<u8>>> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     let mut out = vec![];
     for (n, line) in text
@@ -75,18 +114,54 @@ fn leaves(p: &Path) -> Result<Vec<Hash>> {
             .ok_or_else(|| anyhow!("{}: no index", at()))?;
         if index != out.len() as u64 {
             bail!(
-                "{}: index {index} where {} was due (entries must be contiguous from 0)",
+                "{}: entry {} is missing (index {index} where {} was due: entries are numbered from 0 without gaps)",
                 at(),
+                out.len(),
                 out.len()
             );
         }
-        let leaf = v["leaf"]
-            .as_str()
-            .and_then(|l| base64::engine::general_purpose::STANDARD.decode(l).ok())
+        let b64 = |k: &str| {
+            v[k].as_str()
+                .map(|s| base64::engine::general_purpose::STANDARD.decode(s))
+        };
+        let leaf = b64("leaf")
+            .and_then(|r| r.ok())
             .ok_or_else(|| anyhow!("{}: leaf is not base64", at()))?;
-        out.push(merkle::leaf_hash(&leaf));
+        if let Some(stored) = b64("hash") {
+            let stored = stored.map_err(|_| anyhow!("{}: hash is not base64", at()))?;
+            if stored != merkle::leaf_hash(&leaf) {
+                bail!(
+                    "entry {index} was changed: its leaf does not hash to the hash stored with it"
+                );
+            }
+        }
+        out.push(leaf);
     }
     Ok(out)
+}
+
+/// The leaf hashes of an exported log.
+fn leaves(p: &Path) -> Result<Vec<Hash>> {
+    Ok(entries(p)?.iter().map(|l| merkle::leaf_hash(l)).collect())
+}
+
+/// Every entry of `mirror` (a copy verified before) is in `log` at its
+/// index, unchanged.
+fn compare_mirror(mirror: &Path, log: &[Vec<u8>]) -> Result<()> {
+    for (i, m) in entries(mirror)?.iter().enumerate() {
+        match log.get(i) {
+            None => bail!(
+                "entries from {i} on, in the copy verified before ({}), are gone from the log",
+                mirror.display()
+            ),
+            Some(e) if e != m => bail!(
+                "entry {i} differs from the copy verified before ({}): changed, or moved from another index",
+                mirror.display()
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The tree of the first `size` leaves must have the checkpoint's root.
@@ -108,16 +183,21 @@ fn check_against(c: &Checkpoint, l: &[Hash], name: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(cmd: AuditCmd) -> Result<()> {
+pub async fn run(cmd: AuditCmd) -> Result<()> {
     match cmd {
         AuditCmd::Verify {
             log,
             checkpoint,
             key,
+            mirror,
         } => {
             let v = verifier(&key)?;
             let c = open(&v, &checkpoint)?;
-            let l = leaves(&log)?;
+            let e = entries(&log)?;
+            if let Some(m) = &mirror {
+                compare_mirror(m, &e)?;
+            }
+            let l: Vec<Hash> = e.iter().map(|x| merkle::leaf_hash(x)).collect();
             check_against(&c, &l, &checkpoint)?;
             println!(
                 "{}",
@@ -151,6 +231,96 @@ pub fn run(cmd: AuditCmd) -> Result<()> {
                 json!({"verdict": "consistent", "from": a.size, "to": b.size})
             );
         }
+        AuditCmd::Fetch {
+            server,
+            log,
+            checkpoint,
+        } => fetch(&server.api()?, &log, &checkpoint).await?,
+        AuditCmd::Tail {
+            server,
+            from,
+            interval,
+            once,
+        } => tail(&server.api()?, from, interval, once).await?,
     }
     Ok(())
+}
+
+/// The tree size a checkpoint note states (its second line), unverified.
+fn note_size(note: &str) -> Result<u64> {
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| anyhow!("the service's checkpoint has no tree size on its second line"))
+}
+
+/// Entries `start..end` from the service, as exported lines, page by page.
+async fn fetch_lines(api: &Api, start: u64, end: u64) -> Result<String> {
+    let mut out = String::new();
+    let mut next = start;
+    while next < end {
+        let page = api
+            .get_text(&format!("/kbs/v0/audit/entries?start={next}&end={end}"))
+            .await?;
+        let before = next;
+        for line in page.lines().filter(|l| !l.trim().is_empty()) {
+            let index = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v["index"].as_u64());
+            if index != Some(next) {
+                bail!(
+                    "entry {next} is missing from the service's log (its checkpoint covers {end})"
+                );
+            }
+            out.push_str(line);
+            out.push('\n');
+            next += 1;
+        }
+        if next == before {
+            bail!("entry {next} is missing from the service's log (its checkpoint covers {end})");
+        }
+    }
+    Ok(out)
+}
+
+async fn fetch(api: &Api, log: &Path, checkpoint: &Path) -> Result<()> {
+    // The checkpoint first: the entries it covers are in the log by then.
+    let note = api.get_text("/kbs/v0/audit/checkpoint").await?;
+    let size = note_size(&note)?;
+    let lines = fetch_lines(api, 0, size).await?;
+    crate::write_atomically(log, lines.as_bytes())?;
+    crate::write_atomically(checkpoint, note.as_bytes())?;
+    println!(
+        "{}",
+        json!({"size": size, "log": log.display().to_string(), "checkpoint": checkpoint.display().to_string()})
+    );
+    Ok(())
+}
+
+async fn tail(api: &Api, from: Option<u64>, interval: f64, once: bool) -> Result<()> {
+    let size = || async { note_size(&api.get_text("/kbs/v0/audit/checkpoint").await?) };
+    let mut next = match from {
+        Some(n) => n,
+        None => size().await?,
+    };
+    let pause = std::time::Duration::from_secs_f64(interval.max(0.1));
+    loop {
+        let end = size().await?;
+        if end > next {
+            for line in fetch_lines(api, next, end).await?.lines() {
+                let v: Value = serde_json::from_str(line)?;
+                let leaf = v["leaf"]
+                    .as_str()
+                    .and_then(|l| base64::engine::general_purpose::STANDARD.decode(l).ok())
+                    .ok_or_else(|| anyhow!("entry {}: leaf is not base64", v["index"]))?;
+                let entry: Value = serde_json::from_slice(&leaf).unwrap_or(Value::Null);
+                println!("{}", json!({"index": v["index"], "entry": entry}));
+            }
+            next = end;
+        }
+        if once {
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+    }
 }

@@ -188,7 +188,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     quiet_on_closed_pipe(!matches!(
         cli.cmd,
-        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_) | Cmd::Policy(_) | Cmd::Audit(_)
+        Cmd::Sim(_) | Cmd::Seal(_) | Cmd::Initdata(_) | Cmd::Policy(_)
     ));
     init_logging(&cli.log_format);
     if let Cmd::Serve(a) = cli.cmd {
@@ -222,7 +222,7 @@ fn run() -> Result<()> {
         Cmd::Seal(c) => seal_cmd::run(c),
         Cmd::Initdata(c) => guest_cmd::initdata(c),
         Cmd::Policy(c) => policy_cmd::run(c),
-        Cmd::Audit(c) => audit_cmd::run(c),
+        Cmd::Audit(c) => rt.block_on(audit_cmd::run(c)),
     }
 }
 
@@ -327,4 +327,20 @@ pub(crate) fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
         return Ok(v);
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Write `bytes` to `path` by a temp file in the same directory, fsync
+/// and rename: readers see the old file or the new one, never a part.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -11,7 +11,6 @@
 //! * `explain` summarises a policy for review.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -532,24 +531,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         yaml.push_str(&annotate(text, &mine, &expected));
     }
     let out = output.expect("checked above");
-    write_atomically(&out, yaml.as_bytes())?;
+    crate::write_atomically(&out, yaml.as_bytes())?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
-}
-
-/// Write `bytes` to `path` by a temp file in the same directory, fsync
-/// and rename: readers see the old file or the new one, never a part.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -2640,3 +2640,164 @@ fn a_pod_policy_bound_in_init_data_decides_which_pod_gets_the_secret() {
         .unwrap()
         .starts_with("# ward's Kata agent policy"));
 }
+
+/// `ward audit <args>` against `s` with the data directory's admin token.
+fn audit(s: &Server, data: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(&args[..1]);
+    all.extend_from_slice(&["--url", &s.url, "--data-dir", data.to_str().unwrap()]);
+    all.extend_from_slice(&args[1..]);
+    ward(&all)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn the_audit_log_is_fetched_followed_and_verified_and_a_row_changed_in_sql_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = serve(&data, &["--dev"]);
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"audited-secret").unwrap();
+    admin_put(&s.url, &data, "kbs:///default/test/key", &secret);
+    let out = ward(&["get-resource", "--url", &s.url, "kbs:///default/test/key"]);
+    assert_eq!(out.stdout, b"audited-secret", "{}", stderr(&out));
+
+    // tail --once from 0: every entry so far, decoded.
+    let out = audit(&s, &data, &["tail", "--from", "0", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kinds: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["entry"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "start", "start", "admin", "attestation", "release"]
+    );
+
+    let (log, cp) = (dir.path().join("log.jsonl"), dir.path().join("cp"));
+    let fetch = || {
+        audit(
+            &s,
+            &data,
+            &[
+                "fetch",
+                "--log",
+                log.to_str().unwrap(),
+                "--checkpoint",
+                cp.to_str().unwrap(),
+            ],
+        )
+    };
+    assert!(fetch().status.success());
+    let token = std::fs::read_to_string(data.join("admin/admin-token")).unwrap();
+    let keys: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/kbs/v0/audit/keys", s.url))
+        .bearer_auth(token.trim())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let key = keys["keys"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let verify = |log: &Path, cp: &Path, mirror: Option<&Path>| {
+        let mut a = vec![
+            "audit",
+            "verify",
+            "--log",
+            log.to_str().unwrap(),
+            "--checkpoint",
+            cp.to_str().unwrap(),
+            "--key",
+            &key,
+        ];
+        if let Some(m) = mirror {
+            a.extend_from_slice(&["--mirror", m.to_str().unwrap()]);
+        }
+        ward(&a)
+    };
+    let out = verify(&log, &cp, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mirror, trusted) = (
+        dir.path().join("mirror.jsonl"),
+        dir.path().join("trusted-cp"),
+    );
+    std::fs::copy(&log, &mirror).unwrap();
+    std::fs::copy(&cp, &trusted).unwrap();
+
+    let db = rusqlite::Connection::open(data.join("ward.db")).unwrap();
+    let row = |i: i64| -> (Vec<u8>, Vec<u8>) {
+        db.query_row(
+            "SELECT leaf, hash FROM audit_log WHERE idx = ?1",
+            [i],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let set = |i: i64, (leaf, hash): &(Vec<u8>, Vec<u8>)| {
+        db.execute(
+            "UPDATE audit_log SET leaf = ?2, hash = ?3 WHERE idx = ?1",
+            rusqlite::params![i, leaf, hash],
+        )
+        .unwrap();
+    };
+    let (r3, r4) = (row(3), row(4));
+    let forged = String::from_utf8(r4.0.clone())
+        .unwrap()
+        .replace("attestation", "attestatioN")
+        .into_bytes();
+    let forged_hash = ward_audit::merkle::leaf_hash(&forged).to_vec();
+    let expect_refused = |out: Output, words: &str| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(words),
+            "{words:?} not in {}",
+            stderr(&out)
+        );
+    };
+    // 1. A leaf changed in place: named by its stored hash.
+    set(4, &(forged.clone(), r4.1.clone()));
+    assert!(fetch().status.success());
+    expect_refused(verify(&log, &trusted, None), "entry 4 was changed");
+    // 2. Leaf and hash changed: the trusted checkpoint no longer matches,
+    // and the copy verified before names the entry.
+    set(4, &(forged, forged_hash));
+    assert!(fetch().status.success());
+    expect_refused(
+        verify(&log, &trusted, None),
+        "do not hash to the checkpoint's root",
+    );
+    expect_refused(
+        verify(&log, &trusted, Some(&mirror)),
+        "entry 4 differs from the copy verified before",
+    );
+    // 3. Two rows swapped.
+    set(3, &r4);
+    set(4, &r3);
+    assert!(fetch().status.success());
+    expect_refused(verify(&log, &trusted, Some(&mirror)), "entry 3 differs");
+    set(3, &r3);
+    set(4, &r4);
+    assert!(fetch().status.success());
+    assert!(verify(&log, &trusted, Some(&mirror)).status.success());
+    // 4. A row deleted: fetching names the gap.
+    db.execute("DELETE FROM audit_log WHERE idx = 2", [])
+        .unwrap();
+    let out = fetch();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("entry 2 is missing"),
+        "{}",
+        stderr(&out)
+    );
+}

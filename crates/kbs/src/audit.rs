@@ -87,8 +87,8 @@ impl AppState {
 
     /// Entries `start..end` (the end defaults to, and is capped at, the
     /// log's size and `start` + [`MAX_AUDIT_READ`]) as JSON lines of
-    /// `{"index", "leaf"}` (the leaf in standard base64): the form
-    /// `ward audit verify` reads.
+    /// `{"index", "leaf", "hash"}` (standard base64; `hash` is the leaf
+    /// hash stored with the entry): the form `ward audit verify` reads.
     pub fn audit_entries(&self, start: u64, end: Option<u64>) -> Result<String, ApiError> {
         let size = self.store().audit_size()?;
         let end = end
@@ -103,8 +103,12 @@ impl AppState {
         let mut out = String::new();
         for e in self.store().audit_entries(start, end)? {
             out.push_str(
-                &json!({"index": e.index, "leaf": ward_proto::b64::std_encode(&e.leaf)})
-                    .to_string(),
+                &json!({
+                    "index": e.index,
+                    "leaf": ward_proto::b64::std_encode(&e.leaf),
+                    "hash": ward_proto::b64::std_encode(&e.hash),
+                })
+                .to_string(),
             );
             out.push('\n');
         }

@@ -72,6 +72,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub struct AuditEntry {
     pub index: u64,
     pub leaf: Vec<u8>,
+    /// The leaf hash stored with it (written with the leaf, never after).
+    pub hash: Vec<u8>,
 }
 
 /// Most entries one read returns.

@@ -647,7 +647,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT idx, leaf FROM audit_log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+                "SELECT idx, leaf, hash FROM audit_log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
             )
             .map_err(db)?;
         let rows = stmt
@@ -655,6 +655,7 @@ impl Store for SqliteStore {
                 Ok(AuditEntry {
                     index: r.get::<_, i64>(0)? as u64,
                     leaf: r.get(1)?,
+                    hash: r.get(2)?,
                 })
             })
             .map_err(db)?;
