@@ -251,24 +251,23 @@ impl KeyManager {
     /// Each key added and retired is recorded in the audit log, by ring
     /// and id (never its material), with `audit` when given.
     pub fn rotate(&self, ring: &str, now: i64, audit: Option<AuditEvent>) -> Result<(), KeyError> {
-        let event = |what: &str, id: &str| {
-            audit.clone().map(|e| {
-                e.with("object", format!("key {ring}/{id}"))
-                    .with("change", what)
-            })
-        };
+        // The added key's object is named by `add_key`, once its id is known.
+        let added = audit.clone().map(|e| e.with("change", "add"));
         match ring {
-            RING_TOKEN => new_token_key(self.store.as_ref(), now, event("add", "new"))?,
-            RING_SESSION => new_session_key(self.store.as_ref(), now, event("add", "new"))?,
-            RING_AUDIT => new_audit_key(self.store.as_ref(), now, event("add", "new"))?,
+            RING_TOKEN => new_token_key(self.store.as_ref(), now, added)?,
+            RING_SESSION => new_session_key(self.store.as_ref(), now, added)?,
+            RING_AUDIT => new_audit_key(self.store.as_ref(), now, added)?,
             _ => return Err(KeyError::UnknownRing(ring.to_string())),
         }
         let entries = self.store.keys(ring)?;
         let drop_n = entries.len().saturating_sub(KEEP_AFTER_ROTATION);
         for e in entries.iter().take(drop_n) {
             let change = Change::RemoveKey { ring, id: &e.id };
-            self.store
-                .apply(change, now, event("retire", &e.id).as_ref())?;
+            let retired = audit.clone().map(|a| {
+                a.with("object", format!("key {ring}/{}", e.id))
+                    .with("change", "retire")
+            });
+            self.store.apply(change, now, retired.as_ref())?;
         }
         self.reload()
     }
