@@ -99,6 +99,12 @@ struct ServeArgs {
     /// Worker threads (default: number of CPUs).
     #[arg(long)]
     workers: Option<usize>,
+    /// PostgreSQL database shared by replicas
+    /// (`postgres://user:password@host/db?sslmode=require`), instead of the
+    /// embedded SQLite file; overrides `[store] url`. Prefer the
+    /// environment variable to keep a password off the command line.
+    #[arg(long, env = "WARD_STORE_URL", hide_env_values = true)]
+    store: Option<String>,
 }
 
 /// Give memory the allocators hold but no longer use back to the system
@@ -253,6 +259,9 @@ fn serve_config(a: &ServeArgs) -> Result<ward_kbs::Config> {
     if a.workers.is_some() {
         cfg.workers = a.workers;
     }
+    if let Some(url) = &a.store {
+        cfg.store.url = Some(url.clone());
+    }
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
     Ok(cfg)
 }
@@ -280,7 +289,12 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
         tracing::warn!("serving plain HTTP (--insecure-http): use TLS outside trials");
     }
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), "ward serve listening");
+    let store = if cfg.store.url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    tracing::info!(%addr, tls = cfg.tls.is_some(), data_dir = %cfg.data_dir.display(), store, "ward serve listening");
     // Machine-readable line for scripts and tests that bind port 0.
     println!("listening on {addr}");
     // Memory freed by the token sweep goes back to the system: on the
@@ -289,6 +303,7 @@ async fn serve(cfg: ward_kbs::Config) -> Result<()> {
         every: ward_kbs::serve::SWEEP_EVERY,
         run: std::sync::Arc::new(return_free_memory),
     };
+    ward_kbs::serve::watch_key_rings(state.clone(), ward_kbs::serve::WATCH_EVERY);
     ward_kbs::serve::sweep_periodically(
         state.clone(),
         ward_kbs::serve::SWEEP_EVERY,

@@ -2,9 +2,8 @@
 //! stored with `ward admin`, fetched with `ward get-resource`; a restart
 //! between `/auth` and `/attest`; two processes on one data directory.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 use ward_proto::jwk::{Curve, TeeKeyPair};
@@ -12,21 +11,10 @@ use ward_proto::kbs::{runtime_data_hash, RuntimeData};
 use ward_proto::{b64, HashAlgorithm};
 
 mod common;
+use common::kbs::{attestation, session_cookie, spawn_listening, Server, AUTH};
 use common::write_layout;
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn serve(data: &Path, extra: &[&str]) -> Server {
     serve_on(data, "127.0.0.1:0", extra)
@@ -53,28 +41,6 @@ fn guest_serve(kbs: &str, stderr: Stdio) -> Server {
     ])
     .args(["--tee", "sample", "--url", kbs]);
     spawn_listening(cmd, stderr)
-}
-
-/// Start a `ward` process that prints `listening on <addr>` first.
-fn spawn_listening(mut cmd: Command, stderr: Stdio) -> Server {
-    let mut child = cmd
-        .env("WARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn ward");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server {
-        url: format!("http://{addr}"),
-        child,
-    }
 }
 
 /// `POST /kbs/v0/auth` for `tee`: the session cookie and the nonce.
@@ -382,31 +348,6 @@ exec "$3" serve --insecure-http --listen 127.0.0.1:0 --data-dir "$1/data"
     std::fs::remove_file(&fill).unwrap();
     ready(200);
 }
-
-fn attestation(nonce: &str, key: &TeeKeyPair) -> Value {
-    let runtime = RuntimeData {
-        nonce: nonce.into(),
-        tee_pubkey: key.public_jwk(),
-    };
-    let rd = runtime_data_hash(&runtime, "", HashAlgorithm::Sha384).unwrap();
-    json!({"init-data": null, "runtime-data": runtime,
-           "tee-evidence": {"primary_evidence": {"report_data": b64::std_encode(rd), "svn": "1"}, "additional_evidence": ""}})
-}
-
-fn session_cookie(resp: &reqwest::blocking::Response) -> String {
-    resp.headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-const AUTH: &str =
-    r#"{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha384"]}}"#;
 
 #[test]
 fn handshake_survives_restart_and_spans_two_processes_on_one_store() {

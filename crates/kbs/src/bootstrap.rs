@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
 use ward_proto::jwt::{Es256Signer, VerifyingKey};
-use ward_store::{Kek, SqliteStore};
+use ward_store::{Kek, PostgresStore, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -30,6 +30,13 @@ pub enum BootstrapError {
     MissingKek { db: PathBuf, kek: PathBuf },
     #[error("{0}")]
     Kek(String),
+    #[error("the PostgreSQL store, which replicas share, needs the key-encryption key they \
+             all use, and none is created: put 32 random bytes (for instance \
+             `head -c 32 /dev/urandom | base64 > {}`) there or in kek_file on every \
+             replica, or give them with {}", .0.display(), ward_store::KEK_ENV)]
+    NoSharedKek(PathBuf),
+    #[error("PostgreSQL store: {0}")]
+    Database(String),
     #[error("{}: {reason}", path.display())]
     Store { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -88,7 +95,7 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// but its KEK file does not (a restore done out of order, a lost file),
 /// starting is refused with the file to restore, since a new key could not
 /// open what is stored.
-pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), BootstrapError> {
+pub fn open_store(cfg: &Config) -> Result<(Arc<dyn Store>, Option<PathBuf>), BootstrapError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| BootstrapError::DataDir(ward_store::files::describe(&cfg.data_dir, &e)))?;
     #[cfg(unix)]
@@ -96,40 +103,70 @@ pub fn open_store(cfg: &Config) -> Result<(Arc<SqliteStore>, Option<PathBuf>), B
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     }
+    if let Some(opts) = cfg.store.postgres() {
+        let kek = shared_kek(cfg)?;
+        let store =
+            PostgresStore::open(&opts, kek).map_err(|e| BootstrapError::Database(e.to_string()))?;
+        return Ok((Arc::new(store), None));
+    }
     let db = cfg.data_dir.join(DB_FILE);
     let mut created = None;
-    let kek_err = |e: ward_store::KekError| BootstrapError::Kek(e.to_string());
-    let kek = match Kek::from_env().map_err(kek_err)? {
+    let kek = match given_kek(cfg)? {
         Some(k) => k,
-        None => match &cfg.kek_file {
-            Some(p) => Kek::from_file(p).map_err(kek_err)?,
-            None => {
-                let p = cfg.data_dir.join(KEK_FILE);
-                let kek_len = std::fs::metadata(&p).map(|m| m.len()).ok();
-                let db_exists = db.exists();
-                if db_exists && kek_len.is_none() {
-                    return Err(BootstrapError::MissingKek { db, kek: p });
-                }
-                if kek_len == Some(0) && !db_exists {
-                    // An empty key file and no database: an older ward
-                    // stopped during its first start (say, on a full disk).
-                    // Nothing was ever sealed with it.
-                    tracing::warn!(path = %p.display(), "replacing an empty key-encryption key file left by an interrupted first start");
-                    std::fs::remove_file(&p).map_err(|e| describe(&p, &e))?;
-                }
-                let (k, new) = Kek::load_or_create(&p).map_err(kek_err)?;
-                if new {
-                    created = Some(p);
-                }
-                k
+        None => {
+            let p = cfg.data_dir.join(KEK_FILE);
+            let kek_len = std::fs::metadata(&p).map(|m| m.len()).ok();
+            let db_exists = db.exists();
+            if db_exists && kek_len.is_none() {
+                return Err(BootstrapError::MissingKek { db, kek: p });
             }
-        },
+            if kek_len == Some(0) && !db_exists {
+                // An empty key file and no database: an older ward
+                // stopped during its first start (say, on a full disk).
+                // Nothing was ever sealed with it.
+                tracing::warn!(path = %p.display(), "replacing an empty key-encryption key file left by an interrupted first start");
+                std::fs::remove_file(&p).map_err(|e| describe(&p, &e))?;
+            }
+            let (k, new) = Kek::load_or_create(&p).map_err(kek_err)?;
+            if new {
+                created = Some(p);
+            }
+            k
+        }
     };
     let store = SqliteStore::open(&db, kek).map_err(|e| BootstrapError::Store {
         path: db.clone(),
         reason: e.to_string(),
     })?;
     Ok((Arc::new(store), created))
+}
+
+fn kek_err(e: ward_store::KekError) -> BootstrapError {
+    BootstrapError::Kek(e.to_string())
+}
+
+/// The KEK given by `WARD_KEK` or `kek_file`, if any.
+fn given_kek(cfg: &Config) -> Result<Option<Kek>, BootstrapError> {
+    if let Some(k) = Kek::from_env().map_err(kek_err)? {
+        return Ok(Some(k));
+    }
+    cfg.kek_file
+        .as_deref()
+        .map(|p| Kek::from_file(p).map_err(kek_err))
+        .transpose()
+}
+
+/// The KEK of a database that replicas share: given, or in
+/// `<data_dir>/kek`; never created, since each replica would make its own.
+fn shared_kek(cfg: &Config) -> Result<Kek, BootstrapError> {
+    if let Some(k) = given_kek(cfg)? {
+        return Ok(k);
+    }
+    let p = cfg.data_dir.join(KEK_FILE);
+    if p.exists() {
+        return Kek::from_file(&p).map_err(kek_err);
+    }
+    Err(BootstrapError::NoSharedKek(p))
 }
 
 fn describe(path: &Path, e: &std::io::Error) -> BootstrapError {

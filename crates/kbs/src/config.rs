@@ -52,6 +52,81 @@ pub struct Config {
     pub dcap: DcapConfig,
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where data lives. By default the embedded SQLite file
+/// `<data_dir>/ward.db`; with `url`, a PostgreSQL database that replicas
+/// share.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:5432/dbname?sslmode=require`.
+    /// Never logged. `WARD_STORE_URL` or `--store` override it.
+    pub url: Option<String>,
+    /// PEM file of the CAs that sign the database server's certificate
+    /// (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Most database connections this replica opens.
+    pub pool_size: usize,
+    /// Seconds any one database call may take, connecting included.
+    pub timeout_secs: f64,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("pool_size", &self.pool_size)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let d = ward_store::PgOptions::new("");
+        Self {
+            url: None,
+            ca_file: None,
+            pool_size: d.pool_size,
+            timeout_secs: d.op_timeout.as_secs_f64(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The PostgreSQL options, when `url` names a PostgreSQL database.
+    pub fn postgres(&self) -> Option<ward_store::PgOptions> {
+        let url = self.url.as_ref()?;
+        Some(ward_store::PgOptions {
+            url: url.clone(),
+            ca_file: self.ca_file.clone(),
+            pool_size: self.pool_size,
+            op_timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
+            if !ward_store::postgres::is_postgres_url(url) {
+                return Err(invalid(
+                    "store.url must be a postgres:// or postgresql:// URL (leave it out for the embedded SQLite store)",
+                ));
+            }
+        }
+        if !(self.timeout_secs.is_finite() && (0.1..=600.0).contains(&self.timeout_secs)) {
+            return Err(invalid(format!(
+                "store.timeout_secs must be between 0.1 and 600 seconds, not {}",
+                self.timeout_secs
+            )));
+        }
+        if !(1..=1000).contains(&self.pool_size) {
+            return Err(invalid("store.pool_size must be between 1 and 1000"));
+        }
+        Ok(())
+    }
 }
 
 /// `[audit]`: the audit log's checkpoints.
@@ -194,6 +269,7 @@ impl Default for Config {
             dcap: DcapConfig::default(),
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -233,6 +309,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store.validate()?;
         if self.tls.is_none() && !self.insecure_http {
             return Err(invalid("no TLS certificate configured: set [tls] cert/key, or pass --insecure-http to serve plain HTTP"));
         }

@@ -47,6 +47,9 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Seconds in `Retry-After` when the store is unavailable.
+pub const STORE_RETRY_AFTER_SECS: u64 = 1;
+
 /// How a cause is answered: status, error type, and seconds for
 /// `Retry-After` when the client should come back.
 struct Answer {
@@ -72,6 +75,13 @@ impl ApiError {
     fn classify(&self) -> Answer {
         use StatusCode as S;
         const INTERNAL: Answer = answer(S::INTERNAL_SERVER_ERROR, "InternalError");
+        if self.store_unavailable() {
+            // Never a hang: the store gave up within its deadline.
+            return Answer {
+                retry_after: Some(STORE_RETRY_AFTER_SECS),
+                ..answer(S::SERVICE_UNAVAILABLE, "StoreUnavailable")
+            };
+        }
         match self {
             Self::Request(e) => match e {
                 RequestError::Json(_) => answer(S::BAD_REQUEST, "SerdeError"),
@@ -156,6 +166,22 @@ impl ApiError {
             },
             Self::Keys(_) | Self::Policy(_) | Self::Store(_) | Self::Internal(_) => INTERNAL,
         }
+    }
+
+    /// Whether the cause is a store that could not be reached or answer in
+    /// time (or a transaction that kept conflicting): worth a retry.
+    fn store_unavailable(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(s) = e.downcast_ref::<ward_store::StoreError>() {
+                return matches!(
+                    s,
+                    ward_store::StoreError::Unavailable(_) | ward_store::StoreError::Conflict(_)
+                );
+            }
+            cause = e.source();
+        }
+        false
     }
 
     pub fn status(&self) -> StatusCode {

@@ -28,7 +28,7 @@ pub enum KeyError {
     EmptyRing(&'static str),
     #[error("unknown key ring {0:?}")]
     UnknownRing(String),
-    #[error(transparent)]
+    #[error("store: {0}")]
     Store(#[from] ward_store::StoreError),
 }
 
@@ -134,6 +134,8 @@ pub struct KeyManager {
     last_reload: std::sync::atomic::AtomicI64,
     /// How many reloads found a key gone from a ring.
     retired: AtomicU64,
+    /// The store's key-ring change counter when the rings were last read.
+    seen: std::sync::atomic::AtomicI64,
 }
 
 impl KeyManager {
@@ -147,12 +149,14 @@ impl KeyManager {
         if store.keys(RING_AUDIT)?.is_empty() {
             new_audit_key(store.as_ref(), now, Some(AuditEvent::new("start")))?;
         }
+        let seen = store.generations()?.keys;
         let keys = Self::read(store.as_ref())?;
         Ok(Self {
             store,
             keys: RwLock::new(Arc::new(keys)),
             last_reload: now.into(),
             retired: AtomicU64::new(0),
+            seen: seen.into(),
         })
     }
 
@@ -221,8 +225,23 @@ impl KeyManager {
         Ok(true)
     }
 
+    /// Re-read the rings when the store's key-ring change counter moved
+    /// since they were last read (cheap otherwise: the counters are
+    /// cached, and announced by a shared database); returns whether it did.
+    pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
+        let now = self.store.generations()?.keys;
+        if now == self.seen.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
+    }
+
     pub fn reload(&self) -> Result<(), KeyError> {
+        // Read before the rings, so that a change after it is seen next time.
+        let seen = self.store.generations()?.keys;
         let keys = Self::read(self.store.as_ref())?;
+        self.seen.store(seen, Ordering::Release);
         let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let retired = current
             .verifying

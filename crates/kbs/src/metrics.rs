@@ -4,6 +4,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +36,7 @@ pub struct Metrics {
     attest: Family<AttestLabels, Counter>,
     resource: Family<ResultLabel, Counter>,
     admin: Family<AdminLabels, Counter>,
+    change_notifications: Gauge,
     listener: ward_listen::ListenerMetrics,
 }
 
@@ -67,6 +69,12 @@ impl Metrics {
             resource.clone(),
         );
         registry.register("admin_requests", "Admin API requests", admin.clone());
+        let change_notifications = Gauge::default();
+        registry.register(
+            "store_change_notifications",
+            "1 while the store receives change notifications from its database (PostgreSQL LISTEN), 0 while it polls for changes",
+            change_notifications.clone(),
+        );
         let listener = ward_listen::ListenerMetrics::default();
         listener.register(&mut registry);
         Self {
@@ -75,6 +83,7 @@ impl Metrics {
             attest,
             resource,
             admin,
+            change_notifications,
             listener,
         }
     }
@@ -115,6 +124,12 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// How the store learns of other replicas' changes, as of now.
+    pub fn change_feed(&self, feed: ward_store::ChangeFeed) {
+        self.change_notifications
+            .set(i64::from(feed == ward_store::ChangeFeed::Notified));
     }
 
     pub fn encode(&self) -> String {

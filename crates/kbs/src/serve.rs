@@ -188,10 +188,17 @@ pub fn sweep_periodically(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = state.reload_keys() {
+            let s = state.clone();
+            // On a blocking thread: a remote store's calls wait for the network.
+            let Ok((reloaded, swept)) =
+                tokio::task::spawn_blocking(move || (s.reload_keys(), s.sweep_used_nonces())).await
+            else {
+                continue;
+            };
+            if let Err(e) = reloaded {
                 tracing::warn!(error = ?e, "reloading the key rings failed");
             }
-            match state.sweep_used_nonces() {
+            match swept {
                 Ok(n) if n > 0 => {
                     tracing::debug!(dropped = n, "expired answered challenges forgotten")
                 }
@@ -204,6 +211,42 @@ pub fn sweep_periodically(
                 if let Some(f) = &upkeep {
                     f();
                 }
+            }
+        }
+    })
+}
+
+/// How often `ward serve` checks whether a key ring changed in the store.
+/// With the change counters cached and announced (PostgreSQL) or read at
+/// most every 100 ms (SQLite), a key retired on one replica is refused on
+/// every other within about this time plus the store's refresh.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reload the key rings whenever they changed in the store, checked every
+/// `every` on a blocking thread (a remote store's call may wait for the
+/// network), for as long as the current runtime runs.
+pub fn watch_key_rings(state: AppState, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let s = state.clone();
+            match tokio::task::spawn_blocking(move || s.reload_keys_if_changed()).await {
+                Ok(Ok(reloaded)) => {
+                    if reloaded {
+                        tracing::debug!("key rings changed in the store; reloaded");
+                    }
+                    failing = false;
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "checking the key rings for changes failed");
+                    }
+                    failing = true;
+                }
+                Err(e) => tracing::error!(error = %e, "the key-ring watch panicked"),
             }
         }
     })

@@ -205,6 +205,13 @@ impl AppState {
         self.0.keys.reload()
     }
 
+    /// Re-read the key rings if any changed in the store (here or on
+    /// another replica) since they were read; returns whether they were.
+    /// `ward serve` calls this every [`crate::serve::WATCH_EVERY`].
+    pub fn reload_keys_if_changed(&self) -> Result<bool, KeyError> {
+        self.0.keys.reload_if_changed()
+    }
+
     /// Tokens currently cached (verified and ready for resource requests).
     pub fn cached_tokens(&self) -> usize {
         self.0.tokens.len()

@@ -6,9 +6,12 @@
 //! key material are sealed with a fresh data key that is wrapped by the
 //! key-encryption key ([`Kek`]) and bound to the row it belongs to.
 //!
+//! For replicas on several hosts, [`PostgresStore`] implements the same
+//! trait on PostgreSQL with the same tables (see its module for deadlines,
+//! failure and change notifications).
+//!
 //! The store holds no business logic and exposes no SQL; the schema is kept
-//! portable (TEXT, INTEGER, BLOB) so that a PostgreSQL implementation of the
-//! same trait can follow.
+//! portable (TEXT, INTEGER, BLOB).
 //!
 //! Every change goes through [`Store::apply`], which can append an
 //! [`AuditEvent`] to the audit log in the same transaction: a change is
@@ -17,10 +20,15 @@
 pub mod audit;
 pub mod files;
 mod kek;
+pub mod postgres;
+mod shared;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use audit::{AuditEntry, AuditEvent};
 pub use kek::{Kek, KekError, KEK_ENV};
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +47,13 @@ pub enum StoreError {
     Kek(#[from] KekError),
     #[error("database schema version {found} is newer than this ward supports ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
+    /// The database cannot be reached or did not answer in time; the
+    /// caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A transaction conflicted with a concurrent one and was rolled back.
+    #[error("database conflict: {0}")]
+    Conflict(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("{path}: the disk is full ({available} bytes available, at least {needed} needed)")]
@@ -368,6 +383,20 @@ pub trait Store: Send + Sync {
     /// room left on the disk (an error naming the path when it is full).
     /// Cheap enough for a readiness probe.
     fn check_writable(&self, now: i64) -> Result<()>;
+
+    /// How changes by other processes sharing the database reach this one.
+    fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed::Polling
+    }
+}
+
+/// How a store learns of changes made by other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeFeed {
+    /// The database announces them (PostgreSQL `LISTEN/NOTIFY`).
+    Notified,
+    /// The change counters are read again after a short time.
+    Polling,
 }
 
 /// One collateral document in a listing: its key and when it was stored.

@@ -1,13 +1,17 @@
 //! The embedded SQLite store.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
+use crate::shared::{
+    check_kek_sentinel, contiguous_hashes, key_aad, note, policy_kind, resource_aad, rv_body,
+    rv_from, set_counter, text_digest, CounterCache, KEK_CHECK, KEK_CHECK_AAD,
+};
 use crate::{
     Applied, Change, Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind,
     ReferenceValue, Resource, ResourceMeta, Result, Store, StoreError, StoredPolicy,
@@ -61,11 +65,8 @@ pub struct SqliteStore {
     nonces: Mutex<Connection>,
     next: AtomicUsize,
     kek: Kek,
-    /// The last counters read: when, and at which local write epoch.
-    counters: Mutex<Option<(Instant, u64, Generations)>>,
-    /// Bumped after every local commit; a cached read from an older epoch
-    /// is not used.
-    write_epoch: AtomicU64,
+    /// The last counters read; every local commit invalidates them.
+    counters: CounterCache,
     refresh: Duration,
 }
 
@@ -116,9 +117,6 @@ fn available_bytes(dir: &Path) -> Option<u64> {
     }
 }
 
-/// Sentinel sealed with the KEK on first use, to detect a wrong KEK at start.
-const KEK_CHECK: &[u8] = b"ward key-encryption key check v1";
-
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`, run migrations and
     /// check that `kek` is the key the database was created with.
@@ -140,8 +138,7 @@ impl SqliteStore {
             nonces,
             next: AtomicUsize::new(0),
             kek,
-            counters: Mutex::new(None),
-            write_epoch: AtomicU64::new(0),
+            counters: CounterCache::default(),
             refresh: DEFAULT_REFRESH,
         };
         store.check_kek()?;
@@ -168,13 +165,7 @@ impl SqliteStore {
             .map_err(db)?;
         for row in rows {
             let (name, value) = row.map_err(db)?;
-            match name.as_str() {
-                "resources" => g.resources = value,
-                "policies" => g.policies = value,
-                "reference_values" => g.reference_values = value,
-                "keys" => g.keys = value,
-                _ => {}
-            }
+            set_counter(&mut g, &name, value);
         }
         Ok(g)
     }
@@ -190,17 +181,9 @@ impl SqliteStore {
                 .optional()
                 .map_err(db)?;
             match existing {
-                Some(sealed) => {
-                    let plain = self
-                        .kek
-                        .open(b"meta:kek-check", &sealed)
-                        .map_err(StoreError::Decrypt)?;
-                    if plain != KEK_CHECK {
-                        return Err(StoreError::Decrypt("key check value differs".into()));
-                    }
-                }
+                Some(sealed) => check_kek_sentinel(&self.kek, &sealed)?,
                 None => {
-                    let sealed = self.kek.seal(b"meta:kek-check", KEK_CHECK)?;
+                    let sealed = self.kek.seal(KEK_CHECK_AAD, KEK_CHECK)?;
                     tx.execute(
                         "INSERT INTO meta (name, sealed) VALUES ('kek-check', ?1)",
                         params![sealed],
@@ -232,7 +215,7 @@ impl SqliteStore {
         let out = f(&tx)?;
         let committed = tx.commit().map_err(db);
         // Even a failed commit may have changed the file: drop cached counters.
-        self.write_epoch.fetch_add(1, Ordering::AcqRel);
+        self.counters.invalidate();
         committed?;
         Ok(out)
     }
@@ -278,14 +261,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit().map_err(db)
 }
 
-fn resource_aad(path: &str) -> Vec<u8> {
-    format!("resource:{path}").into_bytes()
-}
-
-fn key_aad(ring: &str, id: &str) -> Vec<u8> {
-    format!("key:{ring}/{id}").into_bytes()
-}
-
 fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceMeta> {
     Ok(ResourceMeta {
         path: r.get(0)?,
@@ -293,14 +268,6 @@ fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceMeta> {
         version: r.get(2)?,
         updated_at: r.get(3)?,
     })
-}
-
-fn policy_kind(s: &str) -> Option<PolicyKind> {
-    match s {
-        "resource" => Some(PolicyKind::Resource),
-        "attestation" => Some(PolicyKind::Attestation),
-        _ => None,
-    }
 }
 
 fn policy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
@@ -318,22 +285,9 @@ fn rv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<i64
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn rv_from(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValue> {
+fn rv_from_row(row: (String, String, Option<i64>, i64, i64)) -> Result<ReferenceValue> {
     let (name, body, expires_at, version, updated_at) = row;
-    let parsed: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| StoreError::Corrupt(format!("reference value {name:?}: {e}")))?;
-    let (values, single) = match parsed {
-        serde_json::Value::Array(a) => (a, false),
-        one => (vec![one], true),
-    };
-    Ok(ReferenceValue {
-        name,
-        values,
-        single,
-        expires_at,
-        version,
-        updated_at,
-    })
+    rv_from(name, &body, expires_at, version, updated_at)
 }
 
 /// Append `events` from the next free index, in `tx`.
@@ -397,7 +351,7 @@ impl SqliteStore {
             .prepare_cached(sql)
             .and_then(|mut s| s.query_row(p, |r| r.get(0)).optional())
             .map_err(db)?;
-        Ok(old.map(|t| sha256_hex(t.as_bytes())).into())
+        Ok(text_digest(old))
     }
 
     fn old_policy_digest(
@@ -431,11 +385,7 @@ impl SqliteStore {
         mut event: Option<&mut AuditEvent>,
     ) -> Result<Applied> {
         let audited = event.is_some();
-        let mut note = |name: &str, v: serde_json::Value| {
-            if let Some(e) = event.as_deref_mut() {
-                e.set(name, v);
-            }
-        };
+        let mut note = |name: &str, v: serde_json::Value| note(&mut event, name, v);
         Ok(match change {
             Change::AddKey { ring, id, .. } => {
                 let n = tx
@@ -533,11 +483,7 @@ impl SqliteStore {
             Change::PutReferenceValue(rv) => {
                 // A single value is stored as itself, a list as a list
                 // (older stores hold lists only).
-                let body = match rv.values.as_slice() {
-                    [one] if rv.single => serde_json::to_string(one),
-                    _ => serde_json::to_string(&rv.values),
-                }
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let body = rv_body(rv)?;
                 if audited {
                     note("old_sha256", Self::old_rv_digest(tx, &rv.name)?);
                     note("new_sha256", sha256_hex(body.as_bytes()).into());
@@ -669,28 +615,12 @@ impl Store for SqliteStore {
                 "SELECT idx, hash FROM audit_log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
             )
             .map_err(db)?;
-        let mut rows = stmt.query(params![start as i64, end as i64]).map_err(db)?;
-        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 20) as usize);
-        let mut next = start;
-        while let Some(r) = rows.next().map_err(db)? {
-            let idx: i64 = r.get(0).map_err(db)?;
-            let h: Vec<u8> = r.get(1).map_err(db)?;
-            if idx as u64 != next {
-                return Err(StoreError::Corrupt(format!(
-                    "audit log: entry {next} is missing"
-                )));
-            }
-            out.push(h.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("audit log: entry {idx} has a malformed hash"))
-            })?);
-            next += 1;
-        }
-        if next < end {
-            return Err(StoreError::Corrupt(format!(
-                "audit log: entry {next} is missing"
-            )));
-        }
-        Ok(out)
+        let rows = stmt
+            .query_map(params![start as i64, end as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(db)?;
+        contiguous_hashes(start, end, rows.map(|r| r.map_err(db)))
     }
 
     fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
@@ -813,7 +743,7 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(db)?
         };
-        row.map(rv_from).transpose()
+        row.map(rv_from_row).transpose()
     }
 
     fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()> {
@@ -896,19 +826,10 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([], rv_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
         };
-        rows.into_iter().map(rv_from).collect()
+        rows.into_iter().map(rv_from_row).collect()
     }
 
     fn generations(&self) -> Result<Generations> {
-        let epoch = self.write_epoch.load(Ordering::Acquire);
-        if let Some((at, e, g)) = *self.counters.lock().unwrap_or_else(|p| p.into_inner()) {
-            if e == epoch && at.elapsed() < self.refresh {
-                return Ok(g);
-            }
-        }
-        let at = Instant::now();
-        let g = self.read_generations()?;
-        *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, epoch, g));
-        Ok(g)
+        self.counters.get(self.refresh, || self.read_generations())
     }
 }

@@ -1,11 +1,14 @@
 //! Helpers shared by the CLI's integration tests.
 
+pub mod kbs;
+
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 /// An OCI image layout holding one image tagged `tag` with `config`;
 /// returns the manifest digest.
+#[allow(dead_code)] // not every test file uses it
 pub fn write_layout(dir: &Path, tag: &str, config: Value) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();

@@ -181,6 +181,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.0.metrics.change_feed(state.store().change_feed());
     (
         [(
             CONTENT_TYPE,
@@ -198,7 +199,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     // Ready only if the store takes writes: releases and admin changes
     // need it, and a full disk must take the replica out of rotation.
-    match state.store().check_writable(state.now()) {
+    // On a blocking thread: a remote store's probe may wait for the network.
+    let s = state.clone();
+    let writable = tokio::task::spawn_blocking(move || s.store().check_writable(s.now()))
+        .await
+        .unwrap_or_else(|e| Err(ward_store::StoreError::Database(e.to_string())));
+    match writable {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");

@@ -1,0 +1,162 @@
+//! What the SQLite and PostgreSQL stores share: row encodings, the bound
+//! data of sealed rows, and the cache of change counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::audit::sha256_hex;
+use crate::{Generations, PolicyKind, ReferenceValue, Result, StoreError};
+
+/// Sentinel sealed with the KEK on first use, to detect a wrong KEK at start.
+pub(crate) const KEK_CHECK: &[u8] = b"ward key-encryption key check v1";
+/// The row of [`KEK_CHECK`] in `meta`, and its bound data.
+pub(crate) const KEK_CHECK_AAD: &[u8] = b"meta:kek-check";
+
+/// Check the sealed sentinel read from `meta` against `kek`.
+pub(crate) fn check_kek_sentinel(kek: &crate::Kek, sealed: &[u8]) -> Result<()> {
+    let plain = kek
+        .open(KEK_CHECK_AAD, sealed)
+        .map_err(StoreError::Decrypt)?;
+    if plain != KEK_CHECK {
+        return Err(StoreError::Decrypt("key check value differs".into()));
+    }
+    Ok(())
+}
+
+pub(crate) fn resource_aad(path: &str) -> Vec<u8> {
+    format!("resource:{path}").into_bytes()
+}
+
+pub(crate) fn key_aad(ring: &str, id: &str) -> Vec<u8> {
+    format!("key:{ring}/{id}").into_bytes()
+}
+
+pub(crate) fn policy_kind(s: &str) -> Option<PolicyKind> {
+    match s {
+        "resource" => Some(PolicyKind::Resource),
+        "attestation" => Some(PolicyKind::Attestation),
+        _ => None,
+    }
+}
+
+/// The stored body of a reference value: a single value as itself, a list
+/// as a list (older stores hold lists only).
+pub(crate) fn rv_body(rv: &ReferenceValue) -> Result<String> {
+    match rv.values.as_slice() {
+        [one] if rv.single => serde_json::to_string(one),
+        _ => serde_json::to_string(&rv.values),
+    }
+    .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A reference value from its stored columns.
+pub(crate) fn rv_from(
+    name: String,
+    body: &str,
+    expires_at: Option<i64>,
+    version: i64,
+    updated_at: i64,
+) -> Result<ReferenceValue> {
+    let parsed: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("reference value {name:?}: {e}")))?;
+    let (values, single) = match parsed {
+        serde_json::Value::Array(a) => (a, false),
+        one => (vec![one], true),
+    };
+    Ok(ReferenceValue {
+        name,
+        values,
+        single,
+        expires_at,
+        version,
+        updated_at,
+    })
+}
+
+/// The audit digest of public stored text: SHA-256, or null when none.
+pub(crate) fn text_digest(old: Option<String>) -> serde_json::Value {
+    old.map(|t| sha256_hex(t.as_bytes())).into()
+}
+
+/// Set a field of the event being completed, if there is one.
+pub(crate) fn note(event: &mut Option<&mut crate::AuditEvent>, name: &str, v: serde_json::Value) {
+    if let Some(e) = event.as_deref_mut() {
+        e.set(name, v);
+    }
+}
+
+/// Leaf hashes read in index order, checked to be exactly `start..end`.
+pub(crate) fn contiguous_hashes(
+    start: u64,
+    end: u64,
+    rows: impl IntoIterator<Item = Result<(i64, Vec<u8>)>>,
+) -> Result<Vec<[u8; 32]>> {
+    let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 20) as usize);
+    let mut next = start;
+    for row in rows {
+        let (idx, h) = row?;
+        if idx as u64 != next {
+            return Err(StoreError::Corrupt(format!(
+                "audit log: entry {next} is missing"
+            )));
+        }
+        out.push(h.try_into().map_err(|_| {
+            StoreError::Corrupt(format!("audit log: entry {idx} has a malformed hash"))
+        })?);
+        next += 1;
+    }
+    if next < end {
+        return Err(StoreError::Corrupt(format!(
+            "audit log: entry {next} is missing"
+        )));
+    }
+    Ok(out)
+}
+
+/// The last change counters read, reused for a while: local writes and
+/// change notifications invalidate it at once.
+#[derive(Default)]
+pub(crate) struct CounterCache {
+    /// When, and at which epoch, the counters were read.
+    cached: Mutex<Option<(Instant, u64, Generations)>>,
+    /// Bumped after every local commit and every change notification; a
+    /// cached read from an older epoch is not used.
+    epoch: AtomicU64,
+}
+
+impl CounterCache {
+    pub(crate) fn invalidate(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The cached counters if read less than `ttl` ago at this epoch, else
+    /// what `read` answers.
+    pub(crate) fn get(
+        &self,
+        ttl: Duration,
+        read: impl FnOnce() -> Result<Generations>,
+    ) -> Result<Generations> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some((at, e, g)) = *self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+            if e == epoch && at.elapsed() < ttl {
+                return Ok(g);
+            }
+        }
+        let at = Instant::now();
+        let g = read()?;
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, epoch, g));
+        Ok(g)
+    }
+}
+
+/// Fill `g` from one `(name, value)` row of the counters table.
+pub(crate) fn set_counter(g: &mut Generations, name: &str, value: i64) {
+    match name {
+        "resources" => g.resources = value,
+        "policies" => g.policies = value,
+        "reference_values" => g.reference_values = value,
+        "keys" => g.keys = value,
+        _ => {}
+    }
+}
