@@ -15,9 +15,10 @@ use ward_proto::ResourcePath;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// KBS base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// KBS base URL. Repeated: operations go to each in turn (replicas
+    /// behind a round-robin Service), all steps of one operation to one.
+    #[arg(long, default_value = "http://127.0.0.1:8080", action = clap::ArgAction::Append)]
+    url: Vec<String>,
     /// `attest` (auth+attest), `flow` (auth+attest+get), `get` (reuse one
     /// session per worker for repeated GETs), `healthz` (GET /healthz: the
     /// transport's floor, for comparison).
@@ -44,9 +45,11 @@ pub struct BenchArgs {
     /// In `get` mode, send the token as `Authorization: Bearer` instead of the cookie.
     #[arg(long)]
     bearer: bool,
-    /// Server process id, for CPU time per operation and RSS.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process id, for CPU time per operation and RSS. Repeated
+    /// (one per `--url`, same order): CPU is summed, and each replica's CPU
+    /// per operation it served is reported too.
+    #[arg(long, action = clap::ArgAction::Append)]
+    server_pid: Vec<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -168,7 +171,7 @@ async fn phase(
             let session = if a.mode == "get" {
                 let c = KbsClient::with_http(
                     http.clone(),
-                    &a.url,
+                    &a.url[0],
                     Arc::new(SampleAttester::default()),
                     false,
                 )?;
@@ -178,12 +181,12 @@ async fn phase(
                 None
             };
             let mut lat = Vec::new();
-            while remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
-                .is_ok()
+            while let Ok(n) =
+                remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
             {
+                let url = &a.url[n % a.url.len()];
                 let t = Instant::now();
-                one_op(&a.mode, &http, &a.url, &path, session.as_ref(), a.bearer).await?;
+                one_op(&a.mode, &http, url, &path, session.as_ref(), a.bearer).await?;
                 lat.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>(lat)
@@ -218,15 +221,21 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             .await
             .context("warm-up failed (is the resource there and allowed?)")?;
     }
+    let pids_cpu = || -> Result<Vec<u64>> { a.server_pid.iter().map(|p| cpu_ns(*p)).collect() };
+    let mut per_pid = vec![0u64; a.server_pid.len()];
     let mut runs = Vec::new();
     let mut lat = Vec::with_capacity(a.count * a.runs as usize);
     let mut wall = Duration::ZERO;
     for _ in 0..a.runs {
-        let cpu0 = a.server_pid.map(cpu_ns).transpose()?;
+        let cpu0 = pids_cpu()?;
         let (mut l, w) = phase(&a, &http, &path, a.count).await?;
-        let cpu1 = a.server_pid.map(cpu_ns).transpose()?;
+        let cpu1 = pids_cpu()?;
+        for (t, (c0, c1)) in per_pid.iter_mut().zip(cpu0.iter().zip(&cpu1)) {
+            *t += c1.saturating_sub(*c0);
+        }
+        let cpu = (!cpu0.is_empty()).then(|| (cpu0.iter().sum(), cpu1.iter().sum()));
         l.sort();
-        let run = Run::new(&l, w, cpu0.zip(cpu1));
+        let run = Run::new(&l, w, cpu);
         lat.extend(l);
         wall += w;
         runs.push(run);
@@ -235,10 +244,20 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let all = Run::new(&lat, wall, None);
     // One run: its own figure; several: the median run's.
     let cpu_per_op_ms = median(runs.iter().filter_map(|r| r.cpu_ms_per_op));
-    let rss = a.server_pid.and_then(rss_kib);
+    // Each replica's CPU per operation it served (operations go to the
+    // URLs in turn), when there is one pid per URL.
+    let per_replica: Vec<f64> = if a.server_pid.len() == a.url.len() && a.url.len() > 1 {
+        per_pid
+            .iter()
+            .map(|c| *c as f64 / (lat.len() as f64 / a.url.len() as f64).max(1.0) / 1e6)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rss = a.server_pid.first().copied().and_then(rss_kib);
     // Whether the server can run on this load generator's CPUs: then the
     // two preempt each other, which a remote client would not.
-    let shared_cpus = a.server_pid.and_then(|p| {
+    let shared_cpus = a.server_pid.first().copied().and_then(|p| {
         let (server, bench) = (allowed_cpus(Some(p))?, allowed_cpus(None)?);
         Some(!server.is_disjoint(&bench))
     });
@@ -260,6 +279,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     });
     if a.runs > 1 {
         out["runs"] = runs.iter().map(Run::json).collect();
+    }
+    if !per_replica.is_empty() {
+        out["replica_cpu_ms_per_op"] = json!(per_replica);
     }
     if a.json {
         println!("{out}");
@@ -287,6 +309,13 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         } else {
             println!("server CPU {c:.4} ms/op");
         }
+    }
+    for (i, c) in per_replica.iter().enumerate() {
+        println!(
+            "replica {} ({}): server CPU {c:.4} ms per operation it served",
+            i + 1,
+            a.url[i]
+        );
     }
     if let Some(r) = rss {
         println!("server RSS {:.1} MiB", r as f64 / 1024.0);

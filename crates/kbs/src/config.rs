@@ -137,12 +137,17 @@ pub struct AuditConfig {
     /// the key that signs them (no spaces, no `+`). Give every deployment
     /// its own, e.g. `kbs.example.com/audit`.
     pub origin: String,
+    /// Record attestations, releases, refusals and admin changes (the
+    /// default). Off, nothing is recorded: for measuring what the log
+    /// costs, or where another system keeps the record.
+    pub enabled: bool,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             origin: DEFAULT_AUDIT_ORIGIN.into(),
+            enabled: true,
         }
     }
 }

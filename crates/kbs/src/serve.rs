@@ -55,6 +55,12 @@ pub fn build_state(
     cfg.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, created_kek) = open_store(cfg)?;
+    let store: Arc<dyn Store> = if cfg.audit.enabled {
+        store
+    } else {
+        tracing::warn!("the audit log is off ([audit] enabled = false): attestations, releases and admin changes are not recorded");
+        Arc::new(ward_store::WithoutAudit(store))
+    };
     let verifiers = verifiers(store.clone()).map_err(|e| StartError::Verifiers(e.to_string()))?;
     let mut info = Bootstrapped {
         created_kek,

@@ -251,7 +251,7 @@ impl Applied {
         !matches!(self, Self::Done(false))
     }
 
-    fn wrong(what: &str) -> StoreError {
+    pub(crate) fn wrong(what: &str) -> StoreError {
         StoreError::Database(format!(
             "the store answered another kind of change than {what}"
         ))
@@ -411,4 +411,75 @@ pub struct CollateralEntry {
 pub struct Collateral {
     pub body: Vec<u8>,
     pub fetched_at: i64,
+}
+
+/// A store whose audit log is switched off (`[audit] enabled = false`):
+/// changes are made without their records, and decisions are not
+/// recorded. Everything else goes to the wrapped store.
+pub struct WithoutAudit(pub std::sync::Arc<dyn Store>);
+
+impl Store for WithoutAudit {
+    fn apply(&self, change: Change<'_>, now: i64, _: Option<&AuditEvent>) -> Result<Applied> {
+        self.0.apply(change, now, None)
+    }
+    fn append_audit(&self, _: &[AuditEvent], _: i64) -> Result<u64> {
+        self.0.audit_size()
+    }
+    fn audit_size(&self) -> Result<u64> {
+        self.0.audit_size()
+    }
+    fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditEntry>> {
+        self.0.audit_entries(start, end)
+    }
+    fn audit_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>> {
+        self.0.audit_hashes(start, end)
+    }
+    fn keys(&self, ring: &str) -> Result<Vec<KeyEntry>> {
+        self.0.keys(ring)
+    }
+    fn get_resource(&self, path: &str) -> Result<Option<Resource>> {
+        self.0.get_resource(path)
+    }
+    fn resource_meta(&self, path: &str) -> Result<Option<ResourceMeta>> {
+        self.0.resource_meta(path)
+    }
+    fn list_resources(&self) -> Result<Vec<ResourceMeta>> {
+        self.0.list_resources()
+    }
+    fn get_policy(&self, kind: PolicyKind, id: &str) -> Result<Option<StoredPolicy>> {
+        self.0.get_policy(kind, id)
+    }
+    fn policy_version(&self, kind: PolicyKind, id: &str) -> Result<Option<i64>> {
+        self.0.policy_version(kind, id)
+    }
+    fn list_policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>> {
+        self.0.list_policies(kind)
+    }
+    fn get_reference_value(&self, name: &str) -> Result<Option<ReferenceValue>> {
+        self.0.get_reference_value(name)
+    }
+    fn list_reference_values(&self) -> Result<Vec<ReferenceValue>> {
+        self.0.list_reference_values()
+    }
+    fn generations(&self) -> Result<Generations> {
+        self.0.generations()
+    }
+    fn put_collateral(&self, kind: &str, key: &str, body: &[u8], now: i64) -> Result<()> {
+        self.0.put_collateral(kind, key, body, now)
+    }
+    fn get_collateral(&self, kind: &str, key: &str) -> Result<Option<Collateral>> {
+        self.0.get_collateral(kind, key)
+    }
+    fn list_collateral(&self, kind: &str) -> Result<Vec<CollateralEntry>> {
+        self.0.list_collateral(kind)
+    }
+    fn sweep_nonces(&self, now: i64) -> Result<usize> {
+        self.0.sweep_nonces(now)
+    }
+    fn check_writable(&self, now: i64) -> Result<()> {
+        self.0.check_writable(now)
+    }
+    fn change_feed(&self) -> ChangeFeed {
+        self.0.change_feed()
+    }
 }

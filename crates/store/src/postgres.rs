@@ -2,12 +2,13 @@
 //!
 //! Same tables and columns as the SQLite store (BIGINT for INTEGER, BYTEA
 //! for BLOB; the key rings keep their insertion order in an identity column
-//! where SQLite has its rowid), with the schema version in `ward_schema`
-//! and migrations run under an advisory lock, so replicas starting at once
-//! on an empty database make one schema.
+//! where SQLite has its rowid; and `audit_head`, the log's size, see
+//! [`APPEND`]), with the schema version in `ward_schema` and migrations run
+//! under an advisory lock, so replicas starting at once on an empty
+//! database make one schema.
 //!
 //! The [`Store`] trait is synchronous. Queries run on this store's own
-//! runtime (two threads) and the calling thread waits for them with a
+//! runtime (one thread of its own) and the calling thread waits for them with a
 //! deadline ([`PgOptions::op_timeout`]): no call waits longer, whatever the
 //! network does. After a call finds the database unreachable, calls fail at
 //! once with [`StoreError::Unavailable`] while one of them at a time, at
@@ -34,8 +35,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
 use crate::shared::{
-    check_kek_sentinel, contiguous_hashes, key_aad, note, policy_kind, resource_aad, rv_body,
-    rv_from, set_counter, text_digest, CounterCache, KEK_CHECK, KEK_CHECK_AAD,
+    check_kek_sentinel, contiguous_hashes, duplicate, key_aad, note, policy_kind, resource_aad,
+    rv_body, rv_from, set_counter, text_digest, CounterCache, GroupCommit, Grouped, GroupedOut,
+    KEK_CHECK, KEK_CHECK_AAD,
 };
 use crate::{
     Applied, Change, ChangeFeed, Collateral, CollateralEntry, Generations, Kek, KeyEntry,
@@ -70,13 +72,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at BIGINT NOT NULL);",
     // 4: the audit log.
     "CREATE TABLE audit_log (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, hash BYTEA NOT NULL);",
+    // 5 (PostgreSQL only): the log's size in one row, so that an append is
+    // one statement whose row lock orders it (see `APPEND`); SQLite
+    // serializes writers itself and reads the size from the index.
+    "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL);
+     INSERT INTO audit_head SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM audit_log;",
 ];
 
 /// Advisory lock held while migrating ("ward" and 1).
 const SCHEMA_LOCK: i64 = 0x7761_7264_0000_0001;
-/// Advisory lock held by a transaction from choosing the next audit index
-/// to its commit, so that entries get consecutive indexes across replicas.
-const AUDIT_LOCK: i64 = 0x7761_7264_0000_0002;
 
 /// After a call finds the database unreachable, how long other calls fail
 /// at once before one tries again.
@@ -200,12 +204,17 @@ struct Shared {
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
-    rt: Option<tokio::runtime::Runtime>,
+    /// The runtime on this store's own thread, which drives every
+    /// database connection; it ends when `stop` is dropped.
+    rt: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     pool: Pool,
     kek: Kek,
     shared: Arc<Shared>,
     health: Health,
     op_timeout: Duration,
+    /// Groups the writes of the attestation and release path.
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -214,12 +223,42 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// A single-threaded runtime on a thread of its own, for as long as the
+/// returned sender lives. One thread drives every connection: a query
+/// costs it little, and waking one thread (rather than a pool of workers
+/// that steal work from each other) keeps the cost of a round trip low.
+fn runtime_thread() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (started, handle) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("ward-postgres".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = started.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                }
+            }
+        })?;
+    let handle = handle
+        .recv()
+        .map_err(|_| StoreError::Database("the database thread did not start".into()))??;
+    Ok((handle, stop))
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            // Never blocks, so a store may be dropped on any thread.
-            rt.shutdown_background();
-        }
+        // Ends the runtime's thread; never blocks, so a store may be
+        // dropped on any thread.
+        drop(self.stop.take());
     }
 }
 
@@ -331,11 +370,7 @@ impl PostgresStore {
             cfg.application_name("ward");
         }
         let tls = MakeRustlsConnect::new(rustls_config(opts.ca_file.as_deref())?);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ward-postgres")
-            .enable_all()
-            .build()?;
+        let (rt, stop) = runtime_thread()?;
         let pool = {
             let _in = rt.enter();
             let manager = Manager::from_config(
@@ -360,12 +395,14 @@ impl PostgresStore {
         });
         rt.spawn(listen(cfg, tls, shared.clone()));
         let store = Self {
-            rt: Some(rt),
+            rt,
+            stop: Some(stop),
             pool,
             kek,
             shared,
             health: Health::default(),
             op_timeout: opts.op_timeout,
+            group: GroupCommit::default(),
         };
         store.block(store.migrate())?;
         store.block(store.check_kek())?;
@@ -376,12 +413,8 @@ impl PostgresStore {
     /// `op_timeout`.
     fn block<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let probe = self.health.admit()?;
-        let rt = self
-            .rt
-            .as_ref()
-            .expect("the runtime lives as long as the store");
         let out = {
-            let _in = rt.enter();
+            let _in = self.rt.enter();
             futures_executor::block_on(tokio::time::timeout(self.op_timeout, fut))
         };
         let out = match out {
@@ -499,6 +532,75 @@ impl PostgresStore {
         }
     }
 
+    /// Writes of the attestation and release path, committed in groups
+    /// ([`GroupCommit`]): one transaction, one audit lock and one commit
+    /// for all that arrive while the previous group commits.
+    fn grouped(&self, item: Grouped, now: i64) -> Result<GroupedOut> {
+        self.group.submit(item, now, |items| {
+            let mut outs = Vec::with_capacity(items.len());
+            let mut failed = None;
+            for (now, item) in items {
+                if let Some(e) = &failed {
+                    outs.push(Err(duplicate(e)));
+                    continue;
+                }
+                let out = self.block(self.grouped_one(item, *now));
+                if let Err(e) = &out {
+                    failed = Some(duplicate(e));
+                }
+                outs.push(out);
+            }
+            outs
+        })
+    }
+
+    /// One write of a group: a single statement, so one round trip and
+    /// its own atomic commit. The audit index comes from `audit_head`,
+    /// whose row lock orders appends across replicas until commit.
+    async fn grouped_one(&self, item: &Grouped, now: i64) -> Result<GroupedOut> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        match item {
+            Grouped::Append(events) => {
+                let (leaves, hashes) = leaves_and_hashes(events, now);
+                let stmt = client.prepare_cached(APPEND).await.map_err(pg)?;
+                let rows = client.query(&stmt, &[&leaves, &hashes]).await.map_err(pg)?;
+                let first = first_index(&rows)?;
+                Ok(GroupedOut::First(first))
+            }
+            Grouped::Nonce {
+                nonce,
+                expires_at,
+                event: None,
+            } => {
+                let stmt = client
+                    .prepare_cached(
+                        "INSERT INTO used_nonces (expires_at, nonce) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .await
+                    .map_err(pg)?;
+                let n = client
+                    .execute(&stmt, &[expires_at, &nonce.as_bytes()])
+                    .await
+                    .map_err(pg)?;
+                Ok(GroupedOut::Fresh(n == 1))
+            }
+            Grouped::Nonce {
+                nonce,
+                expires_at,
+                event: Some(e),
+            } => {
+                let leaf = e.leaf(now);
+                let hash = leaf_hash(&leaf).to_vec();
+                let stmt = client.prepare_cached(NONCE_AND_RECORD).await.map_err(pg)?;
+                let rows = client
+                    .query(&stmt, &[expires_at, &nonce.as_bytes(), &leaf, &hash])
+                    .await
+                    .map_err(pg)?;
+                Ok(GroupedOut::Fresh(!rows.is_empty()))
+            }
+        }
+    }
+
     /// One statement outside a transaction.
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let client = self.pool.get().await.map_err(pool_err)?;
@@ -590,32 +692,56 @@ async fn exec_tx(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]
     tx.execute(&stmt, params).await.map_err(pg)
 }
 
-/// Append `events` from the next free index, in `tx` (which holds the
-/// audit lock from here to its end).
-async fn insert_audit(tx: &Transaction<'_>, events: &[AuditEvent], now: i64) -> Result<u64> {
-    exec_tx(tx, "SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
-    let stmt = tx
-        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
-        .await
-        .map_err(pg)?;
-    let next: i64 = tx
-        .query_one(&stmt, &[])
-        .await
-        .map_err(pg)?
-        .try_get(0)
-        .map_err(pg)?;
-    let insert = tx
-        .prepare_cached("INSERT INTO audit_log (idx, leaf, hash) VALUES ($1, $2, $3)")
-        .await
-        .map_err(pg)?;
-    for (i, e) in events.iter().enumerate() {
-        let leaf = e.leaf(now);
-        let hash = leaf_hash(&leaf);
-        tx.execute(&insert, &[&(next + i as i64), &leaf, &hash.as_slice()])
-            .await
-            .map_err(pg)?;
+/// Append the leaves (`$1`) and leaf hashes (`$2`) from the next free
+/// index: `audit_head` holds the size of the log, and its row stays locked
+/// by this transaction until it commits, so concurrent appends (on any
+/// replica) get consecutive indexes, in commit order, without gaps.
+const APPEND: &str =
+    "WITH head AS (UPDATE audit_head SET size = size + cardinality($1::bytea[]) WHERE id = 1
+                                 RETURNING size - cardinality($1::bytea[]) AS first)
+     INSERT INTO audit_log (idx, leaf, hash)
+     SELECT head.first + t.ord - 1, t.leaf, t.hash
+       FROM head, unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(leaf, hash, ord)
+     RETURNING idx";
+
+/// Record answered nonce `$2` (expiry `$1`) and, only when it was fresh,
+/// append its attestation's leaf `$3` with hash `$4`: one statement,
+/// answering a row exactly when the nonce was fresh.
+const NONCE_AND_RECORD: &str =
+    "WITH fresh AS (INSERT INTO used_nonces (expires_at, nonce) VALUES ($1, $2)
+                                  ON CONFLICT DO NOTHING RETURNING 1),
+          head AS (UPDATE audit_head SET size = size + 1
+                    WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) RETURNING size - 1 AS first)
+     INSERT INTO audit_log (idx, leaf, hash) SELECT head.first, $3, $4 FROM head RETURNING idx";
+
+/// The smallest index `APPEND` answered (0 for nothing appended).
+fn first_index(rows: &[tokio_postgres::Row]) -> Result<u64> {
+    let mut first: Option<i64> = None;
+    for r in rows {
+        let i: i64 = r.try_get(0).map_err(pg)?;
+        first = Some(first.map_or(i, |f| f.min(i)));
     }
-    Ok(next as u64)
+    Ok(first.unwrap_or_default() as u64)
+}
+
+fn leaves_and_hashes(events: &[AuditEvent], now: i64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    events
+        .iter()
+        .map(|e| {
+            let leaf = e.leaf(now);
+            let hash = leaf_hash(&leaf).to_vec();
+            (leaf, hash)
+        })
+        .unzip()
+}
+
+/// Append `events` from the next free index, in `tx` (see [`APPEND`]).
+async fn insert_audit(tx: &Transaction<'_>, events: &[AuditEvent], now: i64) -> Result<u64> {
+    let (leaves, hashes) = leaves_and_hashes(events, now);
+    let stmt = tx.prepare_cached(APPEND).await.map_err(pg)?;
+    let rows = tx.query(&stmt, &[&leaves, &hashes]).await.map_err(pg)?;
+    let first = first_index(&rows)?;
+    Ok(first)
 }
 
 fn meta_of(r: &tokio_postgres::Row) -> Result<ResourceMeta> {
@@ -922,6 +1048,10 @@ async fn listen(cfg: tokio_postgres::Config, tls: MakeRustlsConnect, shared: Arc
 
 impl Store for PostgresStore {
     fn apply(&self, change: Change<'_>, now: i64, audit: Option<&AuditEvent>) -> Result<Applied> {
+        if let Change::ConsumeNonce { nonce, expires_at } = change {
+            let item = Grouped::nonce(nonce, expires_at, audit);
+            return self.grouped(item, now)?.applied();
+        }
         let sealed = match change {
             Change::AddKey { ring, id, material } => {
                 Some(self.kek.seal(&key_aad(ring, id), material)?)
@@ -942,7 +1072,7 @@ impl Store for PostgresStore {
     }
 
     fn append_audit(&self, events: &[AuditEvent], now: i64) -> Result<u64> {
-        self.block(self.write(async |tx| insert_audit(tx, events, now).await))
+        self.grouped(Grouped::Append(events.to_vec()), now)?.first()
     }
 
     fn audit_size(&self) -> Result<u64> {

@@ -160,3 +160,154 @@ pub(crate) fn set_counter(g: &mut Generations, name: &str, value: i64) {
         _ => {}
     }
 }
+
+/// One write of the attestation and release path, committed with others
+/// that arrive meanwhile ([`GroupCommit`]).
+pub(crate) enum Grouped {
+    /// Events to append (a release, a refusal).
+    Append(Vec<crate::AuditEvent>),
+    /// A challenge answered, with the attestation's record.
+    Nonce {
+        nonce: String,
+        expires_at: i64,
+        event: Option<crate::AuditEvent>,
+    },
+}
+
+impl Grouped {
+    pub(crate) fn nonce(nonce: &str, expires_at: i64, event: Option<&crate::AuditEvent>) -> Self {
+        Self::Nonce {
+            nonce: nonce.to_string(),
+            expires_at,
+            event: event.cloned(),
+        }
+    }
+}
+
+impl GroupedOut {
+    /// What a nonce write did, as [`crate::Store::apply`] answers it.
+    pub(crate) fn applied(self) -> Result<crate::Applied> {
+        match self {
+            Self::Fresh(fresh) => Ok(crate::Applied::Done(fresh)),
+            Self::First(_) => Err(crate::Applied::wrong("a nonce")),
+        }
+    }
+
+    /// The first index of an append.
+    pub(crate) fn first(self) -> Result<u64> {
+        match self {
+            Self::First(first) => Ok(first),
+            Self::Fresh(_) => Err(crate::Applied::wrong("an append")),
+        }
+    }
+}
+
+/// What a [`Grouped`] write did: the index of the first appended event, or
+/// whether a nonce was fresh.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GroupedOut {
+    First(u64),
+    Fresh(bool),
+}
+
+/// A copy of an error for every writer of a failed group.
+pub(crate) fn duplicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
+        StoreError::DiskFull {
+            path,
+            available,
+            needed,
+        } => StoreError::DiskFull {
+            path: path.clone(),
+            available: *available,
+            needed: *needed,
+        },
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+struct GroupState {
+    queue: Vec<(u64, i64, Grouped)>,
+    /// A writer is committing a group.
+    busy: bool,
+    next_ticket: u64,
+    done: std::collections::HashMap<u64, Result<GroupedOut>>,
+}
+
+/// Group commit: concurrent writers of the attestation and release path
+/// share one transaction (one commit, one extension of the audit log)
+/// instead of queueing for a transaction each. The first writer to find
+/// nobody committing commits everything queued, then what queued
+/// meanwhile, until the queue is empty; the others wait for their result.
+/// Each write's outcome is its own (a store may commit a group in one
+/// transaction, failing all of it together, or write by write).
+pub(crate) struct GroupCommit {
+    state: Mutex<GroupState>,
+    finished: std::sync::Condvar,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(GroupState {
+                queue: Vec::new(),
+                busy: false,
+                next_ticket: 0,
+                done: Default::default(),
+            }),
+            finished: std::sync::Condvar::new(),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Write `item` at `now` in the next group; `commit` writes one group
+    /// and answers each item's outcome, in order.
+    pub(crate) fn submit(
+        &self,
+        item: Grouped,
+        now: i64,
+        commit: impl Fn(&[(i64, Grouped)]) -> Vec<Result<GroupedOut>>,
+    ) -> Result<GroupedOut> {
+        let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push((ticket, now, item));
+        loop {
+            if let Some(r) = st.done.remove(&ticket) {
+                return r;
+            }
+            if !st.busy {
+                break;
+            }
+            st = self.finished.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        // This writer commits until the queue is empty.
+        st.busy = true;
+        while !st.queue.is_empty() {
+            let group = std::mem::take(&mut st.queue);
+            drop(st);
+            let (tickets, items): (Vec<u64>, Vec<(i64, Grouped)>) =
+                group.into_iter().map(|(t, n, i)| (t, (n, i))).unzip();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&items)))
+                .unwrap_or_default();
+            st = lock();
+            let mut outcome = outcome.into_iter();
+            for t in tickets {
+                let r = outcome
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::Database("a group commit failed".into())));
+                st.done.insert(t, r);
+            }
+            self.finished.notify_all();
+        }
+        st.busy = false;
+        self.finished.notify_all();
+        st.done
+            .remove(&ticket)
+            .unwrap_or_else(|| Err(StoreError::Database("a group commit lost a write".into())))
+    }
+}

@@ -9,8 +9,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
 use crate::shared::{
-    check_kek_sentinel, contiguous_hashes, key_aad, note, policy_kind, resource_aad, rv_body,
-    rv_from, set_counter, text_digest, CounterCache, KEK_CHECK, KEK_CHECK_AAD,
+    check_kek_sentinel, contiguous_hashes, duplicate, key_aad, note, policy_kind, resource_aad,
+    rv_body, rv_from, set_counter, text_digest, CounterCache, GroupCommit, Grouped, GroupedOut,
+    KEK_CHECK, KEK_CHECK_AAD,
 };
 use crate::{
     Applied, Change, Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind,
@@ -63,6 +64,8 @@ pub struct SqliteStore {
     /// Records answered challenges: `synchronous = NORMAL`, so a commit
     /// is not flushed to disk by itself (see [`Store::consume_nonce`]).
     nonces: Mutex<Connection>,
+    /// Groups the writes made on `nonces`.
+    group: GroupCommit,
     next: AtomicUsize,
     kek: Kek,
     /// The last counters read; every local commit invalidates them.
@@ -136,6 +139,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             conns,
             nonces,
+            group: GroupCommit::default(),
             next: AtomicUsize::new(0),
             kek,
             counters: CounterCache::default(),
@@ -309,36 +313,53 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, events: &[AuditEvent], now: i64)
 }
 
 impl SqliteStore {
-    /// A consumed nonce, and its audit record, on the connection that does
-    /// not wait for an fsync (see [`Change::ConsumeNonce`]): in WAL mode the
-    /// record is visible to every connection and process at once and
-    /// survives a crash of this process, but is flushed to disk only with
-    /// the next flushed commit or checkpoint, so a power loss may forget
-    /// the last ones (whose sessions expire within minutes anyway), and an
-    /// attestation does not wait for an fsync.
-    fn consume(
-        &self,
-        nonce: &str,
-        expires_at: i64,
-        now: i64,
-        audit: Option<&AuditEvent>,
-    ) -> Result<Applied> {
-        let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let fresh = tx
-            .prepare_cached(
-                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            )
-            .and_then(|mut s| s.execute(params![expires_at, nonce.as_bytes()]))
-            .map_err(db)?
-            == 1;
-        if let (true, Some(e)) = (fresh, audit) {
-            insert_audit(&tx, std::slice::from_ref(e), now)?;
-        }
-        tx.commit().map_err(db)?;
-        Ok(Applied::Done(fresh))
+    /// Writes of the attestation and release path (answered challenges
+    /// with their records, releases, refusals), committed in groups
+    /// ([`GroupCommit`]) on the connection that does not wait for an fsync
+    /// (see [`Change::ConsumeNonce`]): in WAL mode they are visible to every
+    /// connection and process at once and survive a crash of this process,
+    /// but are flushed to disk only with the next flushed commit or
+    /// checkpoint, so a power loss may forget the last ones, and an
+    /// attestation or release does not wait for an fsync.
+    fn grouped(&self, item: Grouped, now: i64) -> Result<GroupedOut> {
+        self.group.submit(item, now, |items| {
+            // One transaction: the group is stored, or none of it.
+            let all = || -> Result<Vec<GroupedOut>> {
+            let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let mut outs = Vec::with_capacity(items.len());
+            for (now, item) in items {
+                outs.push(match item {
+                    Grouped::Append(events) => GroupedOut::First(insert_audit(&tx, events, *now)?),
+                    Grouped::Nonce {
+                        nonce,
+                        expires_at,
+                        event,
+                    } => {
+                        let fresh = tx
+                            .prepare_cached(
+                                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                            )
+                            .and_then(|mut s| s.execute(params![expires_at, nonce.as_bytes()]))
+                            .map_err(db)?
+                            == 1;
+                        if let (true, Some(e)) = (fresh, event) {
+                            insert_audit(&tx, std::slice::from_ref(e), *now)?;
+                        }
+                        GroupedOut::Fresh(fresh)
+                    }
+                });
+            }
+            tx.commit().map_err(db)?;
+            Ok(outs)
+            };
+            match all() {
+                Ok(outs) => outs.into_iter().map(Ok).collect(),
+                Err(e) => items.iter().map(|_| Err(duplicate(&e))).collect(),
+            }
+        })
     }
 
     /// SHA-256 of the text `sql` selects, or null when there is none.
@@ -548,7 +569,8 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn apply(&self, change: Change<'_>, now: i64, audit: Option<&AuditEvent>) -> Result<Applied> {
         if let Change::ConsumeNonce { nonce, expires_at } = change {
-            return self.consume(nonce, expires_at, now, audit);
+            let item = Grouped::nonce(nonce, expires_at, audit);
+            return self.grouped(item, now)?.applied();
         }
         // Sealed outside the transaction: the write lock is held for SQL only.
         let sealed = match change {
@@ -569,14 +591,7 @@ impl Store for SqliteStore {
     }
 
     fn append_audit(&self, events: &[AuditEvent], now: i64) -> Result<u64> {
-        // On the connection of the attestation path (see `consume`).
-        let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let first = insert_audit(&tx, events, now)?;
-        tx.commit().map_err(db)?;
-        Ok(first)
+        self.grouped(Grouped::Append(events.to_vec()), now)?.first()
     }
 
     fn audit_size(&self) -> Result<u64> {

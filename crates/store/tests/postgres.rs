@@ -169,13 +169,13 @@ fn replicas_migrating_an_empty_database_at_once_make_one_schema() {
         h.join().unwrap().unwrap();
     }
     let db = PgCluster::db_of(&url);
-    assert_eq!(pg.psql(db, "SELECT version FROM ward_schema"), "4");
+    assert_eq!(pg.psql(db, "SELECT version FROM ward_schema"), "5");
     assert_eq!(
         pg.psql(
             db,
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         ),
-        "11"
+        "12"
     );
     assert_eq!(pg.psql(db, "SELECT count(*) FROM meta"), "1");
 }
