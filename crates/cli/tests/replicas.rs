@@ -303,6 +303,19 @@ fn ready(http: &reqwest::blocking::Client, url: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// `ward_kbs_store_change_notifications` from `/metrics`.
+fn notifications(http: &reqwest::blocking::Client, url: &str) -> Option<i64> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ward_kbs_store_change_notifications "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[test]
 fn any_step_on_any_replica_and_changes_reach_the_others_within_a_second() {
     let Some(c) = Cluster::start("replicas: any step") else {
@@ -437,7 +450,17 @@ fn a_replica_cut_off_from_the_database_goes_unready_and_releases_nothing() {
     // The others serve on.
     assert_eq!(ready(&http, &c.url(0)), 200);
     assert_eq!(fetch(&http, &c.url(2), "r/t/k", &cookie, &key).0, 200);
+    // It says it is no longer told of changes (and polls).
+    let polling = time_until(Duration::from_secs(10), || {
+        notifications(&http, &c.url(1)) == Some(0)
+    });
+    assert!(polling.is_some(), "the notification metric did not drop");
+    assert_eq!(notifications(&http, &c.url(0)), Some(1));
     c.net.cut_off(1, false);
+    let listening = time_until(Duration::from_secs(10), || {
+        notifications(&http, &c.url(1)) == Some(1)
+    });
+    assert!(listening.is_some(), "notifications did not resume");
     let back = time_until(Duration::from_secs(15), || ready(&http, &c.url(1)) == 200);
     assert!(back.is_some(), "the replica did not recover by itself");
     assert_eq!(fetch(&http, &c.url(1), "r/t/k", &cookie, &key).0, 200);
