@@ -246,14 +246,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let cpu_per_op_ms = median(runs.iter().filter_map(|r| r.cpu_ms_per_op));
     // Each replica's CPU per operation it served (operations go to the
     // URLs in turn), when there is one pid per URL.
-    let per_replica: Vec<f64> = if a.server_pid.len() == a.url.len() && a.url.len() > 1 {
-        per_pid
-            .iter()
-            .map(|c| *c as f64 / (lat.len() as f64 / a.url.len() as f64).max(1.0) / 1e6)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let per_replica = per_replica_ms(&per_pid, a.url.len(), lat.len());
     let rss = a.server_pid.first().copied().and_then(rss_kib);
     // Whether the server can run on this load generator's CPUs: then the
     // two preempt each other, which a remote client would not.
@@ -376,6 +369,17 @@ impl Run {
     }
 }
 
+/// Each replica's CPU milliseconds per operation it served, from its CPU
+/// nanoseconds (one entry per URL) over `ops` operations sent to `urls`
+/// URLs in turn; empty unless there are several URLs, each with its pid.
+fn per_replica_ms(cpu_ns: &[u64], urls: usize, ops: usize) -> Vec<f64> {
+    if urls < 2 || cpu_ns.len() != urls {
+        return Vec::new();
+    }
+    let served = (ops as f64 / urls as f64).max(1.0);
+    cpu_ns.iter().map(|c| *c as f64 / served / 1e6).collect()
+}
+
 /// The median (the lower middle one for an even count), if any.
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut v: Vec<f64> = values.collect();
@@ -428,6 +432,17 @@ mod tests {
         assert!(!me.is_empty());
         assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
         assert_eq!(status_field(None, "NoSuchField"), None);
+    }
+
+    #[test]
+    fn each_replica_is_charged_for_the_operations_it_served() {
+        // 3000 operations over 3 URLs: 1000 each.
+        assert_eq!(
+            per_replica_ms(&[500_000_000, 600_000_000, 0], 3, 3000),
+            vec![0.5, 0.6, 0.0]
+        );
+        assert!(per_replica_ms(&[1], 1, 10).is_empty(), "one server");
+        assert!(per_replica_ms(&[1, 2], 3, 10).is_empty(), "a pid missing");
     }
 
     #[test]
