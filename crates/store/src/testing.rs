@@ -17,6 +17,8 @@ pub struct PgCluster {
     as_user: Option<&'static str>,
     /// `listen_addresses` (127.0.0.1 is always one of them).
     listen: String,
+    /// More server settings (`-c name=value …`).
+    settings: String,
 }
 
 /// The directory of `initdb` and `pg_ctl`: `$WARD_PG_BIN`, else the newest
@@ -62,6 +64,20 @@ impl PgCluster {
     /// Like [`start`](Self::start), listening on `extra` addresses too
     /// (which must exist, as on a bridge a test made).
     pub fn start_listening(test: &str, extra: &[std::net::IpAddr]) -> Option<Self> {
+        Self::start_with(test, extra, None)
+    }
+
+    /// Like [`start`](Self::start), with TLS on: `cert_pem` and `key_pem`
+    /// are the server's certificate (for 127.0.0.1) and key.
+    pub fn start_tls(test: &str, cert_pem: &str, key_pem: &str) -> Option<Self> {
+        Self::start_with(test, &[], Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(
+        test: &str,
+        extra: &[std::net::IpAddr],
+        tls: Option<(&str, &str)>,
+    ) -> Option<Self> {
         let Some(bin) = pg_bin() else {
             eprintln!("NOTICE: {test}: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, WARD_PG_BIN unset); skipped");
             return None;
@@ -92,6 +108,7 @@ impl PgCluster {
                 .chain(extra.iter().map(|a| a.to_string()))
                 .collect::<Vec<_>>()
                 .join(","),
+            settings: String::new(),
         };
         let out = c.run(
             "initdb",
@@ -122,6 +139,32 @@ impl PgCluster {
                 .expect("pg_hba.conf");
             writeln!(hba, "host all all 10.0.0.0/8 trust").expect("pg_hba.conf");
         }
+        let mut c = c;
+        if let Some((cert, key)) = tls {
+            let (crt, k) = (
+                c.dir.path().join("server.crt"),
+                c.dir.path().join("server.key"),
+            );
+            std::fs::write(&crt, cert).expect("server.crt");
+            std::fs::write(&k, key).expect("server.key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            if let Some(u) = c.as_user {
+                for f in [&crt, &k] {
+                    let ok = Command::new("chown")
+                        .arg(u)
+                        .arg(f)
+                        .status()
+                        .map(|s| s.success());
+                    assert!(matches!(ok, Ok(true)), "chown {}", f.display());
+                }
+            }
+            c.settings = format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                k.display()
+            );
+        }
         c.start_server();
         Some(c)
     }
@@ -150,10 +193,11 @@ impl PgCluster {
     /// it accepts connections.
     pub fn start_server(&self) {
         let opts = format!(
-            "-p {} -c listen_addresses={} -k {} -c max_connections=200",
+            "-p {} -c listen_addresses={} -k {} -c max_connections=200 {}",
             self.port,
             self.listen,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let data = self.data().display().to_string();
         let log = self.dir.path().join("log").display().to_string();

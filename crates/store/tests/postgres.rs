@@ -399,3 +399,47 @@ fn calls_fail_fast_while_the_server_is_down_and_recover_without_reopening() {
     assert!(within(Duration::from_secs(5), || s.change_feed()
         == ChangeFeed::Notified));
 }
+
+#[test]
+fn connects_over_tls_verifying_the_server_against_the_given_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let Some(pg) = PgCluster::start_tls("postgres TLS test", &cert_pem, &key_pem) else {
+        return;
+    };
+    let url = pg
+        .new_database()
+        .replace("sslmode=disable", "sslmode=require");
+    let ca = pg.dir().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    let opts = PgOptions {
+        ca_file: Some(ca),
+        ..PgOptions::new(&url)
+    };
+    let s = PostgresStore::open(&opts, kek(10)).unwrap();
+    s.put_resource("a/b/c", b"over tls", 1).unwrap();
+    // Every connection of this store is encrypted.
+    let db = PgCluster::db_of(&url);
+    let plain = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.datname = '{db}' AND a.application_name = 'ward' AND NOT s.ssl"
+        ),
+    );
+    let encrypted = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.datname = '{db}' AND a.application_name = 'ward' AND s.ssl"
+        ),
+    );
+    assert_eq!(plain, "0");
+    assert_ne!(encrypted, "0");
+    // A server the system's roots do not vouch for is refused.
+    let err = PostgresStore::open(&PgOptions::new(&url), kek(10)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(ref m) if m.to_lowercase().contains("certificate")),
+        "{err}"
+    );
+}
