@@ -477,6 +477,34 @@ fn a_replica_cut_off_from_the_database_goes_unready_and_releases_nothing() {
     assert_eq!(after, before.parse::<u64>().unwrap() + 1);
 }
 
+/// `/auth` on `a`, `/attest` on `b`, as a client that gives up on any
+/// failure: the attested cookie, or `None`.
+fn try_attest(
+    http: &reqwest::blocking::Client,
+    a: &str,
+    b: &str,
+    key: &TeeKeyPair,
+) -> Option<String> {
+    let r = http
+        .post(format!("{a}/kbs/v0/auth"))
+        .body(AUTH)
+        .send()
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let cookie = session_cookie(&r);
+    let v: Value = r.json().ok()?;
+    let nonce = v["nonce"].as_str()?;
+    let r = http
+        .post(format!("{b}/kbs/v0/attest"))
+        .header("cookie", &cookie)
+        .json(&attestation(nonce, key))
+        .send()
+        .ok()?;
+    (r.status() == 200).then(|| session_cookie(&r))
+}
+
 /// Whole handshakes until `stop`, the steps of each on the next replicas
 /// in turn; failures (a replica killed under a request) are dropped, as a
 /// client would retry. Returns how many releases were answered.
@@ -488,36 +516,9 @@ fn background_handshakes(t: usize, stop: &std::sync::atomic::AtomicBool, urls: &
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let url = |k: usize| &urls[(n + k) % urls.len()];
-        let Ok(r) = http
-            .post(format!("{}/kbs/v0/auth", url(0)))
-            .body(AUTH)
-            .send()
-        else {
+        let Some(ck) = try_attest(&http, url(0), url(1), &key) else {
             continue;
         };
-        if r.status() != 200 {
-            continue;
-        }
-        let ck = session_cookie(&r);
-        let Some(nonce) = r
-            .json::<Value>()
-            .ok()
-            .and_then(|v| v["nonce"].as_str().map(String::from))
-        else {
-            continue;
-        };
-        let Ok(r) = http
-            .post(format!("{}/kbs/v0/attest", url(1)))
-            .header("cookie", &ck)
-            .json(&attestation(&nonce, &key))
-            .send()
-        else {
-            continue;
-        };
-        if r.status() != 200 {
-            continue;
-        }
-        let ck = session_cookie(&r);
         let got = http
             .get(format!("{}/kbs/v0/resource/r/load/k{}", url(2), n % 7))
             .header("cookie", &ck)
@@ -602,32 +603,10 @@ fn replicas_killed_mid_load_lose_no_acknowledged_write_and_the_log_verifies() {
             let j = pick(&c);
             let ck = match &cookie {
                 Some(ck) => ck.clone(),
-                None => {
-                    let Ok(r) = http
-                        .post(format!("{}/kbs/v0/auth", c.url(i)))
-                        .body(AUTH)
-                        .send()
-                    else {
-                        continue;
-                    };
-                    let ck = session_cookie(&r);
-                    let nonce = r.json::<Value>().unwrap()["nonce"]
-                        .as_str()
-                        .unwrap()
-                        .to_string();
-                    let Ok(r) = http
-                        .post(format!("{}/kbs/v0/attest", c.url(j)))
-                        .header("cookie", &ck)
-                        .json(&attestation(&nonce, &key))
-                        .send()
-                    else {
-                        continue;
-                    };
-                    if r.status() != 200 {
-                        continue;
-                    }
-                    session_cookie(&r)
-                }
+                None => match try_attest(&http, &c.url(i), &c.url(j), &key) {
+                    Some(ck) => ck,
+                    None => continue,
+                },
             };
             cookie = Some(ck.clone());
             let Ok(r) = http
