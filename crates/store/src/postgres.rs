@@ -966,14 +966,10 @@ impl PostgresStore {
                     exec_tx(tx, "DELETE FROM reference_values WHERE name = $1", &[&name]).await?;
                 Applied::Done(n == 1)
             }
-            Change::ConsumeNonce { nonce, expires_at } => {
-                let n = exec_tx(
-                    tx,
-                    "INSERT INTO used_nonces (expires_at, nonce) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&expires_at, &nonce.as_bytes()],
-                )
-                .await?;
-                Applied::Done(n == 1)
+            Change::ConsumeNonce { .. } => {
+                return Err(StoreError::Database(
+                    "nonces are recorded by `grouped`".into(),
+                ))
             }
         })
     }

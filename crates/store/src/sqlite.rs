@@ -322,44 +322,43 @@ impl SqliteStore {
     /// checkpoint, so a power loss may forget the last ones, and an
     /// attestation or release does not wait for an fsync.
     fn grouped(&self, item: Grouped, now: i64) -> Result<GroupedOut> {
-        self.group.submit(item, now, |items| {
-            // One transaction: the group is stored, or none of it.
-            let all = || -> Result<Vec<GroupedOut>> {
-            let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let mut outs = Vec::with_capacity(items.len());
-            for (now, item) in items {
-                outs.push(match item {
-                    Grouped::Append(events) => GroupedOut::First(insert_audit(&tx, events, *now)?),
-                    Grouped::Nonce {
-                        nonce,
-                        expires_at,
-                        event,
-                    } => {
-                        let fresh = tx
-                            .prepare_cached(
-                                "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                            )
-                            .and_then(|mut s| s.execute(params![expires_at, nonce.as_bytes()]))
-                            .map_err(db)?
-                            == 1;
-                        if let (true, Some(e)) = (fresh, event) {
-                            insert_audit(&tx, std::slice::from_ref(e), *now)?;
-                        }
-                        GroupedOut::Fresh(fresh)
-                    }
-                });
-            }
-            tx.commit().map_err(db)?;
-            Ok(outs)
-            };
-            match all() {
+        self.group
+            .submit(item, now, |items| match self.commit_group(items) {
                 Ok(outs) => outs.into_iter().map(Ok).collect(),
                 Err(e) => items.iter().map(|_| Err(duplicate(&e))).collect(),
-            }
-        })
+            })
+    }
+
+    /// One group in one transaction: all of it is stored, or none.
+    fn commit_group(&self, items: &[(i64, Grouped)]) -> Result<Vec<GroupedOut>> {
+        let mut conn = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut outs = Vec::with_capacity(items.len());
+        for (now, item) in items {
+            outs.push(match item {
+                Grouped::Append(events) => GroupedOut::First(insert_audit(&tx, events, *now)?),
+                Grouped::Nonce {
+                    nonce,
+                    expires_at,
+                    event,
+                } => {
+                    const SQL: &str = "INSERT INTO used_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+                    let fresh = tx
+                        .prepare_cached(SQL)
+                        .and_then(|mut s| s.execute(params![expires_at, nonce.as_bytes()]))
+                        .map_err(db)?
+                        == 1;
+                    if let (true, Some(e)) = (fresh, event) {
+                        insert_audit(&tx, std::slice::from_ref(e), *now)?;
+                    }
+                    GroupedOut::Fresh(fresh)
+                }
+            });
+        }
+        tx.commit().map_err(db)?;
+        Ok(outs)
     }
 
     /// SHA-256 of the text `sql` selects, or null when there is none.
