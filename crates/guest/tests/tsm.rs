@@ -24,6 +24,14 @@ struct FakeTsm {
     races_left: Arc<AtomicUsize>,
 }
 
+/// Replace a file whole, as a configfs attribute reads: never seen empty
+/// or half-written (a plain `write` truncates first).
+fn whole(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 impl FakeTsm {
     fn start(root: &Path, provider: &'static str, sim: Option<Arc<SnpSim>>, races: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -35,7 +43,7 @@ impl FakeTsm {
                 for e in std::fs::read_dir(&r).unwrap().flatten() {
                     let d = e.path();
                     if !d.join("provider").exists() {
-                        std::fs::write(d.join("generation"), "0\n").unwrap();
+                        whole(&d.join("generation"), b"0\n");
                         std::fs::write(d.join("provider"), format!("{provider}\n")).unwrap();
                         continue;
                     }
@@ -68,7 +76,7 @@ impl FakeTsm {
                     } else {
                         1
                     };
-                    std::fs::write(d.join("generation"), format!("{gen}\n")).unwrap();
+                    whole(&d.join("generation"), format!("{gen}\n").as_bytes());
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }

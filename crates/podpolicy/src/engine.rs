@@ -152,6 +152,12 @@ impl AgentPolicy {
         &self.data["pstate"]
     }
 
+    /// The value of `data.agent_policy.<rule>` for `input` (`null` when
+    /// undefined), in the current state.
+    pub fn evaluate(&mut self, rule: &str, input: &Value) -> Result<Value, EngineError> {
+        self.eval(rule, input)
+    }
+
     fn eval(&mut self, rule: &str, input: &Value) -> Result<Value, EngineError> {
         let eval = |reason: String| EngineError::Eval {
             kind: rule.to_string(),

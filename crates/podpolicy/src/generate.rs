@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::container::{self, ContainerError, ImageConfig};
 use crate::env::{self, regex_escape, EnvError, Expected, PodFields, RunTime};
+use crate::fast;
 use crate::settings::Settings;
 use crate::workload::{Objects, PodTemplate, DEFAULT_NAMESPACE};
 
@@ -406,8 +407,20 @@ pub fn policy_data(
     }
 
     let name = name_pattern(t, metadata);
+    let fast_name = if t.kind == "Pod" {
+        let get = |k: &str| metadata.get(k).and_then(Value::as_str);
+        fast::name_part("Pod", get("name"), get("generateName"))
+    } else {
+        fast::name_part(&t.kind, Some(&t.name), None)
+    };
+    let fast_settings = fast::settings_part(settings);
     for c in &mut containers {
         finish_container(c, settings, &name, &namespace);
+        if fast_settings.is_some() {
+            if let Some(f) = fast::container_part(c, settings, fast_name.as_ref(), &namespace) {
+                c["fast"] = f;
+            }
+        }
     }
     let s = settings;
     Ok(json!({
@@ -435,6 +448,7 @@ pub fn policy_data(
             "shared_files_prefix": s.shared_files_prefix,
         },
         "containers": containers,
+        "fast": fast_settings,
     }))
 }
 

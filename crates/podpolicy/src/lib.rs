@@ -9,6 +9,7 @@ pub mod annotate;
 pub mod container;
 pub mod engine;
 pub mod env;
+mod fast;
 pub mod generate;
 pub mod settings;
 pub mod workload;

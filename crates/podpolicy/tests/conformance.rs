@@ -392,3 +392,78 @@ fn null_optional_messages_are_refused_never_skipped() {
         assert!(checked >= 30, "only {checked} checked");
     }
 }
+
+/// As the agent holds it after CreateSandbox, its first request: the
+/// policy's data in the state, where the CreateContainer fast path reads it.
+fn with_data_in_state(policy: &mut AgentPolicy) {
+    for pidns in [false, true] {
+        let req = serde_json::json!({ "sandbox_pidns": pidns });
+        if policy.decide("CreateSandboxRequest", &req).unwrap() {
+            assert!(policy.state()["policy_data"]["containers"].is_array());
+            return;
+        }
+    }
+    panic!("no CreateSandbox request is allowed");
+}
+
+/// Whether the full rules (not the fast path) allow a CreateContainer.
+fn full_rules_allow(policy: &mut AgentPolicy, req: &Value) -> bool {
+    !policy.evaluate("candidate", req).unwrap().is_null()
+        && policy.evaluate("create_violations", req).unwrap() == serde_json::json!([])
+}
+
+#[test]
+fn the_fast_path_allows_only_what_the_full_rules_allow_and_takes_the_usual_requests() {
+    let Some(fx) = ward_proto::testing::fixtures("kata-genpolicy") else {
+        return;
+    };
+    let root = fx.join("kata-genpolicy/policy");
+    let settings = corpus_settings();
+    let (mut fast, mut mutated, mut total) = (0, 0, 0);
+    for dir in case_dirs(&root) {
+        let mut policy = AgentPolicy::new(&policy_for(&dir, &settings)).unwrap();
+        with_data_in_state(&mut policy);
+        let cases: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("testcases.json")).unwrap())
+                .unwrap();
+        for case in cases {
+            let kind = case["kind"].as_str().unwrap();
+            let req = &case["request"];
+            let at = format!("{} / {}", dir.display(), case["description"]);
+            if kind == "CreateContainerRequest" {
+                total += 1;
+                let mut requests = vec![req.clone()];
+                if case["allowed"] == true {
+                    requests.extend(mutations(req).into_iter().map(|(_, r, _)| r));
+                }
+                for (n, r) in requests.iter().enumerate() {
+                    let ops = policy.evaluate("fast_create_ops", r).unwrap();
+                    if ops.is_null() {
+                        continue;
+                    }
+                    assert!(
+                        full_rules_allow(&mut policy, r),
+                        "{at} ({n}): fast path only"
+                    );
+                    assert_eq!(n, 0, "{at}: mutation {n} allowed by the fast path");
+                    let full = policy.evaluate("create_ops", r).unwrap();
+                    assert_eq!(ops, full, "{at}: the fast path's state changes differ");
+                    fast += 1;
+                }
+                mutated += requests.len() - 1;
+            }
+            // The same verdicts as without the data in state.
+            let got = policy.decide(kind, req).unwrap();
+            assert_eq!(got, case["allowed"] == true, "{at}");
+        }
+    }
+    assert!(
+        total >= 49 && mutated >= 100,
+        "{total} requests, {mutated} mutations"
+    );
+    // The corpus's application containers in the usual form (the others are
+    // pause containers, older annotation sets, emptyDir volumes, env from
+    // patterns: the full rules decide them).
+    assert!(fast >= 4, "the fast path decided only {fast} of {total}");
+    eprintln!("fast path: {fast} of {total} CreateContainer requests, {mutated} mutations refused");
+}
