@@ -11,7 +11,7 @@ use ward_proto::kbs::{runtime_data_hash, RuntimeData};
 use ward_proto::{b64, HashAlgorithm};
 
 mod common;
-use common::kbs::{attestation, session_cookie, spawn_listening, Server, AUTH};
+use common::kbs::{attest, attestation, session_cookie, spawn_listening, Server, AUTH};
 use common::write_layout;
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
@@ -394,24 +394,7 @@ fn handshake_survives_restart_and_spans_two_processes_on_one_store() {
         secret_file.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    let r = http
-        .post(format!("{}/kbs/v0/auth", s2.url))
-        .body(AUTH)
-        .send()
-        .unwrap();
-    let cookie = session_cookie(&r);
-    let nonce = r.json::<Value>().unwrap()["nonce"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = http
-        .post(format!("{}/kbs/v0/attest", s3.url))
-        .header("cookie", &cookie)
-        .json(&attestation(&nonce, &key))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = session_cookie(&r);
+    let cookie = attest(&http, &s2.url, &s3.url, &key);
     let r = http
         .get(format!("{}/kbs/v0/resource/r/t/k", s2.url))
         .header("cookie", &cookie)

@@ -18,7 +18,7 @@ use ward_proto::jwk::{Curve, TeeKeyPair};
 use ward_store::testing::PgCluster;
 
 mod common;
-use common::kbs::{attestation, session_cookie, spawn_listening, Server, AUTH, WARD};
+use common::kbs::{attest, attestation, session_cookie, spawn_listening, Server, AUTH, WARD};
 
 /// The key-encryption key every replica shares (base64 of 32 bytes).
 const KEK: &str = "d2FyZCByZXBsaWNhIHRlc3Qga2V5LWVuY3J5cHRpb24=";
@@ -235,29 +235,6 @@ fn client() -> reqwest::blocking::Client {
         .no_proxy()
         .build()
         .unwrap()
-}
-
-/// `/auth` on `a`, `/attest` on `b`: the attested session's cookie.
-fn attest(http: &reqwest::blocking::Client, a: &str, b: &str, key: &TeeKeyPair) -> String {
-    let r = http
-        .post(format!("{a}/kbs/v0/auth"))
-        .body(AUTH)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = session_cookie(&r);
-    let nonce = r.json::<Value>().unwrap()["nonce"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = http
-        .post(format!("{b}/kbs/v0/attest"))
-        .header("cookie", &cookie)
-        .json(&attestation(&nonce, key))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-    session_cookie(&r)
 }
 
 /// A resource fetched with an attested cookie: the status and the

@@ -576,7 +576,8 @@ fast_create_ops := ops if {
 	[[m.destination, m.type_, m.options] | some m in ms] in f.mounts
 	sources := [m.source | some m in ms]
 	sp := concat("", [s.shared_prefix, b, "-"])
-	random := concat("", [substring(sources[j], count(sp), 16) | some j in f.shared])
+	n := count(sp)
+	random := concat("", [substring(sources[j], n, 16) | some j in f.shared])
 	[count(random), trim(random, "abcdefghijklmnopqrstuvwxyz0123456789")] == [16 * count(f.shared), ""]
 	fixed := {concat("", [sp, substring(random, 16 * k, 16)]): s.shared_fixed | some k, _ in f.shared}
 	strings.replace_n(fixed, concat("\n", sources)) == f.sources

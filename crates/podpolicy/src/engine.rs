@@ -155,10 +155,6 @@ impl AgentPolicy {
     /// The value of `data.agent_policy.<rule>` for `input` (`null` when
     /// undefined), in the current state.
     pub fn evaluate(&mut self, rule: &str, input: &Value) -> Result<Value, EngineError> {
-        self.eval(rule, input)
-    }
-
-    fn eval(&mut self, rule: &str, input: &Value) -> Result<Value, EngineError> {
         let eval = |reason: String| EngineError::Eval {
             kind: rule.to_string(),
             reason,
@@ -204,7 +200,7 @@ impl AgentPolicy {
         if !REQUESTS.contains(&kind) {
             return Err(EngineError::UnknownRequest { kind: kind.into() });
         }
-        Ok(match self.eval(kind, input)? {
+        Ok(match self.evaluate(kind, input)? {
             Value::Bool(b) => (b, None),
             Value::Object(mut o) => (
                 o.get("allowed").and_then(Value::as_bool).unwrap_or(false),
@@ -256,7 +252,7 @@ impl AgentPolicy {
 
     /// The violations the policy finds in `input` as a `kind` request.
     pub fn explain(&mut self, kind: &str, input: &Value) -> Result<Vec<Violation>, EngineError> {
-        let all = self.eval(&format!("violations[\"{kind}\"]"), input)?;
+        let all = self.evaluate(&format!("violations[\"{kind}\"]"), input)?;
         let mut out: Vec<Violation> = match all {
             Value::Array(list) => list
                 .into_iter()

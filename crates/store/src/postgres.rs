@@ -35,9 +35,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
 use crate::shared::{
-    check_kek_sentinel, contiguous_hashes, duplicate, key_aad, note, policy_kind, resource_aad,
-    rv_body, rv_from, set_counter, text_digest, CounterCache, GroupCommit, Grouped, GroupedOut,
-    KEK_CHECK, KEK_CHECK_AAD,
+    check_kek_sentinel, contiguous_hashes, duplicate, note, open_key, open_resource, policy_kind,
+    resource_digest, rv_body, rv_from, sealed_for, set_counter, text_digest, CounterCache,
+    GroupCommit, Grouped, GroupedOut, KEK_CHECK, KEK_CHECK_AAD,
 };
 use crate::{
     Applied, Change, ChangeFeed, Collateral, CollateralEntry, Generations, Kek, KeyEntry,
@@ -793,14 +793,7 @@ impl PostgresStore {
             .map(|r| r.try_get(0))
             .transpose()
             .map_err(pg)?;
-        sealed
-            .map(|s| {
-                self.kek
-                    .open(&resource_aad(path), &s)
-                    .map(|plain| self.kek.keyed_digest("resource", &plain))
-                    .map_err(StoreError::Decrypt)
-            })
-            .transpose()
+        resource_digest(&self.kek, path, sealed)
     }
 
     /// Make one change in `tx` (see the SQLite store's `change_in`).
@@ -1048,13 +1041,7 @@ impl Store for PostgresStore {
             let item = Grouped::nonce(nonce, expires_at, audit);
             return self.grouped(item, now)?.applied();
         }
-        let sealed = match change {
-            Change::AddKey { ring, id, material } => {
-                Some(self.kek.seal(&key_aad(ring, id), material)?)
-            }
-            Change::PutResource { path, data } => Some(self.kek.seal(&resource_aad(path), data)?),
-            _ => None,
-        };
+        let sealed = sealed_for(&self.kek, change)?;
         self.block(self.write(async |tx| {
             let mut event = audit.cloned();
             let applied = self
@@ -1132,10 +1119,7 @@ impl Store for PostgresStore {
             .map(|r| {
                 let id: String = r.try_get(0).map_err(pg)?;
                 let sealed: Vec<u8> = r.try_get(1).map_err(pg)?;
-                let material = self
-                    .kek
-                    .open(&key_aad(ring, &id), &sealed)
-                    .map_err(StoreError::Decrypt)?;
+                let material = open_key(&self.kek, ring, &id, &sealed)?;
                 Ok(KeyEntry {
                     id,
                     material,
@@ -1152,10 +1136,7 @@ impl Store for PostgresStore {
         ))?;
         row.map(|r| {
             let sealed: Vec<u8> = r.try_get(4).map_err(pg)?;
-            let data = self
-                .kek
-                .open(&resource_aad(path), &sealed)
-                .map_err(StoreError::Decrypt)?;
+            let data = open_resource(&self.kek, path, &sealed)?;
             Ok(Resource {
                 meta: meta_of(&r)?,
                 data,

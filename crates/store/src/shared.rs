@@ -32,6 +32,43 @@ pub(crate) fn key_aad(ring: &str, id: &str) -> Vec<u8> {
     format!("key:{ring}/{id}").into_bytes()
 }
 
+/// What `change` stores sealed (a key's material, a resource's content),
+/// sealed under its row's bound data; done before the transaction, so
+/// that the write lock is held for SQL only.
+pub(crate) fn sealed_for(kek: &crate::Kek, change: crate::Change<'_>) -> Result<Option<Vec<u8>>> {
+    Ok(match change {
+        crate::Change::AddKey { ring, id, material } => {
+            Some(kek.seal(&key_aad(ring, id), material)?)
+        }
+        crate::Change::PutResource { path, data } => Some(kek.seal(&resource_aad(path), data)?),
+        _ => None,
+    })
+}
+
+/// A key's material from its sealed row.
+pub(crate) fn open_key(kek: &crate::Kek, ring: &str, id: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    kek.open(&key_aad(ring, id), sealed)
+        .map_err(StoreError::Decrypt)
+}
+
+/// A resource's content from its sealed row.
+pub(crate) fn open_resource(kek: &crate::Kek, path: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    kek.open(&resource_aad(path), sealed)
+        .map_err(StoreError::Decrypt)
+}
+
+/// The keyed digest (as the audit log records it) of a stored resource's
+/// content, from its sealed row if there is one.
+pub(crate) fn resource_digest(
+    kek: &crate::Kek,
+    path: &str,
+    sealed: Option<Vec<u8>>,
+) -> Result<Option<String>> {
+    sealed
+        .map(|s| Ok(kek.keyed_digest("resource", &open_resource(kek, path, &s)?)))
+        .transpose()
+}
+
 pub(crate) fn policy_kind(s: &str) -> Option<PolicyKind> {
     match s {
         "resource" => Some(PolicyKind::Resource),

@@ -9,9 +9,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::audit::{leaf_hash, sha256_hex, AuditEntry, AuditEvent, MAX_AUDIT_READ};
 use crate::shared::{
-    check_kek_sentinel, contiguous_hashes, duplicate, key_aad, note, policy_kind, resource_aad,
-    rv_body, rv_from, set_counter, text_digest, CounterCache, GroupCommit, Grouped, GroupedOut,
-    KEK_CHECK, KEK_CHECK_AAD,
+    check_kek_sentinel, contiguous_hashes, duplicate, note, open_key, open_resource, policy_kind,
+    resource_digest, rv_body, rv_from, sealed_for, set_counter, text_digest, CounterCache,
+    GroupCommit, Grouped, GroupedOut, KEK_CHECK, KEK_CHECK_AAD,
 };
 use crate::{
     Applied, Change, Collateral, CollateralEntry, Generations, Kek, KeyEntry, PolicyKind,
@@ -554,14 +554,7 @@ impl SqliteStore {
             .prepare_cached("SELECT sealed FROM resources WHERE path = ?1")
             .and_then(|mut s| s.query_row(params![path], |r| r.get(0)).optional())
             .map_err(db)?;
-        sealed
-            .map(|s| {
-                self.kek
-                    .open(&resource_aad(path), &s)
-                    .map(|plain| self.kek.keyed_digest("resource", &plain))
-                    .map_err(StoreError::Decrypt)
-            })
-            .transpose()
+        resource_digest(&self.kek, path, sealed)
     }
 }
 
@@ -571,14 +564,7 @@ impl Store for SqliteStore {
             let item = Grouped::nonce(nonce, expires_at, audit);
             return self.grouped(item, now)?.applied();
         }
-        // Sealed outside the transaction: the write lock is held for SQL only.
-        let sealed = match change {
-            Change::AddKey { ring, id, material } => {
-                Some(self.kek.seal(&key_aad(ring, id), material)?)
-            }
-            Change::PutResource { path, data } => Some(self.kek.seal(&resource_aad(path), data)?),
-            _ => None,
-        };
+        let sealed = sealed_for(&self.kek, change)?;
         self.with_write(|tx| {
             let mut event = audit.cloned();
             let applied = self.change_in(tx, change, sealed.as_deref(), now, event.as_mut())?;
@@ -656,10 +642,7 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (id, sealed, created_at) = row.map_err(db)?;
-            let material = self
-                .kek
-                .open(&key_aad(ring, &id), &sealed)
-                .map_err(StoreError::Decrypt)?;
+            let material = open_key(&self.kek, ring, &id, &sealed)?;
             out.push(KeyEntry {
                 id,
                 material,
@@ -686,10 +669,7 @@ impl Store for SqliteStore {
         match row {
             None => Ok(None),
             Some((meta, sealed)) => {
-                let data = self
-                    .kek
-                    .open(&resource_aad(path), &sealed)
-                    .map_err(StoreError::Decrypt)?;
+                let data = open_resource(&self.kek, path, &sealed)?;
                 Ok(Some(Resource { meta, data }))
             }
         }

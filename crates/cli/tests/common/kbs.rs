@@ -69,3 +69,26 @@ pub fn session_cookie(resp: &reqwest::blocking::Response) -> String {
 
 pub const AUTH: &str =
     r#"{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha384"]}}"#;
+
+/// `/auth` on `a`, `/attest` on `b`: the attested session's cookie.
+pub fn attest(http: &reqwest::blocking::Client, a: &str, b: &str, key: &TeeKeyPair) -> String {
+    let r = http
+        .post(format!("{a}/kbs/v0/auth"))
+        .body(AUTH)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = session_cookie(&r);
+    let nonce = r.json::<Value>().unwrap()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(format!("{b}/kbs/v0/attest"))
+        .header("cookie", &cookie)
+        .json(&attestation(&nonce, key))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    session_cookie(&r)
+}
